@@ -1,0 +1,1 @@
+"""exbert_core: every computation behind exbert-streamlit (never imports streamlit)."""

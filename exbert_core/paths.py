@@ -1,0 +1,45 @@
+"""Where models and corpora are cached on disk: one setting for the whole tool."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_DIR_ENV = "EXBERT_DATA_DIR"
+
+
+def data_dir() -> Path:
+    """The data directory: ``$EXBERT_DATA_DIR`` or ``~/.cache/exbert-streamlit``.
+
+    Created on first use. Models converted for offline use live under ``models/``,
+    fetched source texts under ``sources/`` and built corpora under ``corpora/``.
+    """
+    root = os.environ.get(DATA_DIR_ENV)
+    if root:
+        path = Path(root).expanduser()
+    else:
+        cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        path = Path(cache_home) / "exbert-streamlit"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def models_dir() -> Path:
+    """Folder for model files converted for offline use (e.g. SmolLM2 as safetensors)."""
+    path = data_dir() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sources_dir() -> Path:
+    """Folder for fetched corpus source texts (never committed to the repository)."""
+    path = data_dir() / "sources"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def corpora_dir() -> Path:
+    """Folder holding one sub-folder per built corpus."""
+    path = data_dir() / "corpora"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
