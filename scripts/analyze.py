@@ -1,0 +1,46 @@
+"""Analyse one sentence: tokens with POS/DEP/NER, and LM predictions.
+
+    python scripts/analyze.py --sentence TEXT [--model NAME] [--mask POS ...] [--top-k K] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import _cli
+
+
+def main() -> int:
+    from exbert_core import analysis, annotate, models, serialize
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sentence", required=True)
+    parser.add_argument("--model", default=models.DEFAULT_MODEL, help="minilm (default), smollm2, a hub id or a directory")
+    parser.add_argument("--mask", type=int, nargs="*", default=[], metavar="POS", help="token positions to mask")
+    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+
+    loaded = models.load(args.model, progress=lambda msg, _f: print(msg, file=__import__("sys").stderr))
+    result = analysis.analyze(loaded, args.sentence, args.mask, top_k=args.top_k, logit_lens=False)
+    data = serialize.analysis_dict(loaded.info, result, annotate.annotate_analysis(result))
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+        return 0
+    for warning in data["warnings"]:
+        print(f"warning: {warning}")
+    print(f"{data['model']} ({data['family']}): {data['layers']} layers x {data['heads']} heads")
+    print(f"{'pos':>4}  {'token':<16}{'POS':<7}{'DEP':<10}{'NER':<8}{'top prediction' if data['lm_head'] else ''}")
+    predictions = {p["position"]: p["top"] for p in data["predictions"]}
+    for t in data["tokens"]:
+        top = predictions.get(t["position"])
+        guess = ", ".join(f"{c['token']!r} {c['prob']:.2f}" for c in top[:3]) if top else ""
+        print(f"{t['position']:>4}  {t['text']:<16}{t['pos']:<7}{t['dep']:<10}{t['ner']:<8}{guess}")
+    if not data["lm_head"]:
+        print("(this model has no LM head: no predictions; 'smollm2' has one)")
+    return 0
+
+
+if __name__ == "__main__":
+    _cli.run_main(main)
