@@ -85,21 +85,24 @@ def word_annotations(doc: Doc) -> list[WordAnnotation]:
     ]
 
 
-def align(doc: Doc, spans: Sequence[tuple[int, int]], special: Sequence[bool]) -> list[int | None]:
-    """For each model token (char span ``[start, end)`` into ``doc.text``), the index of the spaCy
-    word it belongs to, or None for special tokens and pure white space."""
-    # Map every character to the spaCy token covering it; white space maps to the next token
-    # so a byte-level token like "Ġescape" (span may include its leading space) finds "escape".
-    owner: list[int | None] = [None] * (len(doc.text) + 1)
-    for token in doc:
-        for c in range(token.idx, token.idx + len(token.text)):
-            owner[c] = token.i
+def align(
+    words: Sequence[WordAnnotation], spans: Sequence[tuple[int, int]], special: Sequence[bool]
+) -> list[int | None]:
+    """For each model token (char span ``[start, end)``), the index into ``words`` of the word
+    it belongs to, or None for special tokens and pure white space."""
+    length = max((w.end for w in words), default=0)
+    # Map every character to the word covering it, so a byte-level token like "Ġescape"
+    # (whose span may include the leading space) finds "escape".
+    owner: list[int | None] = [None] * (length + 1)
+    for k, word in enumerate(words):
+        for c in range(word.start, word.end):
+            owner[c] = k
     word_of: list[int | None] = []
     for (start, end), is_special in zip(spans, special):
         if is_special or end <= start:
             word_of.append(None)
             continue
-        word_of.append(next((owner[c] for c in range(start, min(end, len(doc.text))) if owner[c] is not None), None))
+        word_of.append(next((owner[c] for c in range(start, min(end, length)) if owner[c] is not None), None))
     return word_of
 
 
@@ -108,9 +111,8 @@ def annotate_tokens(
 ) -> list[WordAnnotation | None]:
     """Annotations per model token for one sentence (None where a token has no word)."""
     nlp = nlp or load_spacy()
-    doc = nlp(sentence)
-    words = word_annotations(doc)
-    return [None if w is None else words[w] for w in align(doc, spans, special)]
+    words = word_annotations(nlp(sentence))
+    return [None if w is None else words[w] for w in align(words, spans, special)]
 
 
 def pipe_docs(texts: Iterable[str], nlp: Language | None = None, batch_size: int = 256) -> Iterable[Doc]:

@@ -69,3 +69,35 @@ def run(
     attention = torch.stack(out.attentions, dim=1) if attentions else None
     logits = out.logits if info.has_lm_head else None
     return ForwardOutput(attention=attention, hidden=hidden, contexts=contexts, logits=logits)
+
+
+def run_padded(loaded: LoadedModel, sequences: list[tuple[int, ...]], *, attentions: bool = False) -> ForwardOutput:
+    """Run several token-id sequences as one right-padded batch (caller holds ``loaded.lock``).
+
+    Positions past a sequence's length hold padding and are to be ignored.
+    """
+    longest = max(len(s) for s in sequences)
+    pad = loaded.tokenizer.pad_token_id
+    pad = 0 if pad is None else pad
+    ids = torch.full((len(sequences), longest), pad, dtype=torch.long)
+    mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return run(loaded, ids, mask, attentions=attentions)
+
+
+def length_batches(lengths: list[int], token_budget: int = 4096) -> list[list[int]]:
+    """Group sequence indices by similar length so a padded batch holds at most ``token_budget``
+    tokens (sorting keeps padding, and so wasted compute, small)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        if current and (len(current) + 1) * lengths[index] > token_budget:
+            groups.append(current)
+            current = []
+        current.append(index)
+    if current:
+        groups.append(current)
+    return groups
