@@ -8,6 +8,7 @@ vectors, concatenated, i.e. exBERT's head embedding before normalisation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -76,15 +77,20 @@ def run_padded(loaded: LoadedModel, sequences: list[tuple[int, ...]], *, attenti
 
     Positions past a sequence's length hold padding and are to be ignored.
     """
+    ids, mask = pad(sequences, loaded)
+    return run(loaded, ids, mask, attentions=attentions)
+
+
+def pad(sequences: Sequence[Sequence[int]], loaded: LoadedModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token-id sequences: (input_ids ``[batch, tokens]``, attention_mask, same shape)."""
     longest = max(len(s) for s in sequences)
-    pad = loaded.tokenizer.pad_token_id
-    pad = 0 if pad is None else pad
-    ids = torch.full((len(sequences), longest), pad, dtype=torch.long)
+    pad_id = loaded.tokenizer.pad_token_id
+    ids = torch.full((len(sequences), longest), 0 if pad_id is None else pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), longest), dtype=torch.long)
     for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.tensor(seq)
+        ids[row, : len(seq)] = torch.tensor(list(seq), dtype=torch.long)
         mask[row, : len(seq)] = 1
-    return run(loaded, ids, mask, attentions=attentions)
+    return ids, mask
 
 
 def length_batches(lengths: list[int], token_budget: int = 4096) -> list[list[int]]:
@@ -101,3 +107,60 @@ def length_batches(lengths: list[int], token_budget: int = 4096) -> list[list[in
     if current:
         groups.append(current)
     return groups
+
+
+class _StopForward(Exception):
+    """Raised by a hook to end a forward pass once the needed layers have run."""
+
+
+def blocks(loaded: LoadedModel) -> torch.nn.ModuleList:
+    """The model's list of transformer blocks (the ModuleList holding the output projections)."""
+    first = loaded.output_projections[0]
+    for module in loaded.model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == loaded.info.layers:
+            if any(m is first for m in module[0].modules()):
+                return module
+    raise RuntimeError(f"cannot find the transformer blocks of {loaded.info.name}")
+
+
+def run_prefix(
+    loaded: LoadedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run only the embeddings and the first ``layers`` blocks (cheap recomputation).
+
+    Returns hidden ``[batch, layers + 1, tokens, hidden]`` (inputs of blocks 0..layers, which
+    equal the full pass's hidden states 0..layers) and contexts ``[batch, layers, tokens, heads,
+    head_dim]``. Requires ``layers < info.layers`` (the last hidden state may be normalised).
+    """
+    info = loaded.info
+    if not 0 <= layers < info.layers:
+        raise ValueError(f"layers must be in [0, {info.layers - 1}]")
+    inputs: list[torch.Tensor] = []
+    contexts: list[torch.Tensor] = []
+
+    def take_input(_m: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        inputs.append((args[0] if args else kwargs["hidden_states"]).detach())
+        if len(inputs) == layers + 1:
+            raise _StopForward
+
+    def take_context(_m: torch.nn.Module, args: tuple) -> None:
+        contexts.append(args[0].detach())
+
+    block_list = blocks(loaded)
+    hooks = [block_list[i].register_forward_pre_hook(take_input, with_kwargs=True) for i in range(layers + 1)]
+    hooks += [loaded.output_projections[i].register_forward_pre_hook(take_context) for i in range(layers)]
+    try:
+        with torch.inference_mode():
+            loaded.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+    except _StopForward:
+        pass
+    finally:
+        for hook in hooks:
+            hook.remove()
+    batch, tokens = input_ids.shape
+    hidden = torch.stack(inputs, dim=1)
+    if layers == 0:
+        ctx = hidden.new_zeros((batch, 0, tokens, info.heads, info.head_dim))
+    else:
+        ctx = torch.stack(contexts, dim=1).reshape(batch, layers, tokens, info.heads, info.head_dim)
+    return hidden, ctx

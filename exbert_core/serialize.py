@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from exbert_core.analysis import Analysis, Candidate
 from exbert_core.annotate import WordAnnotation
 from exbert_core.models import ModelInfo
+
+if TYPE_CHECKING:
+    from exbert_core.search import CorpusToken, SearchResult
 
 
 def candidates(top: Sequence[Candidate]) -> list[dict[str, Any]]:
@@ -52,4 +55,48 @@ def analysis_dict(info: ModelInfo, analysis: Analysis, words: Sequence[WordAnnot
         "tokens": tokens,
         "predictions": predictions,
         "warnings": list(analysis.warnings),
+    }
+
+
+def corpus_token(token: "CorpusToken") -> dict[str, Any]:
+    return {
+        "token": token.token,
+        "position": token.position,
+        "word": token.word,
+        "pos": token.pos,
+        "tag": token.tag,
+        "dep": token.dep,
+        "ner": token.ner,
+        "lemma": token.lemma,
+    }
+
+
+def search_dict(result: "SearchResult", context: int = 3) -> dict[str, Any]:
+    """The ``search --json`` contract: matches with annotations, max_attention and context,
+    and the summary histograms."""
+    from exbert_core.summary import histograms
+
+    matches = []
+    for m in result.matches:
+        entry = {"sentence": m.sentence, "sentence_id": m.sentence_id, "score": round(m.score, 6), **corpus_token(m.token)}
+        if m.max_attention is not None:
+            entry["max_attention"] = {
+                **corpus_token(m.max_attention.token),
+                "offset": m.max_attention.offset,
+                "weight": round(m.max_attention.weight, 6),
+            }
+        index = next(i for i, t in enumerate(m.context) if t.row == m.token.row)
+        entry["context"] = {
+            "before": [t.token for t in m.context[max(0, index - context) : index]],
+            "after": [t.token for t in m.context[index + 1 : index + 1 + context]],
+        }
+        matches.append(entry)
+    return {
+        "layer": result.layer,
+        "by": result.kind,
+        "heads": list(result.heads),
+        "k": result.k,
+        "query_position": result.query_position,
+        "matches": matches,
+        "summary": histograms(result),
     }

@@ -1,0 +1,199 @@
+"""Loading a built corpus: manifest and checksum checks, metadata tables, lazy FAISS indices.
+
+Stored indices are read on first use of their layer (and their checksum verified then);
+layers the build did not store are recomputed from the stored token ids by running only the
+first block(s) of the model, then kept in memory as 8-bit indices.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from exbert_core import forward, vectors
+from exbert_core.corpus_build import FORMAT_VERSION, index_file, sha256
+from exbert_core.models import LoadedModel
+from exbert_core.paths import corpora_dir
+
+log = logging.getLogger(__name__)
+
+
+class CorpusError(RuntimeError):
+    """A corpus is missing, corrupted or does not fit the model; the message names the fix."""
+
+
+def rebuild_hint(manifest: dict | None, name: str) -> str:
+    model = (manifest or {}).get("model", "minilm")
+    return f"Rebuild it: python scripts/build_corpus.py --source alice --name {name} --model {model}"
+
+
+@dataclass
+class Corpus:
+    """A loaded corpus. ``tokens`` rows are indexed tokens; row number == FAISS id."""
+
+    path: Path
+    manifest: dict
+    sentences: pa.Table  # sentence_id, text, ids
+    tokens: pa.Table  # see corpus_build.TOKEN_COLUMNS
+    sentence_start: np.ndarray  # [sentences + 1]: first token row of each sentence
+    _indices: dict[tuple[str, int], faiss.Index] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def layers(self) -> int:
+        return self.manifest["layers"]
+
+    def check_model(self, loaded: LoadedModel) -> None:
+        """Raise CorpusError unless this corpus was built with ``loaded``'s model."""
+        info, m = loaded.info, self.manifest
+        built = (m["model"], m["layers"], m["heads"], m["hidden"])
+        used = (info.name, info.layers, info.heads, info.hidden)
+        if built != used:
+            raise CorpusError(
+                f"Corpus '{self.name}' was built with model '{m['model']}' ({m['layers']} layers, "
+                f"{m['heads']} heads, hidden {m['hidden']}), not '{info.name}'. Select model "
+                f"'{m['model']}', or build a corpus for '{info.name}': python scripts/build_corpus.py "
+                f"--source alice --name {self.name}-{_slug(info.name)} --model {info.name}"
+            )
+
+    def index(
+        self, kind: str, layer: int, loaded: LoadedModel, progress: Callable[[str], None] | None = None
+    ) -> faiss.Index:
+        """The index for ``kind`` at ``layer`` (embedding: 0..L, heads: 1..L), loaded on first use."""
+        if kind not in vectors.KINDS:
+            raise ValueError(f"kind must be one of {vectors.KINDS}, got {kind!r}")
+        low = 0 if kind == "embedding" else 1
+        if not low <= layer <= self.layers:
+            raise ValueError(f"layer for {kind} search must be in [{low}, {self.layers}], got {layer}")
+        with self._lock:
+            key = (kind, layer)
+            if key not in self._indices:
+                if layer in self.manifest["indexes"][kind]["layers"]:
+                    self._indices[key] = self._read_index(index_file(layer, kind))
+                else:
+                    self.check_model(loaded)
+                    if progress:
+                        progress(f"Computing layer {layer} vectors of corpus '{self.name}'")
+                    self._recompute(loaded)
+            return self._indices[key]
+
+    def rows_of_sentence(self, sentence_id: int) -> range:
+        return range(int(self.sentence_start[sentence_id]), int(self.sentence_start[sentence_id + 1]))
+
+    def sentence_ids(self, sentence_id: int) -> list[int]:
+        return self.sentences.column("ids")[sentence_id].as_py()
+
+    def _read_index(self, file: str) -> faiss.Index:
+        path = self.path / file
+        expected = self.manifest["files"].get(file, {}).get("sha256")
+        if not path.is_file() or sha256(path) != expected:
+            raise CorpusError(f"Corpus '{self.name}': {file} is missing or corrupted. {rebuild_hint(self.manifest, self.name)}")
+        try:
+            index = vectors.load(path)
+        except RuntimeError as err:
+            raise CorpusError(f"Corpus '{self.name}': cannot read {file} ({err}). {rebuild_hint(self.manifest, self.name)}") from err
+        if index.ntotal != self.tokens.num_rows:
+            raise CorpusError(f"Corpus '{self.name}': {file} holds {index.ntotal} vectors for {self.tokens.num_rows} tokens. {rebuild_hint(self.manifest, self.name)}")
+        return index
+
+    def _recompute(self, loaded: LoadedModel) -> None:
+        """Rebuild every layer the build did not store (0..recomputed_layers), in one pass."""
+        R = self.manifest["recomputed_layers"]
+        ids = self.sentences.column("ids").to_pylist()
+        hidden = [[] for _ in range(R + 1)]
+        contexts = [[] for _ in range(R)]
+        order: list[int] = []
+        # The build indexed exactly the rows of tokens.parquet: keep those positions.
+        positions = self.tokens.column("position").to_numpy().astype(np.int64)
+        for group in forward.length_batches([len(s) for s in ids], 8192):
+            input_ids, mask = forward.pad([ids[i] for i in group], loaded)
+            with loaded.lock:
+                h, c = forward.run_prefix(loaded, input_ids, mask, R)
+            for r, i in enumerate(group):
+                keep = torch.from_numpy(positions[self.sentence_start[i] : self.sentence_start[i + 1]])
+                for layer in range(R + 1):
+                    hidden[layer].append(h[r, layer, keep].numpy())
+                for layer in range(R):
+                    contexts[layer].append(c[r, layer, keep].numpy())
+                order.append(i)
+        # Batches were grouped by length: put the vectors back in corpus (row) order.
+        inverse = np.argsort(order)
+        for layer in range(R + 1):
+            x = vectors.embedding_vectors(np.concatenate([hidden[layer][j] for j in inverse]))
+            self._indices[("embedding", layer)] = self._in_memory(x)
+        for layer in range(R):
+            x = vectors.head_vectors(np.concatenate([contexts[layer][j] for j in inverse]))
+            self._indices[("heads", layer + 1)] = self._in_memory(x)
+
+    def _in_memory(self, x: np.ndarray) -> faiss.Index:
+        if len(x) != self.tokens.num_rows:
+            raise CorpusError(f"Corpus '{self.name}': recomputed {len(x)} vectors for {self.tokens.num_rows} tokens.")
+        index = vectors.new_index(x.shape[1], vectors.IN_MEMORY_FACTORY, x)
+        vectors.add(index, x)
+        return index
+
+
+def resolve(name_or_dir: str) -> Path:
+    """A corpus folder from a name (under the data dir) or a directory path."""
+    text = (name_or_dir or "").strip()
+    if not text:
+        raise CorpusError("No corpus given.")
+    if "/" in text or text.startswith((".", "~")):
+        return Path(text).expanduser().resolve()
+    if not all(c.isalnum() or c in "-_" for c in text):
+        raise CorpusError(f"Corpus name {text!r}: use letters, digits, '-' or '_'.")
+    return corpora_dir() / text
+
+
+def available() -> list[str]:
+    """Names of the complete corpora in the data dir."""
+    return sorted(p.name for p in corpora_dir().iterdir() if (p / "manifest.json").is_file() and not p.name.endswith((".partial", ".old")))
+
+
+def load(name_or_dir: str) -> Corpus:
+    """Load a corpus folder; raise CorpusError naming the fix when anything is off."""
+    path = resolve(name_or_dir)
+    name = path.name
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        raise CorpusError(
+            f"No corpus '{name}' at {path}. Build it: python scripts/build_corpus.py --source alice --name {name}"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        manifest["name"], manifest["files"], manifest["indexes"], manifest["layers"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise CorpusError(f"Corpus '{name}': manifest.json is unreadable ({err}). {rebuild_hint(None, name)}") from err
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise CorpusError(f"Corpus '{name}' has format {manifest.get('format_version')}, this version reads {FORMAT_VERSION}. {rebuild_hint(manifest, name)}")
+    tables = {}
+    for file in ("sentences.parquet", "tokens.parquet"):
+        p = path / file
+        if not p.is_file() or sha256(p) != manifest["files"].get(file, {}).get("sha256"):
+            raise CorpusError(f"Corpus '{name}': {file} is missing or corrupted. {rebuild_hint(manifest, name)}")
+        tables[file] = pq.read_table(p)
+    tokens = tables["tokens.parquet"]
+    sentences = tables["sentences.parquet"]
+    if tokens.num_rows != manifest.get("tokens") or sentences.num_rows != manifest.get("sentences"):
+        raise CorpusError(f"Corpus '{name}': counts do not match its manifest. {rebuild_hint(manifest, name)}")
+    sentence_id = tokens.column("sentence_id").to_numpy()
+    start = np.searchsorted(sentence_id, np.arange(sentences.num_rows + 1), side="left")
+    return Corpus(path, manifest, sentences, tokens, start)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.split("/")[-1]).strip("-").lower()

@@ -1,0 +1,68 @@
+"""Build an annotated reference corpus for search.
+
+    python scripts/build_corpus.py (--source NAME | --text FILE) --name NAME [--model MODEL] [--out DIR]
+
+Sources: alice (default corpus), moby-dick, brown, wizard-of-oz (needs internet), or any UTF-8
+text file. Corpora go to DIR/NAME (default: the data dir's corpora/ folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import _cli
+
+
+def main() -> int:
+    from tqdm import tqdm
+
+    from exbert_core import corpus_build, models, sources
+    from exbert_core.paths import corpora_dir
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--source", choices=list(sources.SOURCES), help="a named source text")
+    what.add_argument("--text", type=Path, help="a UTF-8 text file of your own")
+    parser.add_argument("--name", required=True, help="corpus name: letters, digits, - and _")
+    parser.add_argument("--model", default=models.DEFAULT_MODEL)
+    parser.add_argument("--out", type=Path, default=None, help="folder to put the corpus in")
+    parser.add_argument("--max-tokens", type=int, default=corpus_build.DEFAULT_MAX_TOKENS,
+                        help="split sentences longer than this many model tokens")
+    args = parser.parse_args()
+
+    if args.source:
+        path = sources.fetch_source(args.source, progress=lambda msg: print(msg, file=sys.stderr))
+        text, source = path.read_text(encoding="utf-8"), {"name": path.stem}
+    else:
+        text, source = sources.read_user_text(args.text), {"file": args.text.name}
+    loaded = models.load(args.model, progress=lambda msg, _f: print(msg, file=sys.stderr))
+
+    bars: dict[str, tqdm] = {}
+    labels = {"parse": "spaCy parse (chars)", "embed": "model (tokens)", "write": "write"}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=labels[stage], unit_scale=True, file=sys.stderr)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    options = corpus_build.BuildOptions(max_tokens=args.max_tokens)
+    folder = corpus_build.build(
+        text, args.name, args.out or corpora_dir(), loaded, source=source, options=options, progress=progress
+    )
+    manifest = (folder / "manifest.json").read_text()
+    import json
+
+    m = json.loads(manifest)
+    size = sum(f["bytes"] for f in m["files"].values())
+    print(f"{folder}: {m['sentences']:,} sentences, {m['tokens']:,} tokens, "
+          f"{size / 1e6:.1f} MB ({size / m['tokens']:.0f} bytes/token), {m['build_seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    _cli.run_main(main)
