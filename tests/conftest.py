@@ -27,3 +27,22 @@ def nlp():
     from exbert_core.annotate import load_spacy
 
     return load_spacy()
+
+
+SAMPLE_TEXT = (ROOT / "tests" / "data" / "sample_corpus.txt").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def sample_corpus_dir(minilm, nlp, tmp_path_factory):
+    """A small corpus built from the tests' own text with the real model, spaCy and FAISS."""
+    from exbert_core import corpus_build
+
+    out = tmp_path_factory.mktemp("corpora")
+    return corpus_build.build(SAMPLE_TEXT, "sample", out, minilm, source={"file": "sample_corpus.txt"}, nlp=nlp)
+
+
+@pytest.fixture(scope="session")
+def sample_corpus(sample_corpus_dir):
+    from exbert_core import corpus
+
+    return corpus.load(str(sample_corpus_dir))
