@@ -113,31 +113,42 @@ class Corpus:
     def _recompute(self, loaded: LoadedModel) -> None:
         """Rebuild every layer the build did not store (0..recomputed_layers), in one pass."""
         R = self.manifest["recomputed_layers"]
+        wanted = [("embedding", layer) for layer in range(R + 1)] + [("heads", layer) for layer in range(1, R + 1)]
+        for key, x in self.exact_vectors(loaded, wanted).items():
+            self._indices[key] = self._in_memory(x)
+
+    def exact_vectors(self, loaded: LoadedModel, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], np.ndarray]:
+        """Exact float32 search vectors ``[tokens, dim]`` (row order) for each (kind, layer) in
+        ``wanted``, by running the model on the stored token ids, only as deep as needed.
+        Memory: one ``[tokens, dim]`` float32 array per entry."""
+        self.check_model(loaded)
+        deepest = max(layer for _, layer in wanted)
         ids = self.sentences.column("ids").to_pylist()
-        hidden = [[] for _ in range(R + 1)]
-        contexts = [[] for _ in range(R)]
-        order: list[int] = []
         # The build indexed exactly the rows of tokens.parquet: keep those positions.
         positions = self.tokens.column("position").to_numpy().astype(np.int64)
+        parts: dict[tuple[str, int], list[np.ndarray]] = {key: [] for key in wanted}
+        order: list[int] = []
         for group in forward.length_batches([len(s) for s in ids], 8192):
             input_ids, mask = forward.pad([ids[i] for i in group], loaded)
             with loaded.lock:
-                h, c = forward.run_prefix(loaded, input_ids, mask, R)
+                if deepest < self.layers:
+                    hidden, contexts = forward.run_prefix(loaded, input_ids, mask, deepest)
+                else:
+                    out = forward.run(loaded, input_ids, mask, attentions=False)
+                    hidden, contexts = out.hidden, out.contexts
             for r, i in enumerate(group):
                 keep = torch.from_numpy(positions[self.sentence_start[i] : self.sentence_start[i + 1]])
-                for layer in range(R + 1):
-                    hidden[layer].append(h[r, layer, keep].numpy())
-                for layer in range(R):
-                    contexts[layer].append(c[r, layer, keep].numpy())
+                for kind, layer in wanted:
+                    source = hidden[r, layer] if kind == "embedding" else contexts[r, layer - 1]
+                    parts[(kind, layer)].append(source[keep].numpy())
                 order.append(i)
         # Batches were grouped by length: put the vectors back in corpus (row) order.
         inverse = np.argsort(order)
-        for layer in range(R + 1):
-            x = vectors.embedding_vectors(np.concatenate([hidden[layer][j] for j in inverse]))
-            self._indices[("embedding", layer)] = self._in_memory(x)
-        for layer in range(R):
-            x = vectors.head_vectors(np.concatenate([contexts[layer][j] for j in inverse]))
-            self._indices[("heads", layer + 1)] = self._in_memory(x)
+        result = {}
+        for (kind, layer), chunks in parts.items():
+            stacked = np.concatenate([chunks[j] for j in inverse])
+            result[(kind, layer)] = vectors.embedding_vectors(stacked) if kind == "embedding" else vectors.head_vectors(stacked)
+        return result
 
     def _in_memory(self, x: np.ndarray) -> faiss.Index:
         if len(x) != self.tokens.num_rows:
@@ -161,7 +172,8 @@ def resolve(name_or_dir: str) -> Path:
 
 def available() -> list[str]:
     """Names of the complete corpora in the data dir."""
-    return sorted(p.name for p in corpora_dir().iterdir() if (p / "manifest.json").is_file() and not p.name.endswith((".partial", ".old")))
+    # Corpus names have no dots: "x.partial-<pid>" and "x.old" are builds in progress.
+    return sorted(p.name for p in corpora_dir().iterdir() if "." not in p.name and (p / "manifest.json").is_file())
 
 
 def load(name_or_dir: str) -> Corpus:

@@ -1,6 +1,6 @@
 """Building an annotated reference corpus: spaCy, the model in batches, Parquet and FAISS.
 
-Layout of ``<out>/<name>/`` (built in ``<name>.partial/`` and renamed when complete, so an
+Layout of ``<out>/<name>/`` (built in ``<name>.partial-<pid>_<thread>/`` and renamed when complete, so an
 interrupted build never leaves a folder that loads):
 
 - ``sentences.parquet``: sentence_id, text, ids (model token ids, specials included)
@@ -19,7 +19,9 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 DEFAULT_MAX_TOKENS = 128  # longer sentences are split at word boundaries (never dropped)
 DEFAULT_RECOMPUTE_LAYERS = 1
+_replace_lock = threading.Lock()
 CHUNK_TOKENS = 60_000  # tokens embedded before their codes are added to the indices
 
 # progress(stage, done, total): stage is "parse", "embed" or "write".
@@ -90,7 +93,9 @@ def build(
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / name
-    partial = out_dir / f"{name}.partial"
+    _remove_abandoned_partials(out_dir, name)
+    # One partial folder per building thread, so concurrent builds never clobber each other.
+    partial = out_dir / f"{name}.partial-{os.getpid()}_{threading.get_ident()}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
 
@@ -141,6 +146,27 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _remove_abandoned_partials(out_dir: Path, name: str) -> None:
+    """Delete partial folders of earlier builds that were killed or interrupted: those of dead
+    processes, and this thread's own earlier one."""
+    for partial in out_dir.glob(f"{name}.partial-*"):
+        owner = partial.name.rsplit(".partial-", 1)[-1]
+        pid, _, thread = owner.partition("_")
+        mine = pid == str(os.getpid()) and thread == str(threading.get_ident())
+        if mine or not pid.isdigit() or (pid != str(os.getpid()) and not _process_alive(int(pid))):
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _check_name(name: str) -> None:
@@ -315,9 +341,10 @@ def _revision(loaded: LoadedModel) -> str:
 
 def _replace(partial: Path, final: Path) -> None:
     """Swap the finished build into place; the old corpus goes only after the new one is in."""
-    old = final.with_name(final.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    partial.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    with _replace_lock:  # two builds of one name in this process finish one after the other
+        old = final.with_name(final.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        partial.rename(final)
+        shutil.rmtree(old, ignore_errors=True)

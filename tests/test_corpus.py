@@ -98,7 +98,7 @@ def test_recomputed_layers_match_a_build_that_stores_them(sample_corpus, minilm,
 def test_available_lists_complete_corpora_only(tmp_path, monkeypatch, sample_corpus_dir):
     monkeypatch.setenv("EXBERT_DATA_DIR", str(tmp_path))
     shutil.copytree(sample_corpus_dir, tmp_path / "corpora" / "good")
-    (tmp_path / "corpora" / "half.partial").mkdir()
+    shutil.copytree(sample_corpus_dir, tmp_path / "corpora" / "half.partial-123")
     (tmp_path / "corpora" / "empty").mkdir()
     assert corpus.available() == ["good"]
     assert corpus.load("good").name == "sample"

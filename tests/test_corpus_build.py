@@ -79,12 +79,14 @@ def test_interrupted_build_leaves_nothing_loadable_and_reruns_clean(minilm, nlp,
     assert not (tmp_path / "cut").exists()
     with pytest.raises(CorpusError, match="No corpus 'cut'"):
         corpus.load(str(tmp_path / "cut"))
+    partials = list(tmp_path.glob("cut.partial-*"))
+    assert len(partials) == 1 and not (partials[0] / "manifest.json").exists()
     with pytest.raises(CorpusError):
-        corpus.load(str(tmp_path / "cut.partial"))
+        corpus.load(str(partials[0]))
     monkeypatch.setattr(vectors, "add", real_add)
     folder = corpus_build.build(SAMPLE_TEXT, "cut", tmp_path, minilm, nlp=nlp)
     assert corpus.load(str(folder)).tokens.num_rows > 0
-    assert not (tmp_path / "cut.partial").exists()
+    assert not list(tmp_path.glob("cut.partial-*"))  # the abandoned partial was cleaned up
 
 
 def test_rebuild_replaces_a_corpus(minilm, nlp, tmp_path):
@@ -103,3 +105,24 @@ def test_bad_corpus_names(minilm, tmp_path, name):
 def test_text_without_sentences(minilm, nlp, tmp_path):
     with pytest.raises(BuildError, match="no sentences"):
         corpus_build.build("   \n\n  ", "empty", tmp_path, minilm, nlp=nlp)
+
+
+def test_concurrent_builds_of_one_name_do_not_clobber_each_other(minilm, nlp, tmp_path):
+    import threading
+
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            corpus_build.build(SAMPLE_TEXT, "twice", tmp_path, minilm, nlp=nlp)
+        except BaseException as err:  # noqa: BLE001 - asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert corpus.load(str(tmp_path / "twice")).tokens.num_rows > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["twice"]
