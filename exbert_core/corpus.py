@@ -104,7 +104,7 @@ class Corpus:
             raise CorpusError(f"Corpus '{self.name}': {file} is missing or corrupted. {rebuild_hint(self.manifest, self.name)}")
         try:
             index = vectors.load(path)
-        except RuntimeError as err:
+        except (RuntimeError, ValueError) as err:
             raise CorpusError(f"Corpus '{self.name}': cannot read {file} ({err}). {rebuild_hint(self.manifest, self.name)}") from err
         if index.ntotal != self.tokens.num_rows:
             raise CorpusError(f"Corpus '{self.name}': {file} holds {index.ntotal} vectors for {self.tokens.num_rows} tokens. {rebuild_hint(self.manifest, self.name)}")

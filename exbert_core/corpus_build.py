@@ -6,7 +6,7 @@ interrupted build never leaves a folder that loads):
 - ``sentences.parquet``: sentence_id, text, ids (model token ids, specials included)
 - ``tokens.parquet``: one row per indexed token (row number = FAISS id): sentence_id, position,
   token, word, word_index, word_start, word_end, pos, tag, dep, head, ner, iob, lemma, is_punct
-- ``layer_LL.embedding.faiss`` and ``layer_LL.heads.faiss`` for the stored layers
+- ``layer_LL.embedding.faiss.zst`` and ``layer_LL.heads.faiss.zst`` for the stored layers (zstd)
 - ``manifest.json``: model, dims, spaCy pipeline, index types, counts, options, sha256 of files
 
 Layers ``0..recompute_layers`` are not stored: they cost one block of compute to rebuild at
@@ -40,7 +40,7 @@ from exbert_core.models import LoadedModel
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: zstd-compressed index files
 DEFAULT_MAX_TOKENS = 128  # longer sentences are split at word boundaries (never dropped)
 DEFAULT_RECOMPUTE_LAYERS = 1
 _replace_lock = threading.Lock()
@@ -62,7 +62,7 @@ class BuildOptions:
 
 
 def index_file(layer: int, kind: str) -> str:
-    return f"layer_{layer:02d}.{kind}.faiss"
+    return f"layer_{layer:02d}.{kind}.faiss.zst"
 
 
 def stored_layers(layers: int, kind: str, recompute_layers: int) -> list[int]:

@@ -64,7 +64,8 @@ def encode(loaded: LoadedModel, sentence: CorpusSentence, max_tokens: int) -> li
     """Tokenize ``sentence``; when longer than ``max_tokens``, split it at word boundaries into
     pieces that fit (never dropped). Each piece is re-annotated relative to itself."""
     tokenizer = loaded.tokenizer
-    enc = tokenizer(sentence.text, return_offsets_mapping=True, return_special_tokens_mask=True)
+    # verbose=False: a too-long sentence is expected here; it is split below.
+    enc = tokenizer(sentence.text, return_offsets_mapping=True, return_special_tokens_mask=True, verbose=False)
     if len(enc["input_ids"]) <= max_tokens or len(sentence.words) < 2:
         ids = enc["input_ids"][:max_tokens]
         special = [bool(s) for s in enc["special_tokens_mask"][:max_tokens]]

@@ -8,7 +8,9 @@ Two kinds of vector per token and layer (the exBERT paper's definitions):
   rest, so its inner product is the *sum of per-head cosines* over the selected heads.
 
 Storage was chosen by measurement (``scripts/benchmark.py``): an exhaustive scalar quantiser,
-6 bits per dimension for embeddings and 8 bits for heads (6 bits drops 1-head recall@50 to ~0.89).
+6 bits per dimension for embeddings and 8 bits for heads (6 bits drops 1-head recall@50 to ~0.89),
+zstd-compressed on disk; 6-bit codes are widened to 8 bits in memory, where FAISS scans them
+about 3x faster.
 Exhaustive scans keep head-subset queries exact up to quantisation; graph and IVF indices
 collapse on them because a subset query sees only a slice of each vector.
 """
@@ -21,6 +23,7 @@ from typing import Sequence
 
 import faiss
 import numpy as np
+import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +89,48 @@ def search(index: faiss.Index, query: np.ndarray, k: int) -> tuple[np.ndarray, n
     return scores[0][keep], ids[0][keep]
 
 
+_MAGIC = b"EXBERT-ZSTD-FAISS1"
+
+
 def save(index: faiss.Index, path: Path) -> None:
-    faiss.write_index(index, str(path))
+    """Write ``index`` zstd-compressed (quantiser codes still compress by 5-10%)."""
+    raw = faiss.serialize_index(index)
+    packed = pa.Codec("zstd", compression_level=9).compress(raw, asbytes=True)
+    path.write_bytes(_MAGIC + len(raw).to_bytes(8, "little") + packed)
 
 
 def load(path: Path) -> faiss.Index:
-    """Read an index written by :func:`save` (copied into memory)."""
-    return faiss.read_index(str(path))
+    """Read an index written by :func:`save` into memory, ready to scan.
+
+    A 6-bit index is transcoded to 8-bit codes with the same value ranges: FAISS scans 8-bit
+    codes ~3x faster, and the disk keeps the compact form. Memory: 1 byte per dimension
+    per vector. Raises ValueError for a file that is not such an index.
+    """
+    data = path.read_bytes()
+    if not data.startswith(_MAGIC):
+        raise ValueError(f"{path.name} is not an exbert index file")
+    size = int.from_bytes(data[len(_MAGIC) : len(_MAGIC) + 8], "little")
+    try:
+        raw = pa.Codec("zstd").decompress(data[len(_MAGIC) + 8 :], decompressed_size=size, asbytes=True)
+    except (pa.ArrowException, OSError) as err:
+        raise ValueError(f"{path.name} cannot be decompressed: {err}") from err
+    index = faiss.deserialize_index(np.frombuffer(raw, dtype=np.uint8))
+    return _as_8bit(index)
+
+
+def _as_8bit(index: faiss.Index) -> faiss.Index:
+    """A 6-bit scalar-quantiser index re-encoded with 8 bits over the same per-dimension ranges
+    (the extra rounding is 1/4 of the 6-bit step); other indices unchanged."""
+    if not isinstance(index, faiss.IndexScalarQuantizer) or index.sq.qtype != faiss.ScalarQuantizer.QT_6bit:
+        return index
+    fast = faiss.IndexScalarQuantizer(index.d, faiss.ScalarQuantizer.QT_8bit, index.metric_type)
+    fast.sq.trained = index.sq.trained  # vmin and vdiff per dimension
+    fast.is_trained = True
+    step = 65_536
+    for start in range(0, index.ntotal, step):
+        count = min(step, index.ntotal - start)
+        fast.add(index.reconstruct_n(start, count))
+    return fast
 
 
 def _checked(x: np.ndarray, dim: int) -> np.ndarray:

@@ -26,19 +26,19 @@ def test_missing_corpus_names_the_build_command(tmp_path):
 
 
 def test_corrupted_index_gives_a_clear_error(copy_of_sample, minilm):
-    path = copy_of_sample / "layer_03.heads.faiss"
+    path = copy_of_sample / "layer_03.heads.faiss.zst"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     loaded = corpus.load(str(copy_of_sample))  # metadata is fine
-    with pytest.raises(CorpusError, match="layer_03.heads.faiss is missing or corrupted.*Rebuild"):
+    with pytest.raises(CorpusError, match="layer_03.heads.faiss.zst is missing or corrupted.*Rebuild"):
         loaded.index("heads", 3, minilm)
     loaded.index("heads", 4, minilm)  # other layers still work
 
 
 def test_truncated_index_with_matching_checksum_is_caught(copy_of_sample, minilm):
     """A file replaced wholesale (checksum updated) but unreadable must not crash faiss."""
-    path = copy_of_sample / "layer_02.embedding.faiss"
+    path = copy_of_sample / "layer_02.embedding.faiss.zst"
     path.write_bytes(path.read_bytes()[:1000])
     manifest = json.loads((copy_of_sample / "manifest.json").read_text())
     manifest["files"][path.name]["sha256"] = corpus_build.sha256(path)
@@ -113,3 +113,29 @@ def test_vectors_module_checks_shapes():
         vectors.head_query(np.ones((3, 2), np.float32), [])
     q = vectors.head_query(np.array([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]]), [0, 2])
     assert np.allclose(q, [0.6, 0.8, 0, 0, 0, 1])
+
+
+def test_six_bit_index_round_trips_through_disk_as_eight_bit(tmp_path):
+    rng = np.random.default_rng(1)
+    x = vectors.unit_rows(rng.normal(size=(3000, 48)))
+    six = vectors.new_index(48, "SQ6", x)
+    vectors.add(six, x)
+    vectors.save(six, tmp_path / "six.faiss.zst")
+    assert (tmp_path / "six.faiss.zst").stat().st_size < 3000 * 48 * 6 / 8 + 2000
+    loaded = vectors.load(tmp_path / "six.faiss.zst")
+    assert loaded.ntotal == 3000 and loaded.sq.qtype == faiss_qt8()
+    before, after = six.reconstruct_n(0, 3000), loaded.reconstruct_n(0, 3000)
+    step = (before.max(0) - before.min(0)) / 63
+    assert np.all(np.abs(before - after) <= step / 2 + 1e-6)  # 8-bit rounding of 6-bit centres
+    q = x[:20]
+    same = [len(set(a) & set(b)) / 10 for a, b in zip(six.search(q, 10)[1], loaded.search(q, 10)[1])]
+    assert np.mean(same) > 0.9
+    with pytest.raises(ValueError, match="not an exbert index"):
+        (tmp_path / "bad").write_bytes(b"junk")
+        vectors.load(tmp_path / "bad")
+
+
+def faiss_qt8():
+    import faiss
+
+    return faiss.ScalarQuantizer.QT_8bit

@@ -22,7 +22,7 @@ def test_layout_and_manifest(sample_corpus_dir, minilm):
     assert manifest["indexes"]["heads"]["factory"] == "SQ8"
     files = {p.name for p in sample_corpus_dir.iterdir()} - {"manifest.json"}
     assert files == set(manifest["files"])
-    assert {"sentences.parquet", "tokens.parquet", "layer_02.embedding.faiss", "layer_06.heads.faiss"} <= files
+    assert {"sentences.parquet", "tokens.parquet", "layer_02.embedding.faiss.zst", "layer_06.heads.faiss.zst"} <= files
     for name, entry in manifest["files"].items():
         assert corpus_build.sha256(sample_corpus_dir / name) == entry["sha256"]
     tokens = pq.read_table(sample_corpus_dir / "tokens.parquet")

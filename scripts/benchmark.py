@@ -1,0 +1,169 @@
+"""Performance figures, each printed beside the baseline it is meant to beat.
+
+    python scripts/benchmark.py [--sections analyze,storage,search,build] [--brown]
+
+- analyze: analyze() p50 per offline model beside the raw forward pass (target: <= 50 ms for
+  the default model, overhead <= 2x).
+- storage: bytes per corpus token, ours vs exBERT's layout for the same model (target <= 1/10).
+- search: top-50 latency p50/p95 for one layer beside exact flat fp32 search on the same
+  vectors, and recall@50 for token queries and head queries with all heads, 2 heads, 1 head
+  (targets: alice <= 5 ms, brown <= 50 ms, recall >= 0.95).
+- build: corpus build time and tokens/s (target: alice <= 60 s, moby-dick <= 5 min).
+Corpora are built into the data dir on first use (alice, moby-dick; brown with --brown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import _cli
+
+SENTENCE = "The girl ran to a local pub to escape the din of her city."
+SEARCH_LAYER = 3
+QUERIES = 200
+K = 50
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def bench_analyze() -> None:
+    import torch
+
+    from exbert_core import analysis, models
+
+    print("\n== analyze(): one sentence, p50 over 30 runs ==")
+    print(f"{'model':<10}{'tokens':>7}{'raw forward':>14}{'analyze()':>12}{'overhead':>10}{'  analyze, no logit lens':>24}")
+    for name in models.OFFLINE_MODELS:
+        loaded = models.load(name)
+        enc = loaded.tokenizer(SENTENCE, return_tensors="pt")
+
+        def raw() -> None:
+            with torch.inference_mode():
+                loaded.model(**enc, output_attentions=True, output_hidden_states=True)
+
+        raw_s = _p50(raw)
+        full_s = _p50(lambda: analysis.analyze(loaded, SENTENCE))
+        lean_s = _p50(lambda: analysis.analyze(loaded, SENTENCE, logit_lens=False))
+        print(f"{name:<10}{enc['input_ids'].shape[1]:>7}{ms(raw_s):>14}{ms(full_s):>12}{full_s / raw_s:>9.2f}x{ms(lean_s):>24}")
+
+
+def _p50(fn, runs: int = 30) -> float:
+    fn()  # warm-up
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def ensure_corpus(source: str):
+    """Load corpus ``source`` from the data dir, building it first if needed (timed)."""
+    from exbert_core import corpus, corpus_build, models, sources
+    from exbert_core.paths import corpora_dir
+
+    try:
+        return corpus.load(source), None
+    except corpus.CorpusError:
+        loaded = models.load("minilm")
+        text = sources.fetch_source(source).read_text(encoding="utf-8")
+        start = time.perf_counter()
+        corpus_build.build(text, source, corpora_dir(), loaded, source={"name": source})
+        return corpus.load(source), time.perf_counter() - start
+
+
+def bench_storage(names: list[str]) -> None:
+    from exbert_core import evaluation
+
+    print("\n== storage: bytes per corpus token, all layers, both kinds ==")
+    print(f"{'corpus':<11}{'tokens':>9}{'ours':>10}{'exBERT layout':>15}{'ratio':>8}")
+    for name in names:
+        c, _ = ensure_corpus(name)
+        ours, theirs = evaluation.our_bytes_per_token(c), evaluation.exbert_bytes_per_token(c)
+        print(f"{name:<11}{c.manifest['tokens']:>9,}{ours:>10,.0f}{theirs:>15,.0f}{f'1/{theirs / ours:.1f}':>8}")
+
+
+def bench_search(names: list[str]) -> None:
+    import faiss
+    import numpy as np
+
+    from exbert_core import evaluation, models
+
+    loaded = models.load("minilm")
+    heads = loaded.info.heads
+    print(f"\n== search: top-{K} at layer {SEARCH_LAYER}, {QUERIES} queries (corpus tokens), 2 threads ==")
+    print(f"{'corpus':<11}{'query':<12}{'ours p50/p95':>20}{'exact fp32 p50/p95':>22}{'recall@50':>11}")
+    for name in names:
+        c, _ = ensure_corpus(name)
+        rng = np.random.default_rng(0)
+        wanted = [("embedding", SEARCH_LAYER), ("heads", SEARCH_LAYER)]
+        exact = c.exact_vectors(loaded, wanted)
+        picks = rng.choice(c.tokens.num_rows, size=QUERIES, replace=False)
+        cases = {
+            "token": ("embedding", exact[wanted[0]][picks]),
+            "heads: all": ("heads", exact[wanted[1]][picks]),
+            "heads: 2": ("heads", evaluation.head_subset_queries(exact[wanted[1]][picks], heads, 2, rng)),
+            "heads: 1": ("heads", evaluation.head_subset_queries(exact[wanted[1]][picks], heads, 1, rng)),
+        }
+        flats = {}
+        for kind, layer in wanted:
+            flats[kind] = faiss.IndexFlatIP(exact[(kind, layer)].shape[1])
+            flats[kind].add(exact[(kind, layer)])
+        for label, (kind, queries) in cases.items():
+            index = c.index(kind, SEARCH_LAYER, loaded)
+            ours = evaluation.time_queries(lambda q: index.search(q, K), queries)
+            base = evaluation.time_queries(lambda q: flats[kind].search(q, K), queries)
+            _, found = index.search(queries, K)
+            recall = evaluation.recall_at_k(exact[(kind, SEARCH_LAYER)], found, queries, K)
+            print(f"{name:<11}{label:<12}{f'{ours.p50_ms:.2f}/{ours.p95_ms:.2f} ms':>20}"
+                  f"{f'{base.p50_ms:.2f}/{base.p95_ms:.2f} ms':>22}{recall:>11.3f}")
+        del exact, flats
+
+
+def bench_build(names: list[str]) -> None:
+    from exbert_core import corpus_build, models, sources
+
+    loaded = models.load("minilm")
+    print("\n== build: end to end (spaCy, model, indices, checksums) ==")
+    print(f"{'corpus':<11}{'tokens':>9}{'seconds':>9}{'tokens/s':>10}")
+    for name in names:
+        text = sources.fetch_source(name).read_text(encoding="utf-8")
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            folder = corpus_build.build(text, name, Path(tmp), loaded)
+            seconds = time.perf_counter() - start
+            import json
+
+            tokens = json.loads((folder / "manifest.json").read_text())["tokens"]
+        print(f"{name:<11}{tokens:>9,}{seconds:>9.1f}{tokens / seconds:>10,.0f}")
+
+
+def main() -> int:
+    import faiss
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", default="analyze,storage,search,build")
+    parser.add_argument("--brown", action="store_true", help="also the 1M-token brown corpus (slow)")
+    args = parser.parse_args()
+    faiss.omp_set_num_threads(2)
+    sections = set(args.sections.split(","))
+    corpora = ["alice", "moby-dick"] + (["brown"] if args.brown else [])
+    if "analyze" in sections:
+        bench_analyze()
+    if "storage" in sections:
+        bench_storage(corpora)
+    if "search" in sections:
+        bench_search(corpora)
+    if "build" in sections:
+        bench_build(["alice", "moby-dick"] + (["brown"] if args.brown else []))
+    return 0
+
+
+if __name__ == "__main__":
+    _cli.run_main(main)
