@@ -103,8 +103,14 @@ def search(
     heads: Sequence[int] | None = None,
     k: int = 50,
     progress: Callable[[str], None] | None = None,
+    *,
+    with_attention: bool = True,
 ) -> SearchResult:
-    """The k corpus tokens nearest to token ``position`` of ``analysis`` at ``layer``."""
+    """The k corpus tokens nearest to token ``position`` of ``analysis`` at ``layer``.
+
+    ``with_attention=False`` skips the max-attention tokens (one model run over the matched
+    sentences), for views that only need the matches' own annotations.
+    """
     corpus.check_model(loaded)
     if not 1 <= k <= MAX_K:
         raise InputError(f"k must be between 1 and {MAX_K}, got {k}.")
@@ -118,7 +124,10 @@ def search(
         scores = scores / len(heads)  # sum of per-head cosines -> mean cosine
     tokens = _corpus_tokens(corpus, rows)
     sentence_ids = corpus.tokens.column("sentence_id").take(rows).to_pylist()
-    attended = _max_attention(corpus, loaded, sentence_ids, tokens, max(layer, 1), heads)
+    if with_attention:
+        attended = _max_attention(corpus, loaded, sentence_ids, tokens, max(layer, 1), heads)
+    else:
+        attended = [None] * len(tokens)
     texts = corpus.sentences.column("text")
     matches = tuple(
         Match(

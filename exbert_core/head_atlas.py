@@ -1,0 +1,175 @@
+"""Head atlas: which attention head tracks which syntactic relation (Clark et al., 2019).
+
+For a sample of corpus sentences, attention is turned into word-to-word attention (attention
+*to* a word is the sum over its tokens, attention *from* a word the mean over its tokens;
+special tokens are left out). A head "predicts" a dependent's syntactic head when the
+dependent's largest word attention lands on it. Accuracy per relation and per layer x head is
+set beside the best fixed-offset baseline (always pick the word at offset o).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from exbert_core import forward
+from exbert_core.corpus import Corpus
+from exbert_core.models import LoadedModel
+
+log = logging.getLogger(__name__)
+
+MIN_COUNT = 10  # relations seen fewer times are left out: their accuracies are noise
+OFFSETS = (-3, -2, -1, 1, 2, 3)
+SKIP_RELATIONS = {"ROOT", "punct", ""}
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class HeadAtlas:
+    """accuracy[rel]: ``[layers, heads]`` in [0, 1]; count[rel]: dependents seen;
+    baseline[rel]: (best offset, its accuracy)."""
+
+    sentences: int
+    accuracy: dict[str, np.ndarray]
+    count: dict[str, int]
+    baseline: dict[str, tuple[int, float]]
+
+    def best_heads(self) -> list[tuple[str, int, int, float, int, float]]:
+        """Per relation, most frequent first: (rel, layer (1-based), head, accuracy, baseline
+        offset, baseline accuracy)."""
+        rows = []
+        for rel in sorted(self.accuracy, key=lambda r: -self.count[r]):
+            acc = self.accuracy[rel]
+            layer, head = np.unravel_index(int(np.argmax(acc)), acc.shape)
+            offset, base = self.baseline[rel]
+            rows.append((rel, int(layer) + 1, int(head), float(acc[layer, head]), offset, base))
+        return rows
+
+    def to_dict(self) -> dict:
+        """The ``head_atlas --json`` contract: relations (layers x heads accuracies) and baselines."""
+        return {
+            "sentences": self.sentences,
+            "relations": {rel: np.round(acc, 4).tolist() for rel, acc in self.accuracy.items()},
+            "counts": self.count,
+            "baselines": {rel: {"offset": o, "accuracy": round(a, 4)} for rel, (o, a) in self.baseline.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "HeadAtlas":
+        return cls(
+            sentences=data["sentences"],
+            accuracy={rel: np.array(acc, dtype=np.float64) for rel, acc in data["relations"].items()},
+            count={rel: int(c) for rel, c in data["counts"].items()},
+            baseline={rel: (int(b["offset"]), float(b["accuracy"])) for rel, b in data["baselines"].items()},
+        )
+
+
+def sample_sentences(corpus: Corpus, n: int, seed: int = 0) -> list[int]:
+    """A deterministic random sample of ``n`` sentence ids (all of them if fewer)."""
+    total = corpus.sentences.num_rows
+    if n >= total:
+        return list(range(total))
+    return sorted(np.random.default_rng(seed).choice(total, size=n, replace=False).tolist())
+
+
+def compute(
+    corpus: Corpus,
+    loaded: LoadedModel,
+    sentences: int = 1000,
+    progress: Callable[[int, int], None] | None = None,
+    batch_tokens: int = 4096,
+) -> HeadAtlas:
+    """Head atlas over a sample of ``sentences`` corpus sentences (attention recomputed)."""
+    corpus.check_model(loaded)
+    info = loaded.info
+    chosen = sample_sentences(corpus, sentences)
+    ids = [corpus.sentence_ids(s) for s in chosen]
+    tokens = corpus.tokens
+    hits: dict[str, np.ndarray] = {}
+    seen: dict[str, int] = {}
+    offset_hits: dict[str, np.ndarray] = {}
+    done = 0
+    for group in forward.length_batches([len(s) for s in ids], batch_tokens):
+        with loaded.lock:
+            out = forward.run_padded(loaded, [ids[i] for i in group], attentions=True)
+        for row, i in enumerate(group):
+            rows = corpus.rows_of_sentence(chosen[i])
+            meta = tokens.slice(rows.start, len(rows)).select(["position", "word_index", "head", "dep"]).to_pydict()
+            words = _words(meta)
+            if len(words) < 2:
+                continue
+            n_tokens = len(ids[i])
+            att = out.attention[row, :, :, :n_tokens, :n_tokens].numpy()  # [layers, heads, T, T]
+            word_att = _word_attention(att, words, n_tokens)  # [layers, heads, W, W]
+            predicted = word_att.argmax(-1)  # [layers, heads, W]
+            index_of = {w: k for k, (w, _, _, _) in enumerate(words)}
+            for k, (word, head, dep, _) in enumerate(words):
+                if dep in SKIP_RELATIONS or head == word or head not in index_of:
+                    continue
+                target = index_of[head]
+                hits.setdefault(dep, np.zeros((info.layers, info.heads)))
+                hits[dep] += predicted[:, :, k] == target
+                seen[dep] = seen.get(dep, 0) + 1
+                offset_hits.setdefault(dep, np.zeros(len(OFFSETS)))
+                offset_hits[dep] += [head - word == o for o in OFFSETS]
+        done += len(group)
+        if progress:
+            progress(done, len(ids))
+    kept = [rel for rel in seen if seen[rel] >= MIN_COUNT]
+    baseline = {}
+    for rel in kept:
+        best = int(np.argmax(offset_hits[rel]))
+        baseline[rel] = (OFFSETS[best], float(offset_hits[rel][best] / seen[rel]))
+    return HeadAtlas(
+        sentences=len(chosen),
+        accuracy={rel: hits[rel] / seen[rel] for rel in kept},
+        count={rel: seen[rel] for rel in kept},
+        baseline=baseline,
+    )
+
+
+def cached(corpus: Corpus, loaded: LoadedModel, sentences: int = 1000, progress=None) -> HeadAtlas:
+    """:func:`compute`, stored beside the corpus (``head_atlas_<n>.json``) after the first run."""
+    path = corpus.path / f"head_atlas_{sentences}.json"
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+            if data.get("cache_version") == CACHE_VERSION and data.get("built") == corpus.manifest.get("built"):
+                return HeadAtlas.from_dict(data)
+        except (ValueError, KeyError, TypeError):
+            log.warning("Ignoring unreadable %s", path)
+    atlas = compute(corpus, loaded, sentences, progress)
+    payload = {**atlas.to_dict(), "cache_version": CACHE_VERSION, "built": corpus.manifest.get("built")}
+    tmp = path.with_suffix(".json.tmp")
+    try:
+        tmp.write_text(json.dumps(payload))
+        tmp.replace(path)
+    except OSError as err:  # a read-only corpus folder still gets its atlas, uncached
+        log.warning("Could not cache the head atlas: %s", err)
+    return atlas
+
+
+def _words(meta: dict) -> list[tuple[int, int, str, list[int]]]:
+    """(word index, head word index, relation, token positions) per word of a sentence."""
+    words: dict[int, tuple[int, str, list[int]]] = {}
+    for position, word, head, dep in zip(meta["position"], meta["word_index"], meta["head"], meta["dep"]):
+        if word < 0:
+            continue
+        entry = words.setdefault(word, (head, dep, []))
+        entry[2].append(position)
+    return [(w, h, d, p) for w, (h, d, p) in sorted(words.items())]
+
+
+def _word_attention(att: np.ndarray, words: list, n_tokens: int) -> np.ndarray:
+    """Token attention ``[layers, heads, T, T]`` -> word attention ``[layers, heads, W, W]``:
+    rows averaged over a word's tokens, columns summed over them."""
+    from_words = np.zeros((len(words), n_tokens), dtype=np.float32)
+    to_words = np.zeros((n_tokens, len(words)), dtype=np.float32)
+    for k, (_, _, _, positions) in enumerate(words):
+        from_words[k, positions] = 1.0 / len(positions)
+        to_words[positions, k] = 1.0
+    return from_words @ att @ to_words

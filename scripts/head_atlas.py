@@ -1,0 +1,43 @@
+"""Which head tracks which syntactic relation, over a corpus sample (Clark et al., 2019).
+
+    python scripts/head_atlas.py --corpus NAME [--sentences N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import _cli
+
+
+def main() -> int:
+    from tqdm import tqdm
+
+    from exbert_core import corpus, head_atlas, models
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--sentences", type=int, default=1000, help="sample size (default 1000)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.sentences < 1:
+        parser.error("--sentences must be at least 1")
+
+    reference = corpus.load(args.corpus)
+    loaded = models.load(reference.manifest["model"])
+    with tqdm(total=min(args.sentences, reference.sentences.num_rows), desc="sentences", file=sys.stderr) as bar:
+        atlas = head_atlas.cached(reference, loaded, args.sentences, lambda done, total: bar.update(done - bar.n))
+    if args.json:
+        print(json.dumps(atlas.to_dict()))
+        return 0
+    print(f"{atlas.sentences} sentences; best head per relation beside the best fixed offset")
+    print(f"{'relation':<12}{'count':>7}{'head':>8}{'accuracy':>10}{'offset':>8}{'baseline':>10}")
+    for rel, layer, head, acc, offset, base in atlas.best_heads():
+        print(f"{rel:<12}{atlas.count[rel]:>7}{f'{layer}-{head}':>8}{acc:>10.2f}{offset:>+8d}{base:>10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    _cli.run_main(main)
