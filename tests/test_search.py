@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from exbert_core import analysis, forward, search, serialize, summary
 from exbert_core.analysis import InputError
