@@ -34,7 +34,10 @@ class CorpusError(RuntimeError):
 
 def rebuild_hint(manifest: dict | None, name: str) -> str:
     model = (manifest or {}).get("model", "minilm")
-    return f"Rebuild it: python scripts/build_corpus.py --source alice --name {name} --model {model}"
+    return (
+        f"Rebuild it on the app's Corpora page, or: python scripts/build_corpus.py --source alice "
+        f"--name {name} --model {model}"
+    )
 
 
 @dataclass

@@ -17,6 +17,7 @@ from exbert_core.corpus import Corpus
 from exbert_core.models import LoadedModel
 
 MAX_K = 500
+ATTENTION_BATCH_TOKENS = 2048
 ANNOTATIONS = ("word", "pos", "tag", "dep", "ner", "lemma")
 
 
@@ -182,15 +183,21 @@ def _max_attention(
         return []
     unique = sorted(set(sentence_ids))
     sequences = [corpus.sentence_ids(s) for s in unique]
-    with loaded.lock:
-        out = forward.run_padded(loaded, sequences, attentions=True)
-    # [sentences, tokens, tokens]: the chosen heads summed at the chosen layer
-    summed = out.attention[:, layer - 1, list(heads)].sum(dim=1).numpy()
+    summed: dict[int, np.ndarray] = {}  # sentence id -> [tokens, tokens], chosen heads summed
+    # Small batches, keeping one layer: all layers of k long sentences would take GBs.
+    for group in forward.length_batches([len(s) for s in sequences], ATTENTION_BATCH_TOKENS):
+        with loaded.lock:
+            out = forward.run_padded(loaded, [sequences[i] for i in group], attentions=True)
+        layer_sum = out.attention[:, layer - 1, list(heads)].sum(dim=1)
+        for row, i in enumerate(group):
+            n = len(sequences[i])
+            summed[unique[i]] = layer_sum[row, :n, :n].numpy().copy()
+        del out, layer_sum
     result: list[MaxAttention | None] = []
     for sid, token in zip(sentence_ids, tokens):
         start, stop = _bounds(corpus, sid)
         positions = corpus.tokens.column("position").slice(start, stop - start).to_numpy()
-        row = summed[unique.index(sid), token.position, positions]  # indexed (non-special) tokens only
+        row = summed[sid][token.position, positions]  # indexed (non-special) tokens only
         best = int(np.argmax(row))
         target = _corpus_tokens(corpus, np.array([start + best]))[0]
         result.append(MaxAttention(target, target.position - token.position, float(row[best])))

@@ -9,6 +9,8 @@
   vectors, and recall@50 for token queries and head queries with all heads, 2 heads, 1 head
   (targets: alice <= 5 ms, brown <= 50 ms, recall >= 0.95).
 - build: corpus build time and tokens/s (target: alice <= 60 s, moby-dick <= 5 min).
+- app: cold start of `streamlit run app.py` to the attention view in Chromium (target <= 10 s)
+  and peak RSS of the app process (target <= 1.5 GB).
 - views: layer sweep over all layers (target <= 2 s) and head atlas over 1,000 sentences
   (target <= 2 min) on alice.
 Corpora are built into the data dir on first use (alice, moby-dick; brown with --brown).
@@ -165,11 +167,22 @@ def bench_views() -> None:
     print(f"head atlas, {atlas.sentences} sentences: {time.perf_counter() - start:.1f} s (target <= 120 s)")
 
 
+def bench_app() -> None:
+    import app_probe
+
+    ensure_corpus("alice")
+    figures = app_probe.probe(query="")
+    print("\n== app: `streamlit run app.py` driven by Chromium ==")
+    print(f"server ready {figures['server_ready_s']:.1f} s; cold start to attention view "
+          f"{figures['cold_start_to_attention_s']:.1f} s (target <= 10 s); to first matches "
+          f"{figures['cold_start_to_matches_s']:.1f} s; peak RSS {figures['peak_rss_mb']:,.0f} MB (target <= 1,500 MB)")
+
+
 def main() -> int:
     import faiss
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", default="analyze,storage,search,build,views")
+    parser.add_argument("--sections", default="analyze,storage,search,build,views,app")
     parser.add_argument("--brown", action="store_true", help="also the 1M-token brown corpus (slow)")
     args = parser.parse_args()
     faiss.omp_set_num_threads(2)
@@ -183,6 +196,8 @@ def main() -> int:
         bench_search(corpora)
     if "views" in sections:
         bench_views()
+    if "app" in sections:
+        bench_app()
     if "build" in sections:
         bench_build(["alice", "moby-dick"] + (["brown"] if args.brown else []))
     return 0

@@ -1,0 +1,177 @@
+"""The corpus view: search matches as an HTML table and as CSV (pure, no streamlit).
+
+Every corpus string is HTML-escaped here, attribute values included; the only markup is the
+table itself, the highlight spans and inline styles (no scripts, no classes a page must define).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from exbert_core.app_state import clean_piece
+from exbert_core.search import CorpusToken, Match, SearchResult
+
+MAX_WIDTH = 10  # context offsets shown each side at most
+
+_MATCH_STYLE = "background:#ffd6a5;color:#111;border-radius:3px;padding:0 2px;font-weight:600"
+_ATTENDED_STYLE = "border-bottom:3px solid #7b5ea7;padding:0 1px"
+_BOTH_STYLE = _MATCH_STYLE + ";border-bottom:3px solid #7b5ea7"
+_CELL = "padding:3px 6px;border-bottom:1px solid rgba(128,128,128,0.25);vertical-align:top"
+_CTX = _CELL + ";text-align:center;white-space:nowrap;font-family:monospace"
+
+
+def esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def annotation_text(token: CorpusToken) -> str:
+    """``word "escape" · POS VERB · DEP xcomp · NER -`` for a hover title."""
+    return (f'word "{token.word}" · POS {token.pos or "-"} · DEP {token.dep or "-"} · '
+            f"NER {token.ner or '-'}")
+
+
+def context_window(match: Match, width: int) -> list[CorpusToken | None]:
+    """The indexed tokens at offsets ``-width..+width`` around the match (None past the
+    sentence's ends). Offsets count indexed (non-special) tokens."""
+    width = max(0, min(int(width), MAX_WIDTH))
+    index = next((i for i, t in enumerate(match.context) if t.row == match.token.row), None)
+    if index is None:
+        return [None] * width + [match.token] + [None] * width
+    out: list[CorpusToken | None] = []
+    for offset in range(-width, width + 1):
+        j = index + offset
+        out.append(match.context[j] if 0 <= j < len(match.context) else None)
+    return out
+
+
+@dataclass(frozen=True)
+class _Span:
+    start: int
+    end: int
+    style: str
+    title: str
+
+
+def highlighted_sentence(match: Match) -> str:
+    """The match's sentence, escaped, with the matched word highlighted and the word of its
+    max-attention token underlined (both carry their annotations as a hover title)."""
+    sentence = match.sentence
+    spans = []
+    hit = _span(match.token, sentence, _MATCH_STYLE, "match: ")
+    att = _span(match.max_attention.token, sentence, _ATTENDED_STYLE, "attends most to: ") if match.max_attention else None
+    if hit and att and (hit.start, hit.end) == (att.start, att.end):
+        spans = [_Span(hit.start, hit.end, _BOTH_STYLE, hit.title + " | " + att.title)]
+    else:
+        spans = [s for s in (hit, att) if s]
+        if len(spans) == 2 and spans[0].start < spans[1].end and spans[1].start < spans[0].end:
+            spans = [hit]  # overlapping words (should not happen): keep the match
+    spans.sort(key=lambda s: s.start)
+    parts, cursor = [], 0
+    for s in spans:
+        parts.append(esc(sentence[cursor : s.start]))
+        parts.append(f'<span style="{s.style}" title="{esc(s.title)}">{esc(sentence[s.start : s.end])}</span>')
+        cursor = s.end
+    parts.append(esc(sentence[cursor:]))
+    return "".join(parts)
+
+
+def matches_html(result: SearchResult, *, width: int = 1, query: str = "") -> str:
+    """An HTML table: rank, score, the context strip (offsets -width..+width, the match in the
+    middle), the token the match attends to most (with its offset) and the sentence."""
+    width = max(0, min(int(width), MAX_WIDTH))
+    offsets = range(-width, width + 1)
+    head = "".join(
+        f'<th style="{_CTX}">{"match" if o == 0 else f"{o:+d}"}</th>' for o in offsets
+    )
+    rows = []
+    for rank, m in enumerate(result.matches, start=1):
+        cells = []
+        for o, tok in zip(offsets, context_window(m, width)):
+            if tok is None:
+                cells.append(f'<td style="{_CTX}"></td>')
+                continue
+            style = _CTX + (";" + _MATCH_STYLE if o == 0 else "")
+            if m.max_attention and tok.row == m.max_attention.token.row:
+                style += ";" + _ATTENDED_STYLE
+            cells.append(f'<td style="{style}" title="{esc(annotation_text(tok))}">{esc(clean_piece(tok.token))}</td>')
+        if m.max_attention:
+            a = m.max_attention
+            attended = (f'<span style="{_ATTENDED_STYLE}" title="{esc(annotation_text(a.token))}">'
+                        f"{esc(clean_piece(a.token.token))}</span> ({a.offset:+d})")
+        else:
+            attended = ""
+        rows.append(
+            f'<tr><td style="{_CELL};text-align:right">{rank}</td>'
+            f'<td style="{_CELL};text-align:right">{m.score:.3f}</td>'
+            + "".join(cells)
+            + f'<td style="{_CELL};white-space:nowrap">{attended}</td>'
+            f'<td style="{_CELL}">{highlighted_sentence(m)}</td></tr>'
+        )
+    caption = f"<caption style=\"caption-side:top;text-align:left;padding:4px 0\">{esc(query)}</caption>" if query else ""
+    return (
+        '<div class="exbert-matches" style="overflow-x:auto;max-height:640px;overflow-y:auto">'
+        f'<table style="border-collapse:collapse;font-size:0.9rem;width:100%">{caption}'
+        f'<thead><tr><th style="{_CELL}">#</th><th style="{_CELL}">score</th>{head}'
+        f'<th style="{_CELL}">attends most to</th><th style="{_CELL};text-align:left">sentence</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def match_rows(result: SearchResult, *, width: int = 3) -> list[dict[str, object]]:
+    """One flat record per match (for CSV): annotations, context and max attention."""
+    records = []
+    for rank, m in enumerate(result.matches, start=1):
+        window = context_window(m, width)
+        before = [clean_piece(t.token) for t in window[:width] if t]
+        after = [clean_piece(t.token) for t in window[width + 1 :] if t]
+        a = m.max_attention
+        records.append({
+            "rank": rank,
+            "score": round(m.score, 6),
+            "token": clean_piece(m.token.token),
+            "word": m.token.word,
+            "pos": m.token.pos,
+            "dep": m.token.dep,
+            "ner": m.token.ner,
+            "before": " ".join(before),
+            "after": " ".join(after),
+            "max_attention_token": clean_piece(a.token.token) if a else "",
+            "max_attention_offset": a.offset if a else "",
+            "max_attention_pos": a.token.pos if a else "",
+            "max_attention_dep": a.token.dep if a else "",
+            "max_attention_ner": a.token.ner if a else "",
+            "max_attention_weight": round(a.weight, 6) if a else "",
+            "sentence_id": m.sentence_id,
+            "sentence": m.sentence,
+        })
+    return records
+
+
+def matches_csv(result: SearchResult, *, width: int = 3) -> str:
+    """:func:`match_rows` as CSV text (a header row, then one row per match)."""
+    rows = match_rows(result, width=width)
+    out = io.StringIO()
+    fields: Sequence[str] = list(rows[0]) if rows else ["rank", "score", "token", "sentence"]
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_safe(v) for k, v in row.items()})
+    return out.getvalue()
+
+
+def _csv_safe(value: object) -> object:
+    """Defuse spreadsheet formulas: a text cell starting with = + - @ gets a leading quote."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _span(token: CorpusToken, sentence: str, style: str, prefix: str) -> _Span | None:
+    start, end = token.word_start, token.word_end
+    if not (0 <= start < end <= len(sentence)):
+        return None
+    return _Span(start, end, style, prefix + annotation_text(token))

@@ -1,0 +1,72 @@
+"""The app's caches, keyed by plain names (no model object crosses a cache boundary).
+
+Models and corpora are shared resources (``st.cache_resource``, one copy per server process);
+analyses and searches are values (``st.cache_data``, keyed by names, the sentence and the
+settings, and copied out to each session).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from exbert_core import analysis as core_analysis
+from exbert_core import annotate, models
+from exbert_core import corpus as core_corpus
+from exbert_core import search as core_search
+from exbert_core.analysis import Analysis
+from exbert_core.annotate import WordAnnotation
+from exbert_core.corpus import Corpus
+from exbert_core.search import SearchResult
+
+TOP_K_PREDICTIONS = 10
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the model (the first load of smollm2 converts it, about 20 s)…")
+def model(name: str) -> models.LoadedModel:
+    """A loaded model by canonical name. At most 2 stay in memory (a third evicts the least
+    recently used: Community Cloud allows about 2.7 GB)."""
+    return models.load(name)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Opening the corpus…")
+def corpus(path: str, stamp: int) -> Corpus:
+    """A loaded corpus; ``stamp`` (its manifest's mtime) makes a rebuilt corpus a new entry."""
+    del stamp
+    return core_corpus.load(path)
+
+
+@st.cache_resource(show_spinner="Loading spaCy…")
+def spacy_pipeline():
+    return annotate.load_spacy()
+
+
+# Byte budgets, not only counts: one analysis of a long sentence under a 30-layer model holds
+# ~100 MB of attention and hidden states.
+@st.cache_data(max_entries=64, max_size="256MB", show_spinner="Analysing the sentence…")
+def analysis(model_name: str, sentence: str, masks: tuple[int, ...]) -> tuple[Analysis, list[WordAnnotation | None]]:
+    """The analysis of ``sentence`` under ``model_name`` with ``masks``, and each token's spaCy
+    annotation."""
+    loaded = model(model_name)
+    result = core_analysis.analyze(loaded, sentence, masks, top_k=TOP_K_PREDICTIONS, logit_lens=False)
+    return result, annotate.annotate_analysis(result, spacy_pipeline())
+
+
+@st.cache_data(max_entries=64, max_size="128MB",
+               show_spinner="Searching the corpus (the first search of a layer reads its index)…")
+def search(
+    model_name: str,
+    corpus_path: str,
+    corpus_stamp: int,
+    sentence: str,
+    masks: tuple[int, ...],
+    position: int,
+    layer: int,
+    kind: str,
+    heads: tuple[int, ...],
+    k: int,
+) -> SearchResult:
+    """The k nearest corpus tokens to token ``position`` (see ``exbert_core.search.search``)."""
+    loaded = model(model_name)
+    reference = corpus(corpus_path, corpus_stamp)
+    result, _ = analysis(model_name, sentence, masks)
+    return core_search.search(reference, loaded, result, position, layer, kind, heads, k)

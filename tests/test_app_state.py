@@ -1,0 +1,154 @@
+"""app_state: links parse into a typed state, bad values warn and fall back, states round-trip."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from conftest import PAPER_SENTENCE
+
+from exbert_core import app_state
+from exbert_core.app_state import AppState, clean_piece, fit_model, fit_tokens, from_params, to_params
+
+# The paper sentence under MiniLM: [CLS] + 15 word tokens + [SEP]; "escape" is position 9.
+TEXTS = ["[CLS]", "the", "girl", "ran", "to", "a", "local", "pub", "to", "escape", "the", "din", "of",
+         "her", "city", ".", "[SEP]"]
+SPECIAL = [True] + [False] * 15 + [True]
+
+
+def test_no_parameters_give_the_defaults():
+    state, warnings = from_params({})
+    assert state == AppState() and warnings == []
+    assert state.model == "minilm" and state.corpus == "alice" and state.sentence == PAPER_SENTENCE
+    assert (state.layer, state.heads, state.masks, state.token) == (None, None, (), None)
+    assert (state.threshold, state.hide_special, state.by, state.k) == (90, False, "embedding", 50)
+
+
+def test_every_control_round_trips_through_the_url():
+    state = AppState(model="smollm2", corpus="alice-smollm2", sentence="A cat, a hat & 50% <b>!",
+                     layer=7, heads=(0, 3), masks=(2, 4), token=5, threshold=55, hide_special=True,
+                     by="heads", k=80)
+    params = to_params(state)
+    assert set(params) == set(app_state.PARAMS)
+    again, warnings = from_params(params)
+    assert again == state and warnings == []
+
+
+def test_share_url_is_a_link_that_parses_back():
+    state, _ = fit_tokens(fit_model(AppState(), layers=6, heads=12, can_mask=True)[0], TEXTS, SPECIAL)
+    link = app_state.share_url("http://localhost:8501/?old=1", to_params(state))
+    parts = urlsplit(link)
+    assert parts.netloc == "localhost:8501" and "old" not in dict(parse_qsl(parts.query))
+    assert " " not in link and "%20" in link  # spaces survive chat apps
+    again, warnings = from_params(dict(parse_qsl(parts.query, keep_blank_values=True)))
+    assert again == state and warnings == []
+    assert app_state.share_url(None, {"layer": "2"}) == "?layer=2"
+
+
+def test_heads_spellings():
+    assert app_state.parse_heads("all") is None
+    assert app_state.parse_heads("none") == ()
+    assert app_state.parse_heads(" 3, 0,3 ") == (0, 3)
+    assert app_state.parse_heads("1;2") is False and app_state.parse_heads("-1") is False
+    assert app_state.format_heads(None) == "all" and app_state.format_heads(()) == "none"
+    assert app_state.format_heads((0, 4)) == "0,4"
+
+
+@pytest.mark.parametrize(
+    "key, value, field, default, fragment",
+    [
+        ("layer", "three", "layer", None, "not a layer number"),
+        ("layer", "-1", "layer", None, "not a layer number"),
+        ("heads", "0,x", "heads", None, "showing all heads"),
+        ("masks", "9,a", "masks", (), "no token is masked"),
+        ("token", "-3", "token", None, "default token"),
+        ("threshold", "0", "threshold", 90, "percentage"),
+        ("threshold", "101%", "threshold", 90, "percentage"),
+        ("hide_special", "maybe", "hide_special", False, "0 or 1"),
+        ("by", "magic", "by", "embedding", "'embedding' or"),
+        ("k", "0", "k", 50, "from 1 to 500"),
+        ("k", "501", "k", 50, "from 1 to 500"),
+        ("k", "1e9", "k", 50, "from 1 to 500"),
+        ("corpus", "../etc", "corpus", "alice", "not a corpus name"),
+        ("sentence", "   ", "sentence", PAPER_SENTENCE, "empty"),
+        ("model", "/etc/passwd", "model", "minilm", "file path"),
+        ("model", "~/models/bert", "model", "minilm", "file path"),
+        ("model", "C:\\models", "model", "minilm", "file path"),
+        ("model", "bad name!", "model", "minilm", "not a model id"),
+    ],
+)
+def test_bad_values_warn_and_fall_back(key, value, field, default, fragment):
+    state, warnings = from_params({key: value})
+    assert getattr(state, field) == default
+    assert len(warnings) == 1 and fragment in warnings[0]
+
+
+def test_valid_spellings_are_accepted():
+    state, warnings = from_params({"threshold": "75%", "hide_special": "TRUE", "by": "head",
+                                   "model": "sentence-transformers/all-MiniLM-L6-v2", "k": "+7",
+                                   "masks": "9 , 3,9", "sentence": "  Many   spaces\there "})
+    assert warnings == []
+    assert (state.threshold, state.hide_special, state.by, state.model, state.k) == (75, True, "heads", "minilm", 7)
+    assert state.masks == (3, 9) and state.sentence == "Many spaces here"
+    assert from_params({"model": "bert-base-uncased"})[0].model == "bert-base-uncased"
+
+
+def test_unknown_parameters_are_ignored_and_repeated_ones_take_the_last_value():
+    state, warnings = from_params({"embed": "true", "utm_source": "x", "layer": ["1", "4"]})
+    assert warnings == [] and state.layer == 4
+
+
+def test_long_sentences_are_cut_with_a_warning():
+    state, warnings = from_params({"sentence": "word " * 400})
+    assert len(state.sentence) == app_state.MAX_SENTENCE_CHARS and "cut" in warnings[0]
+
+
+def test_fit_model_fills_defaults_without_warnings():
+    state, warnings = fit_model(AppState(), layers=6, heads=12, can_mask=True)
+    assert state.layer == 2 and state.heads is None and warnings == []
+    assert fit_model(AppState(), layers=1, heads=4, can_mask=True)[0].layer == 1
+
+
+def test_fit_model_clamps_what_the_model_does_not_have():
+    state, warnings = fit_model(AppState(layer=40, heads=(0, 2, 20), masks=(3,)),
+                                layers=30, heads=9, can_mask=False, model_label="smollm2")
+    assert (state.layer, state.heads, state.masks) == (2, (0, 2), ())
+    assert len(warnings) == 3
+    assert "Layer 40" in warnings[0] and "head 20" in warnings[1] and "no mask token" in warnings[2]
+
+
+def test_fit_model_normalises_heads():
+    assert fit_model(AppState(heads=tuple(range(12))), layers=6, heads=12, can_mask=True)[0].heads is None
+    assert fit_model(AppState(heads=()), layers=6, heads=12, can_mask=True)[0].heads == ()
+    state, warnings = fit_model(AppState(heads=(50, 60)), layers=6, heads=12, can_mask=True)
+    assert state.heads is None and warnings  # nothing valid left: all heads, with a warning
+    assert AppState(heads=(1, 2)).selected_heads(12) == (1, 2)
+    assert AppState().selected_heads(3) == (0, 1, 2)
+
+
+def test_fit_tokens_selects_escape_by_default():
+    state, warnings = fit_tokens(AppState(), TEXTS, SPECIAL)
+    assert state.token == 9 and warnings == []
+    # Byte-level tokens: "Ġescape" is escape too; no special tokens at all.
+    gpt_texts = ["The", "Ġgirl", "Ġran", "Ġto", "Ġescape"]
+    assert app_state.default_token(gpt_texts, [False] * 5) == 4
+    assert app_state.default_token(["[CLS]", "hello", "[SEP]"], [True, False, True]) == 1
+    assert app_state.default_token(["[CLS]", "[SEP]"], [True, True]) is None
+
+
+def test_fit_tokens_drops_positions_that_are_not_word_tokens():
+    state, warnings = fit_tokens(AppState(masks=(0, 9, 40), token=16), TEXTS, SPECIAL)
+    assert state.masks == (9,) and state.token == 9
+    assert "Mask positions 0, 40 are not a word token" in warnings[0]
+    assert "Token position 16" in warnings[1] and "positions 1-15" in warnings[1]
+    kept, none = fit_tokens(AppState(masks=(9,), token=7), TEXTS, SPECIAL)
+    assert (kept.masks, kept.token, none) == ((9,), 7, [])
+
+
+@pytest.mark.parametrize(
+    "piece, shown",
+    [("Ġescape", "escape"), ("▁es", "es"), ("##ing", "##ing"), ("[CLS]", "[CLS]"), ("Ċ", "\\n"),
+     ("Ġ", "␣"), ("", "")],
+)
+def test_clean_piece(piece, shown):
+    assert clean_piece(piece) == shown

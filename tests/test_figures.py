@@ -1,0 +1,168 @@
+"""figures: pure Plotly builders. Invariants of the arrays they draw, escaping, selection data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+from conftest import PAPER_SENTENCE
+
+from exbert_core import analysis, figures
+
+
+@pytest.fixture(scope="module")
+def paper(minilm):
+    return analysis.analyze(minilm, PAPER_SENTENCE)
+
+
+def _links_drawn(fig: go.Figure) -> int:
+    """Number of curves in the line traces (each curve ends with a None separator)."""
+    return sum(trace.x.count(None) for trace in fig.data if trace.mode == "lines")
+
+
+def test_head_mean_of_real_attention_keeps_rows_summing_to_one(paper):
+    layer = paper.attention[1]  # heads x tokens x tokens
+    mean = figures.head_mean(layer, [0, 3, 7])
+    np.testing.assert_allclose(mean, layer[[0, 3, 7]].mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(mean.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(figures.head_mean(layer, range(12)), layer.mean(axis=0), atol=1e-6)
+    assert not figures.head_mean(layer, []).any()
+    with pytest.raises(ValueError):
+        figures.head_mean(layer[0], [0])
+
+
+def test_top_p_mask_keeps_the_smallest_set_reaching_p():
+    m = np.array([[0.5, 0.3, 0.15, 0.05], [0.25, 0.25, 0.25, 0.25], [0.0, 1.0, 0.0, 0.0], [0, 0, 0, 0]])
+    keep = figures.top_p_mask(m, 0.8)
+    assert keep[0].tolist() == [True, True, False, False]
+    assert keep[1].all()  # equal weights: 0.75 < 0.8 needs all four
+    assert keep[2].tolist() == [False, True, False, False]
+    assert not keep[3].any()  # zero weights are never drawn
+    assert figures.top_p_mask(m, 0.5)[0].tolist() == [True, False, False, False]
+    assert figures.top_p_mask(m, 1.0)[0].all()
+    with pytest.raises(ValueError):
+        figures.top_p_mask(m, 0)
+
+
+def test_top_p_mask_on_real_attention_is_minimal(paper):
+    m = figures.head_mean(paper.attention[3], range(12))
+    for p in (0.3, 0.6, 0.9):
+        keep = figures.top_p_mask(m, p)
+        for row, kept in zip(m, keep):
+            assert row[kept].sum() >= p - 1e-6
+            # Dropping the weakest kept link falls below p: the set is minimal.
+            assert row[kept].sum() - row[kept].min() < p
+
+
+def test_visible_positions():
+    assert figures.visible_positions([True, False, False, True], False) == [0, 1, 2, 3]
+    assert figures.visible_positions([True, False, False, True], True) == [1, 2]
+
+
+def test_attention_curves_structure(paper):
+    m = figures.head_mean(paper.attention[1], range(12))
+    labels = [t.text for t in paper.tokens]
+    keep = figures.top_p_mask(m, 0.9)
+    fig = figures.attention_curves(m, labels, keep=keep)
+    left, right = fig.data[-2], fig.data[-1]
+    assert list(left.customdata) == list(range(len(labels))) and list(right.customdata) == list(range(len(labels)))
+    assert set(left.x) == {0.0} and set(right.x) == {1.0}
+    assert _links_drawn(fig) == keep.sum()
+    assert all(trace.line.color == figures.LINK for trace in fig.data[:-2])
+    json.loads(fig.to_json())  # serialisable as Streamlit sends it
+
+
+def test_attention_curves_highlight_the_selected_row_and_map_positions(paper):
+    visible = list(range(1, len(paper.tokens) - 1))  # special tokens hidden
+    m = figures.head_mean(paper.attention[1], range(12))[np.ix_(visible, visible)]
+    labels = [paper.tokens[p].text for p in visible]
+    fig = figures.attention_curves(m, labels, positions=visible, selected=9)
+    accent = [trace for trace in fig.data if trace.mode == "lines" and trace.line.color == figures.ACCENT]
+    assert accent and sum(trace.x.count(None) for trace in accent) == (m[visible.index(9)] > 0).sum()
+    left = fig.data[-2]
+    assert list(left.customdata) == visible
+    assert left.text[visible.index(9)] == "<b>escape</b>"
+    assert "attends to" in left.hovertext[0]
+
+
+def test_token_strings_are_escaped_everywhere():
+    labels = ["<s>", "a&b", '"q"', "</s>"]
+    m = np.full((4, 4), 0.25)
+    curves = figures.attention_curves(m, labels, selected=0)
+    assert curves.data[-2].text[0] == "<b>&lt;s&gt;</b>" and curves.data[-1].text[1] == "a&amp;b"
+    assert "<s>" not in curves.to_json().replace("\\u003c", "<").replace("<b>", "")
+    heat = figures.attention_heatmap(m, labels)
+    assert list(heat.layout.yaxis.ticktext) == ["&lt;s&gt;", "a&amp;b", "&quot;q&quot;", "&lt;/s&gt;"]
+    grid = figures.head_grid(np.stack([m, m]), labels)
+    assert "&lt;s&gt;" in grid.data[0].customdata[0][0]
+    hist = figures.histogram({"<script>": 2}, title="<i>t</i>")
+    assert hist.layout.title.text == "&lt;i&gt;t&lt;/i&gt;" and "&lt;script&gt;" in hist.layout.yaxis.ticktext[0]
+
+
+def test_heatmap_shows_the_matrix_and_outlines_the_selected_row(paper):
+    m = figures.head_mean(paper.attention[0], [2])
+    labels = [t.text for t in paper.tokens]
+    fig = figures.attention_heatmap(m, labels, selected=9)
+    np.testing.assert_allclose(np.array(fig.data[0].z), m, atol=1e-4)  # rounded to keep figures small
+    (shape,) = fig.layout.shapes
+    assert (shape.y0, shape.y1) == (8.5, 9.5)
+    assert fig.layout.yaxis.autorange == "reversed"
+    assert not figures.attention_heatmap(m, labels).layout.shapes
+    with pytest.raises(ValueError):
+        figures.attention_heatmap(m[:3], labels)
+
+
+def test_head_grid_has_one_map_per_head(paper):
+    labels = [t.text for t in paper.tokens]
+    fig = figures.head_grid(paper.attention[2], labels, selected_heads=[1, 5])
+    assert len(fig.data) == 12 and all(isinstance(t, go.Heatmap) for t in fig.data)
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[1] == "head 1 ●" and titles[0] == "head 0"
+    assert fig.layout.annotations[5].font.color == figures.ACCENT
+    np.testing.assert_allclose(np.array(fig.data[4].z), paper.attention[2, 4], atol=1e-3)
+
+
+def test_histograms_put_the_most_frequent_on_top_and_explain_labels():
+    describe = figures.describe_labels(["VERB", "NOUN", "(none)", "nsubj", "PERSON"])
+    assert describe["VERB"] == "verb" and "(none)" not in describe and describe["nsubj"]
+    fig = figures.histogram({"VERB": 7, "NOUN": 2, "(none)": 1}, title="POS", describe=describe)
+    bar = fig.data[0]
+    assert list(bar.x) == [1, 2, 7]  # drawn bottom-up: most frequent on top
+    assert fig.layout.yaxis.ticktext[-1] == "VERB · verb"
+    assert "7 of 10 matches (70%)" in bar.customdata[-1]
+
+
+def test_offset_histogram_is_ordered_by_offset():
+    fig = figures.offset_histogram({"1": 5, "-2": 1, "0": 3}, title="offsets")
+    assert list(fig.data[0].x) == [-2, 0, 1] and list(fig.data[0].y) == [1, 3, 5]
+    assert list(fig.layout.xaxis.ticktext) == ["-2", "0", "+1"]
+    assert "2 tokens before" in fig.data[0].customdata[0]
+
+
+def test_predictions_bar():
+    fig = figures.predictions_bar([(" escape", 0.6), ("<run>", 0.3), (" ", 0.1)], title="next")
+    assert list(fig.data[0].x) == [0.1, 0.3, 0.6]
+    assert list(fig.layout.yaxis.ticktext) == ["&#x27; &#x27;", "&lt;run&gt;", "escape"]
+
+
+def test_renormalize_rows():
+    m = np.array([[0.6, 0.1, 0.1], [0.0, 0.0, 0.0], [0.2, 0.2, 0.0]])
+    r = figures.renormalize_rows(m)
+    np.testing.assert_allclose(r.sum(axis=1), [1.0, 0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(r[0], [0.75, 0.125, 0.125], atol=1e-6)
+
+
+def test_long_sentences_give_figures_of_a_few_megabytes():
+    n = 220
+    rng = np.random.default_rng(0)
+    attention = rng.dirichlet(np.ones(n) * 0.3, size=(12, n)).astype(np.float32)  # heads x n x n
+    labels = [f"w{i}" for i in range(n)]
+    m = figures.head_mean(attention, range(12))
+    curves = figures.attention_curves(m, labels, keep=figures.top_p_mask(m, 0.9))
+    assert _links_drawn(curves) == figures.top_p_mask(m, 0.9).sum()
+    assert len(curves.to_json()) < 3_000_000
+    heat = figures.attention_heatmap(m, labels)
+    assert heat.data[0].customdata is None and len(heat.to_json()) < 2_000_000
+    assert len(figures.head_grid(attention, labels).to_json()) < 6_000_000
