@@ -119,9 +119,13 @@ def analyze(
     masks: tuple[int, ...] | list[int] = (),
     *,
     top_k: int = 5,
-    logit_lens: bool = True,
+    logit_lens: bool = False,
 ) -> Analysis:
     """Analyse ``sentence`` with the tokens at ``masks`` (positions, specials counted) masked.
+
+    ``logit_lens=True`` also fills ``layer_predictions`` for every position; that costs the LM
+    head once per layer and token (SmolLM2: ~7x the forward pass), so views that show one
+    token use :func:`lens_at` instead.
 
     Raises InputError for an empty sentence, a mask position out of range, or masking on a
     model whose tokenizer has no mask token.
@@ -169,6 +173,24 @@ def analyze(
         layer_predictions=layer_predictions,
         warnings=tuple(warnings),
     )
+
+
+def lens_at(loaded: LoadedModel, analysis: Analysis, position: int, top_k: int = 5) -> tuple[tuple[Candidate, ...], ...]:
+    """The logit lens for one token: the top-k of the LM head applied to its hidden state after
+    each layer, ``[layers][k]`` (the last layer equals the model's own prediction).
+
+    Raises InputError for a model without an LM head or a position out of range.
+    """
+    info = loaded.info
+    if not info.has_lm_head:
+        raise InputError(f"{info.name} has no LM head, so it has no logit lens; 'smollm2' has one.")
+    if not 0 <= position < len(analysis.tokens):
+        raise InputError(f"Token position {position} is out of range: the sentence has {len(analysis.tokens)} tokens.")
+    hidden = torch.from_numpy(analysis.hidden[1:, position])  # [layers, hidden]
+    with loaded.lock, torch.inference_mode():
+        # The last hidden state is already normalised by the model: no second final norm.
+        logits = torch.cat([loaded.lm_logits(hidden[:-1]), loaded.lm_logits(hidden[-1:], final=True)])
+        return _top_k(loaded, logits, top_k)
 
 
 def _validated_masks(loaded: LoadedModel, masks: tuple[int, ...] | list[int], n_tokens: int) -> tuple[int, ...]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from exbert_core.analysis import Analysis, Candidate
+from exbert_core.analysis import Analysis, Candidate, lens_at
 from exbert_core.corpus import Corpus
 from exbert_core.models import LoadedModel
 from exbert_core.search import search
@@ -37,14 +37,13 @@ def layer_sweep(
     """Search at every layer (embedding: 0..L, heads: 1..L) and summarise each layer's matches."""
     first = 0 if kind == "embedding" else 1
     layers = list(range(first, loaded.info.layers + 1))
+    lens = lens_at(loaded, analysis, position) if loaded.info.has_lm_head else None
     out = []
     for i, layer in enumerate(layers):
         found = search(corpus, loaded, analysis, position, layer, kind, heads, k, with_attention=False)
         tokens = [m.token for m in found.matches]
-        lens = None
-        if analysis.layer_predictions is not None and layer >= 1:
-            lens = analysis.layer_predictions[layer - 1][position]
-        out.append(LayerSummary(layer, {f: counts(tokens, f) for f in FEATURES}, lens))
+        predictions = lens[layer - 1] if lens is not None and layer >= 1 else None
+        out.append(LayerSummary(layer, {f: counts(tokens, f) for f in FEATURES}, predictions))
         if progress:
             progress(i + 1, len(layers))
     return out

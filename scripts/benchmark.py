@@ -42,7 +42,8 @@ def bench_analyze() -> None:
     from exbert_core import analysis, models
 
     print("\n== analyze(): one sentence, p50 over 30 runs ==")
-    print(f"{'model':<10}{'tokens':>7}{'raw forward':>14}{'analyze()':>12}{'overhead':>10}{'  analyze, no logit lens':>24}")
+    print(f"{'model':<10}{'tokens':>7}{'raw forward':>14}{'analyze()':>12}{'overhead':>10}"
+          f"{'lens, 1 token':>15}{'lens, all tokens':>18}")
     for name in models.OFFLINE_MODELS:
         loaded = models.load(name)
         enc = loaded.tokenizer(SENTENCE, return_tensors="pt")
@@ -53,8 +54,13 @@ def bench_analyze() -> None:
 
         raw_s = _p50(raw)
         full_s = _p50(lambda: analysis.analyze(loaded, SENTENCE))
-        lean_s = _p50(lambda: analysis.analyze(loaded, SENTENCE, logit_lens=False))
-        print(f"{name:<10}{enc['input_ids'].shape[1]:>7}{ms(raw_s):>14}{ms(full_s):>12}{full_s / raw_s:>9.2f}x{ms(lean_s):>24}")
+        lens_one = lens_all = "-"
+        if loaded.info.has_lm_head:
+            result = analysis.analyze(loaded, SENTENCE)
+            lens_one = ms(_p50(lambda: analysis.lens_at(loaded, result, 3)))
+            lens_all = ms(_p50(lambda: analysis.analyze(loaded, SENTENCE, logit_lens=True), runs=5))
+        print(f"{name:<10}{enc['input_ids'].shape[1]:>7}{ms(raw_s):>14}{ms(full_s):>12}{full_s / raw_s:>9.2f}x"
+              f"{lens_one:>15}{lens_all:>18}")
 
 
 def _p50(fn, runs: int = 30) -> float:

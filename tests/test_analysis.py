@@ -79,7 +79,7 @@ def test_contexts_through_output_projection_reproduce_attention_output(minilm, p
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_mechanics(family, minilm):
     loaded = tiny(family, minilm.tokenizer)
-    result = analysis.analyze(loaded, TRAINING_TEXT[1], top_k=3)
+    result = analysis.analyze(loaded, TRAINING_TEXT[1], top_k=3, logit_lens=True)
     info, t = loaded.info, len(result.tokens)
     assert result.attention.shape == (info.layers, info.heads, t, t)
     assert result.hidden.shape == (info.layers + 1, t, info.hidden)
@@ -112,8 +112,22 @@ def test_llama_grouped_query_heads_map_to_their_kv_head(minilm):
 
 def test_last_logit_lens_layer_equals_model_predictions(minilm):
     for family in ("bert", "llama"):
-        result = analysis.analyze(tiny(family, minilm.tokenizer), TRAINING_TEXT[0], top_k=3)
+        loaded = tiny(family, minilm.tokenizer)
+        result = analysis.analyze(loaded, TRAINING_TEXT[0], top_k=3, logit_lens=True)
         assert result.layer_predictions[-1] == result.predictions
+        # one position on demand equals the full lens at that position
+        for position in (0, 4):
+            one = analysis.lens_at(loaded, result, position, 3)
+            full = [layer[position] for layer in result.layer_predictions]
+            assert [[c.token for c in top] for top in one] == [[c.token for c in top] for top in full]
+            np.testing.assert_allclose([[c.prob for c in t] for t in one], [[c.prob for c in t] for t in full], rtol=1e-4)
+
+
+def test_lens_needs_an_lm_head(minilm):
+    result = analysis.analyze(minilm, "Hello there.")
+    assert result.layer_predictions is None
+    with pytest.raises(InputError, match="no LM head"):
+        analysis.lens_at(minilm, result, 1)
 
 
 @pytest.mark.parametrize("sentence", ["", "   ", "\n\t", "\u200b"])

@@ -84,7 +84,7 @@ def test_analysis_of_smollm2_predicts_and_lenses(smollm2_loaded):
 
     loaded = models.load("HuggingFaceTB/SmolLM2-135M-Instruct")
     assert loaded.info.name == "smollm2" and loaded.info.causal and loaded.info.has_lm_head
-    result = analysis.analyze(loaded, "The capital of France is")
+    result = analysis.analyze(loaded, "The capital of France is", logit_lens=True)
     assert result.attention.shape[:2] == (30, 9)
     assert result.contexts.shape[1:] == (len(result.tokens), 9, 64)
     assert result.predictions[-1][0].token == " Paris"
@@ -92,5 +92,7 @@ def test_analysis_of_smollm2_predicts_and_lenses(smollm2_loaded):
     assert result.layer_predictions[-1] == result.predictions
     # Early layers do not know the answer yet: the lens shows the answer forming.
     assert result.layer_predictions[0][-1][0].token != " Paris"
+    lens = analysis.lens_at(loaded, result, len(result.tokens) - 1)
+    assert [top[0].token for top in lens] == [layer[-1][0].token for layer in result.layer_predictions]
     with pytest.raises(analysis.InputError, match="no mask token"):
         analysis.analyze(loaded, "The capital of France is", [1])
