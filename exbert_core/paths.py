@@ -24,22 +24,22 @@ def data_dir() -> Path:
     return path
 
 
-def models_dir() -> Path:
-    """Folder for model files converted for offline use (e.g. SmolLM2 as safetensors)."""
-    path = data_dir() / "models"
+def _subdir(name: str) -> Path:
+    path = data_dir() / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def models_dir() -> Path:
+    """Folder for model files converted for offline use (e.g. SmolLM2 as safetensors)."""
+    return _subdir("models")
 
 
 def sources_dir() -> Path:
     """Folder for fetched corpus source texts (never committed to the repository)."""
-    path = data_dir() / "sources"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _subdir("sources")
 
 
 def corpora_dir() -> Path:
     """Folder holding one sub-folder per built corpus."""
-    path = data_dir() / "corpora"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _subdir("corpora")
