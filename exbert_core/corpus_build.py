@@ -65,8 +65,9 @@ def index_file(layer: int, kind: str) -> str:
     return f"layer_{layer:02d}.{kind}.faiss.zst"
 
 
-def stored_layers(layers: int, kind: str, recompute_layers: int) -> list[int]:
-    """Layers whose vectors are on disk: embedding layers run 0..L, head layers 1..L."""
+def stored_layers(layers: int, recompute_layers: int) -> list[int]:
+    """Layers whose vectors are on disk, for both kinds (embedding layers run 0..L, head layers
+    1..L; layers up to ``recompute_layers`` are recomputed at load time)."""
     return list(range(recompute_layers + 1, layers + 1))
 
 
@@ -248,7 +249,7 @@ def _embed_all(
     """Run the model over all sentences in chunks, adding vectors of stored layers to indices."""
     info = loaded.info
     R = options.recompute_layers
-    layers = {kind: stored_layers(info.layers, kind, R) for kind in vectors.KINDS}
+    layers = {kind: stored_layers(info.layers, R) for kind in vectors.KINDS}
     indices: dict[tuple[str, int], object] = {}
     done = 0
     report("embed", 0, n_tokens)
