@@ -1,7 +1,9 @@
 """exBERT in Streamlit: `streamlit run app.py`.
 
-The pages are in ``pages/`` (UI only); the shared sidebar and caches in ``pages/common/``; every
-computation in ``exbert_core``.
+The pages are in ``app_pages/`` (UI only); the shared sidebar and caches in ``app_pages/common/``;
+every computation in ``exbert_core``. (Not ``pages/``: Streamlit treats a ``pages/`` folder beside the
+main script as a version-1 multipage app, and when a server's first request is a link to one of
+its pages it runs that file without this script, so without ``st.navigation`` and the wide layout.)
 """
 
 from __future__ import annotations
@@ -24,8 +26,14 @@ return_freed_memory()  # large transients (a search's attention batch) go back t
 st.set_page_config(page_title="exBERT", page_icon=":material/hub:", layout="wide")
 
 page = st.navigation([
-    st.Page("pages/attention.py", title="Attention & search", icon=":material/hub:", default=True),
-    st.Page("pages/corpora.py", title="Corpora", icon=":material/library_books:", url_path="corpora"),
+    st.Page("app_pages/attention.py", title="Attention & search", icon=":material/hub:", default=True),
+    # URL paths are the file names (model_view, layers, head_atlas, compare), which AppTest's
+    # switch_page also finds before the first run.
+    st.Page("app_pages/model_view.py", title="Model view", icon=":material/grid_view:"),
+    st.Page("app_pages/layers.py", title="Layer sweep & logit lens", icon=":material/stacked_bar_chart:"),
+    st.Page("app_pages/head_atlas.py", title="Head atlas", icon=":material/apps:"),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("app_pages/corpora.py", title="Corpora", icon=":material/library_books:", url_path="corpora"),
 ])
 try:
     page.run()

@@ -17,6 +17,12 @@ URL parameters (all optional)::
     model=minilm  corpus=alice  sentence=The girl ran ...  layer=2  heads=all|none|0,3,7
     masks=9,10  token=9  threshold=90  hide_special=0|1  by=embedding|heads  k=50
 
+and the parameters of single pages (written only by the page that uses them, see
+:data:`EXTRA_PARAMS`)::
+
+    view=auto|curves|matrix|heads  image=png|svg  feature=pos|dep|ner  relation=nsubj
+    sample=500  compare=sentences|models  sentence_b=...  model_b=smollm2  layer_b=4  token_b=3
+
 Positions (``masks``, ``token``) count every model token, special tokens included, as in the
 core API. ``layer`` runs 1..L: the attention of block L, the embeddings it outputs and the head
 contexts inside it (the paper's layer numbering).
@@ -39,15 +45,29 @@ DEFAULT_THRESHOLD = 90  # percent of each row's attention kept in the curves vie
 DEFAULT_K = 50
 # MAX_K (500): measured with MiniLM on Alice, k=500 adds ~0.3 GB to the peak and takes ~2 s
 # (the max-attention pass runs in small batches), within Community Cloud's ~2.7 GB.
-MAX_SENTENCE_CHARS = 1000
+# A 512-token input (the longest most encoders read) is about 2,500 characters of English prose.
+MAX_SENTENCE_CHARS = 5000
 SEARCH_KINDS = ("embedding", "heads")
 PARAMS = ("model", "corpus", "sentence", "layer", "heads", "masks", "token", "threshold",
           "hide_special", "by", "k")
+# Parameters of single pages: a page writes the base PARAMS and the extras it uses.
+EXTRA_PARAMS = ("view", "image", "feature", "relation", "sample", "compare", "sentence_b", "model_b",
+                "layer_b", "token_b")
+# The attention view: "auto" is the curves up to LONG_INPUT_TOKENS tokens and the matrix beyond.
+ATTENTION_VIEWS = ("auto", "curves", "matrix", "heads")
+LONG_INPUT_TOKENS = 64
+IMAGE_FORMATS = ("png", "svg")  # what the charts' camera button downloads
+FEATURES = ("pos", "dep", "ner")  # the layer sweep's chart and the comparison's summaries
+ATLAS_SAMPLES = (100, 250, 500, 1000, 2000)  # corpus sentences the head atlas reads
+DEFAULT_ATLAS_SAMPLE = 1000
+COMPARE_MODES = ("sentences", "models")
+DEFAULT_SENTENCE_B = "The prisoner planned a daring escape from the old castle."
 # Hub ids shown in the model list after the offline models (they need internet).
 SUGGESTED_HUB_MODELS = ("bert-base-uncased", "distilbert-base-uncased", "roberta-base", "gpt2")
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?")
 _CORPUS_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+_RELATION = re.compile(r"[A-Za-z][A-Za-z:_]{0,31}")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -68,6 +88,18 @@ class AppState:
     hide_special: bool = False
     by: str = "embedding"
     k: int = DEFAULT_K
+    # Single pages (see EXTRA_PARAMS). ``relation`` None: the atlas's most frequent relation;
+    # ``model_b`` None: the other offline model; ``layer_b`` / ``token_b`` None until fitted.
+    view: str = "auto"
+    image: str = "png"
+    feature: str = "pos"
+    relation: str | None = None
+    sample: int = DEFAULT_ATLAS_SAMPLE
+    compare: str = "sentences"
+    sentence_b: str = DEFAULT_SENTENCE_B
+    model_b: str | None = None
+    layer_b: int | None = None
+    token_b: int | None = None
 
     def selected_heads(self, n_heads: int) -> tuple[int, ...]:
         """The selected heads as explicit indices."""
@@ -98,16 +130,17 @@ def from_params(params: Mapping[str, str | Sequence[str]]) -> tuple[AppState, li
         else:
             warnings.append(f"The link's corpus {_show(name)} is not a corpus name (letters, digits, "
                             f"'-' or '_'); showing corpus '{DEFAULT_CORPUS}'.")
-    if "sentence" in values:
-        sentence = " ".join(values["sentence"].split())
-        if not sentence:
-            warnings.append("The link's sentence is empty; showing the example sentence.")
-        elif len(sentence) > MAX_SENTENCE_CHARS:
-            warnings.append(f"The link's sentence is longer than {MAX_SENTENCE_CHARS} characters; "
-                            "it was cut.")
-            fields["sentence"] = sentence[:MAX_SENTENCE_CHARS]
-        else:
-            fields["sentence"] = sentence
+    for key in ("sentence", "sentence_b"):
+        if key in values:
+            sentence = " ".join(values[key].split())
+            if not sentence:
+                warnings.append(f"The link's {key} is empty; showing the example sentence.")
+            elif len(sentence) > MAX_SENTENCE_CHARS:
+                warnings.append(f"The link's {key} is longer than {MAX_SENTENCE_CHARS} characters; "
+                                "it was cut.")
+                fields[key] = sentence[:MAX_SENTENCE_CHARS]
+            else:
+                fields[key] = sentence
     if "layer" in values:
         layer = _int(values["layer"])
         if layer is None or layer < 0:
@@ -165,7 +198,59 @@ def from_params(params: Mapping[str, str | Sequence[str]]) -> tuple[AppState, li
                             f"showing {DEFAULT_K} matches.")
         else:
             fields["k"] = k
+    fields.update(_page_params(values, warnings))
     return replace(state, **fields), warnings
+
+
+def _page_params(values: Mapping[str, str], warnings: list[str]) -> dict[str, object]:
+    """The parameters of single pages (:data:`EXTRA_PARAMS`), checked for syntax."""
+    fields: dict[str, object] = {}
+    choices = {
+        "view": (ATTENTION_VIEWS, {"heatmap": "matrix", "heat map": "matrix", "grid": "heads"},
+                 "attention view", "choosing by the input's length"),
+        "image": (IMAGE_FORMATS, {}, "image format", "charts download as PNG"),
+        "feature": (FEATURES, {}, "feature", "showing part of speech"),
+        "compare": (COMPARE_MODES, {"sentence": "sentences", "model": "models"}, "comparison",
+                    "comparing two sentences"),
+    }
+    for key, (allowed, aliases, what, fallback) in choices.items():
+        if key in values:
+            value = values[key].strip().lower()
+            value = aliases.get(value, value)
+            if value in allowed:
+                fields[key] = value
+            else:
+                warnings.append(f"The link's {what} {_show(values[key])} is not "
+                                f"{_or(allowed)}; {fallback}.")
+    if "relation" in values:
+        relation = values["relation"].strip()
+        if _RELATION.fullmatch(relation):
+            fields["relation"] = relation
+        elif relation:
+            warnings.append(f"The link's relation {_show(relation)} is not a dependency label (like "
+                            "nsubj); showing the most frequent relation.")
+    if "sample" in values:
+        sample = _int(values["sample"])
+        if sample in ATLAS_SAMPLES:
+            fields["sample"] = sample
+        else:
+            warnings.append(f"The link's sample {_show(values['sample'])} is not one of "
+                            f"{', '.join(map(str, ATLAS_SAMPLES))} sentences; reading "
+                            f"{DEFAULT_ATLAS_SAMPLE}.")
+    if "model_b" in values and values["model_b"].strip():
+        model, problem = check_model_name(values["model_b"])
+        fields["model_b"] = model
+        if problem:
+            warnings.append(problem.replace("Model ", "The second model ", 1))
+    for key, what in (("layer_b", "layer"), ("token_b", "token position")):
+        if key in values and values[key].strip():
+            number = _int(values[key])
+            if number is None or number < 0:
+                warnings.append(f"The link's {key} {_show(values[key])} is not a {what}; "
+                                f"the default is used.")
+            else:
+                fields[key] = number
+    return fields
 
 
 def check_model_name(text: str) -> tuple[str, str | None]:
@@ -275,13 +360,51 @@ def fit_tokens(state: AppState, texts: Sequence[str], special: Sequence[bool]) -
     return replace(state, masks=masks, token=token), warnings
 
 
+def fit_relation(state: AppState, relations: Sequence[str]) -> tuple[AppState, list[str]]:
+    """The head atlas's relation: one of ``relations`` (most frequent first); else the first."""
+    if state.relation in relations or not relations:
+        return state, []
+    warnings = []
+    if state.relation is not None:
+        warnings.append(f"The relation {_show(state.relation)} was not seen often enough in this "
+                        f"sample to be measured; showing '{relations[0]}'.")
+    return replace(state, relation=relations[0]), warnings
+
+
+def other_model(model: str) -> str:
+    """The default second model of a comparison: the other offline model."""
+    others = [name for name in OFFLINE_MODELS if name != model]
+    return others[0] if others else DEFAULT_MODEL
+
+
+def fit_side_b(state: AppState, *, layers: int, texts: Sequence[str], special: Sequence[bool],
+               model_label: str | None = None) -> tuple[AppState, list[str]]:
+    """Check the comparison's second side against its model (``layers``) and its tokens (``texts``,
+    ``special`` flags). A bad ``layer_b`` or ``token_b`` becomes None: the page then follows the
+    first side (its layer at the same depth, its token in the second sentence)."""
+    name = model_label or "the second model"
+    warnings: list[str] = []
+    fields: dict[str, object] = {}
+    if state.layer_b is not None and not 1 <= state.layer_b <= layers:
+        warnings.append(f"Layer {state.layer_b} does not exist in {name} (layers 1-{layers}); showing "
+                        "the layer at the depth of the first side's.")
+        fields["layer_b"] = None
+    token = state.token_b
+    if token is not None and not (0 <= token < len(texts) and not special[token]):
+        ok = [i for i in range(len(texts)) if not special[i]]
+        warnings.append(f"Token position {token} is not a word token of the second side (positions "
+                        f"{_ranges(ok)}); the first side's token is compared.")
+        fields["token_b"] = None
+    return replace(state, **fields), warnings
+
+
 # ---------------------------------------------------------------------------------------------
 # Writing
 
 
-def to_params(state: AppState) -> dict[str, str]:
+def to_params(state: AppState, extra: Sequence[str] = ()) -> dict[str, str]:
     """Query parameters that reproduce ``state`` (every control, so a link keeps its meaning even
-    if defaults change)."""
+    if defaults change), with the single-page parameters named in ``extra``."""
     params = {
         "model": state.model,
         "corpus": state.corpus,
@@ -295,6 +418,22 @@ def to_params(state: AppState) -> dict[str, str]:
         "by": state.by,
         "k": str(state.k),
     }
+    pages = {
+        "view": state.view,
+        "image": state.image,
+        "feature": state.feature,
+        "relation": state.relation or "",
+        "sample": str(state.sample),
+        "compare": state.compare,
+        "sentence_b": state.sentence_b,
+        "model_b": state.model_b or other_model(state.model),
+        "layer_b": None if state.layer_b is None else str(state.layer_b),
+        "token_b": None if state.token_b is None else str(state.token_b),
+    }
+    unknown = set(extra) - set(pages)
+    if unknown:
+        raise ValueError(f"unknown page parameters {sorted(unknown)}; see EXTRA_PARAMS")
+    params.update({key: pages[key] for key in EXTRA_PARAMS if key in extra})
     return {key: value for key, value in params.items() if value is not None}
 
 
@@ -349,6 +488,11 @@ def _ranges(values: Sequence[int]) -> str:
     if not values:
         return "none"
     return f"{values[0]}-{values[-1]}" if list(values) == list(range(values[0], values[-1] + 1)) else ", ".join(map(str, values))
+
+
+def _or(choices: Sequence[str]) -> str:
+    quoted = [f"'{c}'" for c in choices]
+    return ", ".join(quoted[:-1]) + f" or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
 
 
 def _show(text: str, limit: int = 40) -> str:

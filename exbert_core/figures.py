@@ -29,6 +29,12 @@ _BINS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0001)  # upper bounds of link weight 
 _CURVE_POINTS = 17
 _MAX_CURVE_POINTS = 40_000  # points over all curves of one figure
 _NAMED_HOVER_CELLS = 6_400  # heat maps name both tokens in the hover up to this many cells
+MAX_LONG_LINKS = 1_500  # curves drawn at most for a long input (the strongest of the top-p set)
+POOLED_TILE = 96  # a small map of a long input is pooled to at most this many cells a side
+MODEL_VIEW_TILE = 24  # the model view's thumbnails: at most this many cells a side
+_REMOVED_BUTTONS = ["zoom2d", "pan2d", "zoomIn2d", "zoomOut2d", "autoScale2d", "resetScale2d",
+                    "lasso2d", "select2d", "toggleSpikelines", "hoverClosestCartesian",
+                    "hoverCompareCartesian"]
 
 
 def esc(text: str) -> str:
@@ -87,6 +93,56 @@ def top_links(row: np.ndarray, labels: Sequence[str], n: int = 3) -> str:
     """``"pub 31%, to 12%, escape 9%"``: a row's strongest links, for hover text (escaped)."""
     order = np.argsort(-np.asarray(row), kind="stable")[:n]
     return ", ".join(f"{esc(labels[j])} {row[j]:.0%}" for j in order if row[j] > 0)
+
+
+def plot_config(filename: str, image_format: str = "png", *, zoom: bool = False) -> dict:
+    """Plotly's config for ``st.plotly_chart(config=...)``: a toolbar whose camera button saves
+    the chart as ``image_format`` (``png`` at twice the screen resolution, or ``svg``: vector
+    graphics for papers; heat maps stay raster images inside an SVG) named ``filename``.
+    ``zoom`` keeps the zoom and reset buttons (heat maps of long inputs)."""
+    if image_format not in ("png", "svg"):
+        raise ValueError(f"image_format must be 'png' or 'svg', got {image_format!r}")
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in filename).strip("-.")[:120] or "exbert"
+    removed = [b for b in _REMOVED_BUTTONS if not (zoom and b in ("zoom2d", "zoomIn2d", "zoomOut2d", "resetScale2d"))]
+    return {
+        "displaylogo": False,
+        "modeBarButtonsToRemove": removed,
+        "toImageButtonOptions": {"format": image_format, "filename": safe,
+                                 "scale": 2 if image_format == "png" else 1},
+    }
+
+
+def strongest_links(matrix: np.ndarray, keep: np.ndarray, max_links: int) -> np.ndarray:
+    """``keep`` (``[T, T]`` bool) cut to its ``max_links`` strongest links (ties by position):
+    a long input's curves stay few enough to draw fast and to read."""
+    m = np.asarray(matrix, dtype=np.float64)
+    keep = np.asarray(keep, dtype=bool)
+    if keep.shape != m.shape:
+        raise ValueError(f"keep {keep.shape} and matrix {m.shape} differ")
+    if int(keep.sum()) <= max_links:
+        return keep
+    flat = np.flatnonzero(keep)
+    strongest = flat[np.argsort(-m.ravel()[flat], kind="stable")[:max(max_links, 0)]]
+    out = np.zeros(keep.size, dtype=bool)
+    out[strongest] = True
+    return out.reshape(keep.shape)
+
+
+def pool(matrix: np.ndarray, size: int) -> np.ndarray:
+    """``[..., n, n]`` -> ``[..., m, m]`` with ``m <= size``: each cell the *maximum* of a
+    ``ceil(n / size)``-square block (so a strong link stays visible in a thumbnail). Unchanged
+    when ``n <= size``."""
+    a = np.asarray(matrix, dtype=np.float32)
+    n = a.shape[-1]
+    if a.shape[-2] != n:
+        raise ValueError(f"expected [..., n, n], got shape {a.shape}")
+    if n <= size:
+        return a
+    block = math.ceil(n / size)
+    m = math.ceil(n / block)
+    padded = np.zeros(a.shape[:-2] + (m * block, m * block), dtype=np.float32)
+    padded[..., :n, :n] = a
+    return padded.reshape(a.shape[:-2] + (m, block, m, block)).max(axis=(-3, -1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,15 +267,19 @@ def attention_heatmap(
     n = len(labels)
     positions = list(range(n)) if positions is None else [int(p) for p in positions]
     escaped = [esc(label) for label in labels]
-    if n * n <= _NAMED_HOVER_CELLS:
+    long = n * n > _NAMED_HOVER_CELLS
+    if not long:
         hover: dict = {"customdata": [[f"{escaped[i]} → {escaped[j]}: {m[i, j]:.1%}" for j in range(n)]
                                       for i in range(n)],
                        "hovertemplate": "%{customdata}<extra></extra>"}
-    else:  # long sentences: positions only, to keep the figure small
-        hover = {"hovertemplate": "token %{y} → token %{x}: %{z:.1%}<extra></extra>"}
+        axis = list(range(n))
+    else:  # long inputs: the axes are the tokens as categories, so the hover names them without
+        # n x n strings; Plotly shows as many labels as fit, more when zoomed in
+        axis = [f"{positions[i]} {escaped[i]}" for i in range(n)]
+        hover = {"hovertemplate": "%{y} → %{x}: %{z:.1%}<extra></extra>"}
     fig = go.Figure(
         go.Heatmap(
-            z=np.round(m, 4), x=list(range(n)), y=list(range(n)), **hover, colorscale="Blues", zmin=0,
+            z=np.round(m, 3 if long else 4).astype(np.float32), x=axis, y=axis, **hover, colorscale="Blues", zmin=0,
             zmax=float(m.max()) if m.size and m.max() > 0 else 1.0,
             colorbar={"title": {"text": "weight"}, "thickness": 12},
         )
@@ -227,16 +287,20 @@ def attention_heatmap(
     if selected in positions:
         r = positions.index(selected)
         fig.add_shape(type="rect", x0=-0.5, x1=n - 0.5, y0=r - 0.5, y1=r + 0.5,
-                      line={"color": ACCENT, "width": 3})
+                      line={"color": ACCENT, "width": 3 if not long else 1.5})
     side = max(320, min(900, 28 * n + 140))
+    if long:
+        ticks: dict = {"type": "category", "tickmode": "auto", "tickfont": {"size": 9}}
+        x_axis, y_axis = dict(ticks, tickangle=-60, nticks=30), dict(ticks, nticks=60)
+    else:
+        x_axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": escaped, "tickangle": -60}
+        y_axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": escaped}
     fig.update_layout(
         height=side,
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
         title={"text": esc(title)} if title else None,
-        xaxis={"tickmode": "array", "tickvals": list(range(n)), "ticktext": escaped, "tickangle": -60,
-                   "title": {"text": "attends to"}, "side": "bottom"},
-        yaxis={"tickmode": "array", "tickvals": list(range(n)), "ticktext": escaped, "autorange": "reversed",
-                   "title": {"text": "token"}},
+        xaxis={**x_axis, "title": {"text": "attends to"}, "side": "bottom"},
+        yaxis={**y_axis, "autorange": "reversed", "title": {"text": "token"}},
     )
     return fig
 
@@ -254,6 +318,9 @@ def head_grid(
     a = np.asarray(layer_attention, dtype=np.float32)
     if a.ndim != 3 or a.shape[1] != a.shape[2] or a.shape[1] != len(labels):
         raise ValueError(f"expected [heads, {len(labels)}, {len(labels)}], got shape {a.shape}")
+    pooled = a.shape[1] > POOLED_TILE
+    if pooled:  # a long input: each map pooled (block maximum), hover by block
+        a = pool(a, POOLED_TILE)
     heads, n = a.shape[0], a.shape[1]
     cols = max(1, min(columns, heads))
     rows = math.ceil(heads / cols)
@@ -262,9 +329,13 @@ def head_grid(
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=names,
                         horizontal_spacing=0.02, vertical_spacing=0.06 if rows > 1 else 0.0)
     escaped = [esc(label) for label in labels]
-    named = heads * n * n <= _NAMED_HOVER_CELLS * 4
+    named = not pooled and heads * n * n <= _NAMED_HOVER_CELLS * 4
+    block = math.ceil(len(labels) / n)
     for h in range(heads):
-        if named:
+        if pooled:
+            hover = {"hovertemplate": f"head {h}: tokens {block}×%{{y}}… → {block}×%{{x}}… "
+                                      f"max %{{z:.0%}}<extra></extra>"}
+        elif named:
             hover: dict = {"customdata": [[f"head {h}: {escaped[i]} → {escaped[j]} {a[h, i, j]:.0%}"
                                            for j in range(n)] for i in range(n)],
                            "hovertemplate": "%{customdata}<extra></extra>"}
@@ -283,6 +354,242 @@ def head_grid(
         height=max(200, rows * 150 + 50),
         margin={"l": 5, "r": 5, "t": 45 if title else 25, "b": 5},
         title={"text": esc(title)} if title else None,
+    )
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Across layers and heads
+
+PALETTE = ("#1f6fb2", "#e4572e", "#2a9d8f", "#e9c46a", "#7b5ea7", "#f4a261", "#264653", "#d62976",
+           "#8ab17d", "#6c757d")
+OTHER_COLOR = "#c8ced4"
+
+
+def click_targets(x: Sequence[float], y: Sequence[float], customdata: Sequence, hover: Sequence[str],
+                  *, size: float) -> go.Scatter:
+    """Invisible square markers over the cells or tiles of a heat map. Plotly cannot select heat
+    map cells, so a click selects the marker over the cell instead; its ``customdata`` says
+    which cell (read by the page's ``on_select``)."""
+    return go.Scatter(
+        x=list(x), y=list(y), mode="markers", customdata=list(customdata), hovertext=list(hover),
+        hoverinfo="text", showlegend=False, name="click targets",
+        marker={"symbol": "square", "size": size, "color": "rgba(0,0,0,0)", "line": {"width": 0}},
+        selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}},
+    )
+
+
+def model_view(
+    attention: np.ndarray,
+    labels: Sequence[str],
+    *,
+    layer: int | None = None,
+    heads: Sequence[int] = (),
+    tile_cells: int = MODEL_VIEW_TILE,
+    width: int = 1100,
+) -> go.Figure:
+    """BertViz's model view: every layer x head as a small attention map, in one heat map.
+
+    attention: ``[layers, heads, n, n]`` for the shown tokens (rows attend from). Row ``l`` of
+    tiles is layer ``l + 1``, column ``h`` head ``h``. Maps of more than ``tile_cells`` tokens
+    are pooled (block maximum). ``layer`` and ``heads`` (1-based layer) are outlined. The last
+    trace holds one click target per tile, ``customdata`` = ``[layer, head]``.
+    """
+    a = np.asarray(attention, dtype=np.float32)
+    if a.ndim != 4 or a.shape[2] != a.shape[3] or a.shape[2] != len(labels):
+        raise ValueError(f"expected [layers, heads, {len(labels)}, {len(labels)}], got shape {a.shape}")
+    n_layers, n_heads, n = a.shape[0], a.shape[1], a.shape[2]
+    small = pool(a, tile_cells)  # layers x heads x m x m
+    m = small.shape[-1]
+    gap = max(1, m // 8)
+    step = m + gap
+    mosaic = np.full((n_layers * step - gap, n_heads * step - gap), np.nan, dtype=np.float32)
+    for l in range(n_layers):
+        for h in range(n_heads):
+            mosaic[l * step:l * step + m, h * step:h * step + m] = small[l, h]
+    tile_px = int(min(110, max(48, width // max(n_heads, 1))))
+    centre = (m - 1) / 2
+    # The strongest link of each map, for the hover (special tokens count if shown).
+    flat = a.reshape(n_layers, n_heads, -1).argmax(-1)
+    xs, ys, data, hover = [], [], [], []
+    for l in range(n_layers):
+        for h in range(n_heads):
+            i, j = divmod(int(flat[l, h]), n)
+            xs.append(h * step + centre)
+            ys.append(l * step + centre)
+            data.append([l + 1, h])
+            hover.append(f"<b>layer {l + 1}, head {h}</b><br>strongest: {esc(labels[i])} → {esc(labels[j])} "
+                         f"{a[l, h, i, j]:.0%}<br>click to open it in the attention view")
+    fig = go.Figure(go.Heatmap(z=np.round(mosaic, 3).astype(np.float32), colorscale="Blues", zmin=0, zmax=1, showscale=False,
+                               hoverinfo="skip"))
+    fig.add_trace(click_targets(xs, ys, data, hover, size=tile_px * 0.9))
+    chosen = {int(h) for h in heads}
+    if layer is not None and 1 <= layer <= n_layers:
+        for h in sorted(chosen):
+            if 0 <= h < n_heads:
+                fig.add_shape(type="rect", x0=h * step - 0.5 - gap / 2, x1=h * step + m - 0.5 + gap / 2,
+                              y0=(layer - 1) * step - 0.5 - gap / 2, y1=(layer - 1) * step + m - 0.5 + gap / 2,
+                              line={"color": ACCENT, "width": 2})
+    fig.update_layout(
+        width=n_heads * tile_px + 90,
+        height=n_layers * tile_px + 70,
+        margin={"l": 70, "r": 10, "t": 50, "b": 10},
+        # Fixed ranges: the large click targets would otherwise pad the autorange.
+        xaxis={"tickmode": "array", "tickvals": [h * step + centre for h in range(n_heads)],
+               "ticktext": [f"head {h}" for h in range(n_heads)], "side": "top", "showgrid": False,
+               "zeroline": False, "fixedrange": True, "range": [-0.5 - gap, mosaic.shape[1] - 0.5 + gap]},
+        yaxis={"tickmode": "array", "tickvals": [l * step + centre for l in range(n_layers)],
+               "ticktext": [f"layer {l + 1}" for l in range(n_layers)], "showgrid": False, "zeroline": False,
+               "fixedrange": True, "range": [mosaic.shape[0] - 0.5 + gap, -0.5 - gap]},
+        plot_bgcolor="rgba(0,0,0,0)",
+        hovermode="closest",
+        clickmode="event+select",
+        dragmode=False,
+    )
+    return fig
+
+
+def layer_sweep_chart(
+    layers: Sequence[int],
+    counts: Sequence[Mapping[str, int]],
+    *,
+    describe: Mapping[str, str] | None = None,
+    top: int = 8,
+    title: str | None = None,
+    noun: str = "neighbours",
+) -> go.Figure:
+    """The paper's Figure 4 in one chart: per layer, the share of each label among the
+    neighbours, stacked to 100 %. ``counts[i]`` is label -> count at ``layers[i]``; the ``top``
+    most frequent labels overall get a colour each, the rest are stacked as ``other``. Layer 0
+    is the embedding output."""
+    if len(layers) != len(counts):
+        raise ValueError(f"{len(layers)} layers but {len(counts)} histograms")
+    describe = describe or {}
+    totals: dict[str, int] = {}
+    for c in counts:
+        for label, v in c.items():
+            totals[label] = totals.get(label, 0) + int(v)
+    ranked = sorted(totals, key=lambda k: (-totals[k], k))
+    shown, rest = ranked[:top], ranked[top:]
+    sums = [sum(int(v) for v in c.values()) or 1 for c in counts]
+    ticks = [f"{layer}<br>emb." if layer == 0 else str(layer) for layer in layers]
+    series = [(label, [int(c.get(label, 0)) for c in counts], PALETTE[i % len(PALETTE)])
+              for i, label in enumerate(shown)]
+    if rest:
+        series.append(("other", [sum(int(c.get(label, 0)) for label in rest) for c in counts], OTHER_COLOR))
+    fig = go.Figure()
+    for label, values, color in series:
+        words = describe.get(label)
+        name = _with_description(label, words, limit=22)
+        hover = [f"layer {layer}: <b>{esc(label)}</b>{' (' + esc(words) + ')' if words else ''} "
+                 f"{v} of {total} {noun} ({v / total:.0%})" for layer, v, total in zip(layers, values, sums)]
+        fig.add_trace(go.Bar(x=list(range(len(layers))), y=[v / t for v, t in zip(values, sums)], name=esc(name),
+                             marker_color=color, customdata=hover, hovertemplate="%{customdata}<extra></extra>"))
+    fig.update_layout(
+        barmode="stack",
+        height=440,
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        title={"text": esc(title), "font": {"size": 14}} if title else None,
+        xaxis={"tickmode": "array", "tickvals": list(range(len(layers))), "ticktext": ticks,
+               "title": {"text": "layer"}},
+        yaxis={"range": [0, 1], "tickformat": ".0%", "title": {"text": f"share of the {noun}"}},
+        legend={"traceorder": "normal", "title": {"text": ""}},
+        bargap=0.15,
+    )
+    return fig
+
+
+def logit_lens_chart(
+    layers: Sequence[int],
+    candidates: Sequence[Sequence[tuple[str, float]]],
+    *,
+    title: str | None = None,
+) -> go.Figure:
+    """The logit lens: the LM head's top-k tokens at every layer (rows, first layer on top),
+    each cell coloured by its probability."""
+    if len(layers) != len(candidates):
+        raise ValueError(f"{len(layers)} layers but {len(candidates)} rows of candidates")
+    k = max((len(row) for row in candidates), default=0)
+    z = np.full((len(layers), k), np.nan)
+    text = [[""] * k for _ in layers]
+    for r, row in enumerate(candidates):
+        for c, (token, prob) in enumerate(row):
+            z[r, c] = float(prob)
+            text[r][c] = _shown_prediction(token)
+    fig = go.Figure(go.Heatmap(
+        z=np.round(z, 4), x=[f"#{c + 1}" for c in range(k)], y=[str(layer) for layer in layers], text=text,
+        texttemplate="%{text}", textfont={"size": 11}, colorscale="Blues", zmin=0, zmax=1,
+        hovertemplate="layer %{y}, rank %{x}: <b>%{text}</b> %{z:.1%}<extra></extra>",
+        colorbar={"title": {"text": "prob."}, "thickness": 10, "tickformat": ".0%"},
+    ))
+    fig.update_layout(
+        height=max(220, 24 * len(layers) + 90),
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        title={"text": esc(title), "font": {"size": 14}} if title else None,
+        xaxis={"side": "top", "fixedrange": True},
+        yaxis={"type": "category", "autorange": "reversed", "title": {"text": "layer"}, "fixedrange": True},
+    )
+    return fig
+
+
+def head_atlas_heatmap(
+    accuracy: np.ndarray,
+    *,
+    relation: str,
+    count: int,
+    baseline: tuple[int, float],
+    description: str | None = None,
+    selected: tuple[int, Sequence[int]] | None = None,
+) -> go.Figure:
+    """Clark et al.'s per-head accuracy for one relation: ``accuracy`` is ``[layers, heads]`` in
+    [0, 1] (how often a dependent's strongest attention lands on its syntactic head); the best
+    head is outlined in the accent colour, the fixed-offset baseline is in the title.
+    ``selected`` (1-based layer, heads) is outlined in grey. The last trace holds one click
+    target per cell, ``customdata`` = ``[layer, head]``."""
+    acc = np.asarray(accuracy, dtype=np.float64)
+    if acc.ndim != 2:
+        raise ValueError(f"expected [layers, heads], got shape {acc.shape}")
+    n_layers, n_heads = acc.shape
+    best_l, best_h = np.unravel_index(int(np.argmax(acc)), acc.shape)
+    offset, base = baseline
+    cell = int(min(60, max(18, min(780 // max(n_heads, 1), 900 // max(n_layers, 1)))))
+    named = esc(relation) + (f" ({esc(description)})" if description else "")
+    fig = go.Figure(go.Heatmap(
+        z=np.round(acc, 4), x=list(range(n_heads)), y=list(range(1, n_layers + 1)), colorscale="Blues",
+        zmin=0, zmax=1, hoverinfo="skip", texttemplate="%{z:.0%}" if n_layers * n_heads <= 400 else None,
+        textfont={"size": 10}, colorbar={"title": {"text": "accuracy"}, "tickformat": ".0%", "thickness": 12},
+    ))
+    xs, ys, data, hover = [], [], [], []
+    for l in range(n_layers):
+        for h in range(n_heads):
+            xs.append(h)
+            ys.append(l + 1)
+            data.append([l + 1, h])
+            hover.append(f"<b>head {l + 1}-{h}</b>: for {acc[l, h]:.0%} of {count} “{named}” dependents the "
+                         f"strongest attention lands on their head (offset {offset:+d}: {base:.0%})"
+                         "<br>click to open it in the attention view")
+    fig.add_trace(click_targets(xs, ys, data, hover, size=cell * 0.95))
+    fig.add_shape(type="rect", x0=best_h - 0.5, x1=best_h + 0.5, y0=best_l + 0.5, y1=best_l + 1.5,
+                  line={"color": ACCENT, "width": 3})
+    if selected is not None:
+        layer, heads = selected
+        for h in heads:
+            if 1 <= layer <= n_layers and 0 <= h < n_heads and (layer - 1, h) != (best_l, best_h):
+                fig.add_shape(type="rect", x0=h - 0.5, x1=h + 0.5, y0=layer - 0.5, y1=layer + 0.5,
+                              line={"color": MUTED, "width": 2, "dash": "dot"})
+    fig.update_layout(
+        width=n_heads * cell + 170,
+        height=n_layers * cell + 110,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        title={"text": f"{named}: best head {best_l + 1}-{best_h} {acc[best_l, best_h]:.0%} · "
+                       f"fixed offset {offset:+d} {base:.0%}", "font": {"size": 14}},
+        xaxis={"title": {"text": "head"}, "tickmode": "array", "tickvals": list(range(n_heads)),
+               "fixedrange": True, "showgrid": False, "zeroline": False, "range": [-0.5, n_heads - 0.5]},
+        yaxis={"title": {"text": "layer"}, "tickmode": "array", "tickvals": list(range(1, n_layers + 1)),
+               "range": [n_layers + 0.5, 0.5], "fixedrange": True, "showgrid": False, "zeroline": False},
+        hovermode="closest",
+        clickmode="event+select",
+        dragmode=False,
     )
     return fig
 

@@ -153,10 +153,15 @@ def match_rows(result: SearchResult, *, width: int = 3) -> list[dict[str, object
 
 def matches_csv(result: SearchResult, *, width: int = 3) -> str:
     """:func:`match_rows` as CSV text (a header row, then one row per match)."""
-    rows = match_rows(result, width=width)
+    return rows_csv(match_rows(result, width=width), fields=["rank", "score", "token", "sentence"])
+
+
+def rows_csv(rows: Sequence[dict[str, object]], *, fields: Sequence[str] = ()) -> str:
+    """Records as CSV text: a header (the first record's keys, or ``fields`` when there is no
+    record), then one row per record; text that a spreadsheet would run as a formula is
+    defused."""
     out = io.StringIO()
-    fields: Sequence[str] = list(rows[0]) if rows else ["rank", "score", "token", "sentence"]
-    writer = csv.DictWriter(out, fieldnames=fields)
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else list(fields))
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _csv_safe(v) for k, v in row.items()})

@@ -94,6 +94,7 @@ def test_first_run_writes_the_whole_view_into_the_url(first_run):
     assert at.query_params == {
         "model": "minilm", "corpus": "alice", "sentence": PAPER_SENTENCE, "layer": "2", "heads": "all",
         "masks": "", "token": "9", "threshold": "90", "hide_special": "0", "by": "embedding", "k": "50",
+        "view": "auto", "image": "png",
     }
     (link,) = [c.value for c in at.code if "sentence=" in c.value]
     assert link.startswith("?model=minilm&corpus=alice&sentence=The%20girl")
@@ -268,7 +269,7 @@ def test_a_missing_corpus_points_to_the_corpora_page(first_run):
 
 def test_corpora_page_lists_and_builds_corpora(first_run):
     at = new_app().run()
-    at.switch_page("pages/corpora.py").run()
+    at.switch_page("app_pages/corpora.py").run()
     assert_clean(at)
     (table,) = at.dataframe
     assert "alice" in table.value["corpus"].tolist()
@@ -299,7 +300,7 @@ def test_corpora_page_lists_and_builds_corpora(first_run):
     assert catalog.entry_of("tiny") is not None
     assert at.query_params["corpus"] == "tiny"
     assert any("Built corpus 'tiny'" in m.value for m in at.success)
-    at.switch_page("pages/attention.py").run()
+    at.switch_page("app_pages/attention.py").run()
     assert_clean(at)
     table_html = matches_table(at)
     assert 0 < n_rows(table_html) <= 50  # the tiny corpus has fewer tokens than k
@@ -310,7 +311,7 @@ def _build_script(text: str) -> None:
     """A page that builds one corpus through the app's build UI (run by AppTest)."""
     import streamlit as st
 
-    from pages.common import build
+    from app_pages.common import build
 
     st.session_state["built"] = build.build("status-test", "minilm", text=text, file_name="t.txt")
 

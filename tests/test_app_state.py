@@ -99,7 +99,7 @@ def test_unknown_parameters_are_ignored_and_repeated_ones_take_the_last_value():
 
 
 def test_long_sentences_are_cut_with_a_warning():
-    state, warnings = from_params({"sentence": "word " * 400})
+    state, warnings = from_params({"sentence": "word " * (app_state.MAX_SENTENCE_CHARS // 4)})
     assert len(state.sentence) == app_state.MAX_SENTENCE_CHARS and "cut" in warnings[0]
 
 
@@ -152,3 +152,62 @@ def test_fit_tokens_drops_positions_that_are_not_word_tokens():
 )
 def test_clean_piece(piece, shown):
     assert clean_piece(piece) == shown
+
+
+def test_page_parameters_round_trip_and_are_written_only_when_asked():
+    state = AppState(layer=3, token=2, view="matrix", image="svg", feature="dep", relation="nsubj", sample=250,
+                     compare="models", sentence_b="Another sentence.", model_b="bert-base-uncased", layer_b=4,
+                     token_b=3)
+    assert set(to_params(state)) == set(app_state.PARAMS)  # the base view only
+    params = to_params(state, app_state.EXTRA_PARAMS)
+    assert set(params) == set(app_state.PARAMS) | set(app_state.EXTRA_PARAMS)
+    again, warnings = from_params(params)
+    assert again == state and warnings == []
+    # Unset second-side values follow the first side: not written, default second model spelled out.
+    written = to_params(AppState(), ("model_b", "layer_b", "token_b", "relation"))
+    assert written["model_b"] == "smollm2" and "layer_b" not in written and "token_b" not in written
+    assert written["relation"] == "" and from_params(written)[0].relation is None
+    with pytest.raises(ValueError):
+        to_params(state, ("colour",))
+
+
+@pytest.mark.parametrize(
+    "key, value, field, default, fragment",
+    [
+        ("view", "sideways", "view", "auto", "attention view 'sideways'"),
+        ("image", "gif", "image", "png", "'png' or 'svg'"),
+        ("feature", "tag", "feature", "pos", "'pos', 'dep' or 'ner'"),
+        ("relation", "n subj!", "relation", None, "not a dependency label"),
+        ("sample", "123", "sample", app_state.DEFAULT_ATLAS_SAMPLE, "not one of 100, 250"),
+        ("compare", "both", "compare", "sentences", "comparison 'both'"),
+        ("sentence_b", "  ", "sentence_b", app_state.DEFAULT_SENTENCE_B, "sentence_b is empty"),
+        ("model_b", "../secret", "model_b", "minilm", "second model '../secret' looks like a file path"),
+        ("layer_b", "x", "layer_b", None, "layer_b 'x'"),
+        ("token_b", "-2", "token_b", None, "token_b '-2'"),
+    ],
+)
+def test_bad_page_values_warn_and_fall_back(key, value, field, default, fragment):
+    state, warnings = from_params({key: value})
+    assert getattr(state, field) == default
+    assert len(warnings) == 1 and fragment in warnings[0], warnings
+
+
+def test_page_value_spellings():
+    state, warnings = from_params({"view": "Heatmap", "compare": "model", "feature": "NER", "image": "SVG"})
+    assert warnings == [] and (state.view, state.compare, state.feature, state.image) == ("matrix", "models", "ner", "svg")
+
+
+def test_fit_relation_and_the_second_side():
+    relations = ["nsubj", "det", "prep"]
+    assert app_state.fit_relation(AppState(relation="det"), relations) == (AppState(relation="det"), [])
+    fitted, warnings = app_state.fit_relation(AppState(), relations)
+    assert fitted.relation == "nsubj" and warnings == []  # unset: the most frequent, silently
+    fitted, warnings = app_state.fit_relation(AppState(relation="xcomp"), relations)
+    assert fitted.relation == "nsubj" and "'xcomp' was not seen often enough" in warnings[0]
+    ok = AppState(layer_b=30, token_b=9)
+    assert app_state.fit_side_b(ok, layers=30, texts=TEXTS, special=SPECIAL) == (ok, [])
+    fitted, warnings = app_state.fit_side_b(AppState(layer_b=31, token_b=16), layers=30, texts=TEXTS,
+                                            special=SPECIAL, model_label="smollm2")
+    assert (fitted.layer_b, fitted.token_b) == (None, None)
+    assert "Layer 31 does not exist in smollm2" in warnings[0] and "positions 1-15" in warnings[1]
+    assert app_state.other_model("minilm") == "smollm2" and app_state.other_model("gpt2") == "minilm"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, quote
 
 import app_support
@@ -170,6 +171,57 @@ def test_page_switches_keep_the_view(server, page):
     expect(page.get_by_text("Corpus tokens like “pub” at 5-[all]")).to_be_visible()
     expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(20)
     assert query_of(page)["k"] == "20"
+
+
+def test_model_view_link_opens_a_head_in_the_attention_view(server, page):
+    """A link opens the model view; clicking a head's map shows that head in the attention view."""
+    _, base = server
+    page.goto(f"{base}/model_view?sentence={quote(SENTENCE)}&layer=2")
+    tiles = page.locator(".st-key-model_view path.point")  # one click target per layer x head
+    expect(tiles).to_have_count(6 * 12)
+    box = tiles.nth(3 * 12 + 7).bounding_box()  # layer 4, head 7
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    wait_for_query(page, "heads", "7")
+    assert query_of(page)["layer"] == "4" and query_of(page)["sentence"] == SENTENCE
+    page.wait_for_selector(app_probe.ATTENTION_CHART)
+    expect(page.get_by_text("layer-[heads] 4-[7]", exact=False)).to_be_visible()
+
+
+def test_layer_sweep_link_and_svg_export(server, page):
+    """A link opens the layer sweep; with image=svg the chart's camera button saves an SVG."""
+    _, base = server
+    page.goto(f"{base}/layers?token=7&image=svg")
+    chart = page.locator(".st-key-sweep_chart")
+    expect(chart.locator("g.trace.bars").first).to_be_visible()
+    expect(page.get_by_text("Corpus neighbours of “pub” at every layer")).to_be_visible()
+    chart.hover()
+    with page.expect_download() as download:
+        chart.locator("button.modebar-btn[data-title='Download plot']").click()
+    assert download.value.suggested_filename == "exbert-layer-sweep-pos-minilm-pub-7.svg"
+    assert Path(download.value.path()).read_text().startswith("<svg")
+    page.screenshot(path=str(ARTIFACTS / "e2e-layer-sweep.png"))
+
+
+def test_a_512_token_input_keeps_the_attention_view_fast(server, page):
+    """BertViz fails to render 512 tokens; here the heat map opens by default, the curves draw
+    the strongest links only and scroll. Timings go to test-artifacts/e2e-long-input.json."""
+    _, base = server
+    long_text = " ".join([SENTENCE] * 50)  # 552 tokens: cut to MiniLM's 512
+    started = time.monotonic()
+    page.goto(f"{base}/?sentence={quote(long_text)}&layer=2")
+    page.wait_for_selector(".st-key-attention_heatmap .main-svg")
+    heat_map = time.monotonic() - started
+    expect(page.get_by_text("512 tokens", exact=False).first).to_be_visible()
+    started = time.monotonic()
+    page.get_by_role("tab", name="Curves").click()
+    page.wait_for_function("document.querySelectorAll('.st-key-attention_curves g.textpoint').length >= 1024")
+    curves = time.monotonic() - started
+    expect(page.get_by_text("only the 1,500 strongest", exact=False)).to_be_visible()
+    wait_for_query(page, "view", "curves")
+    (ARTIFACTS / "e2e-long-input.json").write_text(json.dumps(
+        {"tokens": 512, "heat_map_s": round(heat_map, 2), "curves_s": round(curves, 2)}))
+    assert heat_map < 45 and curves < 20, (heat_map, curves)
 
 
 def test_app_memory_stays_within_budget(server):

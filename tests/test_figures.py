@@ -166,3 +166,118 @@ def test_long_sentences_give_figures_of_a_few_megabytes():
     heat = figures.attention_heatmap(m, labels)
     assert heat.data[0].customdata is None and len(heat.to_json()) < 2_000_000
     assert len(figures.head_grid(attention, labels).to_json()) < 6_000_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Export, long inputs, and the views across layers and heads
+
+
+def test_plot_config_exports_png_or_svg_with_a_safe_name():
+    png = figures.plot_config("exbert-curves-minilm-2-[all]")
+    assert png["toImageButtonOptions"] == {"format": "png", "filename": "exbert-curves-minilm-2--all", "scale": 2}
+    assert png["displaylogo"] is False and "zoom2d" in png["modeBarButtonsToRemove"]
+    assert "toImage" not in png["modeBarButtonsToRemove"]
+    svg = figures.plot_config("a/b c", "svg", zoom=True)
+    assert svg["toImageButtonOptions"]["format"] == "svg" and svg["toImageButtonOptions"]["filename"] == "a-b-c"
+    assert "zoom2d" not in svg["modeBarButtonsToRemove"] and "resetScale2d" not in svg["modeBarButtonsToRemove"]
+    json.dumps(svg)  # st.plotly_chart sends the config as JSON
+    with pytest.raises(ValueError):
+        figures.plot_config("x", "jpeg")
+
+
+def test_strongest_links_keeps_the_heaviest_of_the_kept_links():
+    m = np.array([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3], [0.05, 0.05, 0.9]])
+    keep = m > 0.1
+    cut = figures.strongest_links(m, keep, 3)
+    assert cut.sum() == 3 and cut[2, 2] and cut[1, 1] and cut[0, 0]
+    assert not (cut & ~keep).any()
+    assert (figures.strongest_links(m, keep, 10) == keep).all()
+
+
+def test_pool_takes_block_maxima():
+    a = np.arange(25, dtype=np.float32).reshape(5, 5)
+    assert figures.pool(a, 5) is not None and figures.pool(a, 5).shape == (5, 5)
+    pooled = figures.pool(a, 3)  # blocks of 2: 3 x 3 cells
+    assert pooled.shape == (3, 3) and pooled[0, 0] == 6 and pooled[2, 2] == 24
+    stacked = figures.pool(np.stack([a, a * 2]), 2)
+    assert stacked.shape == (2, 2, 2) and stacked[1, 1, 1] == 48
+
+
+def _long_attention(n: int, heads: int = 12, layers: int = 1, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.dirichlet(np.ones(n) * 0.3, size=(layers, heads, n)).astype(np.float32)
+
+
+def test_a_512_token_input_stays_fast_and_small():
+    """The attention view of a 512-token input: curves cut to the strongest links, the heat map
+    with token names in the hover but no n x n strings, the per-head maps pooled."""
+    import time
+
+    n = 512
+    attention = _long_attention(n, layers=6)
+    labels = [f"w{i}" for i in range(n)]
+    m = figures.head_mean(attention[1], range(12))
+    started = time.perf_counter()
+    keep = figures.strongest_links(m, figures.top_p_mask(m, 0.9), figures.MAX_LONG_LINKS)
+    curves = figures.attention_curves(m, labels, keep=keep, selected=9)
+    heat = figures.attention_heatmap(m, labels, selected=9)
+    grid = figures.head_grid(attention[1], labels, selected_heads=[3])
+    model = figures.model_view(attention, labels, layer=2, heads=[3])
+    sizes = [len(f.to_json()) for f in (curves, heat, grid, model)]
+    seconds = time.perf_counter() - started
+    assert _links_drawn(curves) == figures.MAX_LONG_LINKS
+    assert heat.layout.xaxis.type == "category" and heat.data[0].x[9] == "9 w9" and heat.data[0].customdata is None
+    assert np.array(grid.data[0].z).shape == (86, 86)  # 512 tokens pooled by blocks of 6
+    assert sizes[0] < 1_000_000 and sizes[1] < 2_000_000 and sizes[2] < 1_000_000 and sizes[3] < 1_000_000, sizes
+    assert seconds < 5, f"figures for 512 tokens took {seconds:.1f} s"
+
+
+def test_model_view_has_one_tile_and_one_click_target_per_head(paper):
+    labels = [t.text for t in paper.tokens]
+    fig = figures.model_view(paper.attention, labels, layer=2, heads=[0, 5])
+    heat, targets = fig.data
+    n = len(labels)
+    step = n + max(1, n // 8)
+    z = np.array(heat.z, dtype=float)
+    np.testing.assert_allclose(z[step:step + n, 5 * step:5 * step + n], paper.attention[1, 5], atol=1e-3)  # layer 2, head 5
+    assert len(targets.customdata) == 6 * 12 and list(targets.customdata[13]) == [2, 1]
+    assert "layer 2, head 1" in targets.hovertext[13]
+    assert len(fig.layout.shapes) == 2 and fig.layout.clickmode == "event+select"
+    assert list(fig.layout.yaxis.ticktext)[:2] == ["layer 1", "layer 2"]
+    json.loads(fig.to_json())
+
+
+def test_layer_sweep_chart_stacks_shares_to_one_per_layer():
+    counts = [{"VERB": 6, "NOUN": 3, "ADV": 1}, {"NOUN": 8, "PROPN": 1, "X": 1}, {"VERB": 10}]
+    fig = figures.layer_sweep_chart([0, 1, 2], counts, describe={"VERB": "verb"}, top=2)
+    names = [trace.name for trace in fig.data]
+    assert names == ["VERB · verb", "NOUN", "other"]  # most frequent overall first, the rest as other
+    totals = np.sum([np.array(trace.y) for trace in fig.data], axis=0)
+    np.testing.assert_allclose(totals, 1.0)
+    assert fig.data[2].y[1] == pytest.approx(0.2) and fig.layout.barmode == "stack"
+    assert fig.layout.xaxis.ticktext[0] == "0<br>emb."
+    assert "6 of 10 neighbours (60%)" in fig.data[0].customdata[0]
+
+
+def test_logit_lens_chart_has_a_row_per_layer():
+    rows = [[("<s>", 0.2), (" the", 0.1)], [(" escape", 0.9), (" run", 0.05)]]
+    fig = figures.logit_lens_chart([1, 2], rows, title="lens")
+    (heat,) = fig.data
+    assert np.array(heat.z).shape == (2, 2) and heat.z[1][0] == pytest.approx(0.9)
+    assert heat.text[0][0] == "&lt;s&gt;" and heat.text[1][0] == "escape"
+    assert list(heat.y) == ["1", "2"] and fig.layout.yaxis.autorange == "reversed"
+
+
+def test_head_atlas_heatmap_outlines_the_best_head_and_is_clickable():
+    acc = np.zeros((6, 12))
+    acc[3, 7] = 0.8
+    fig = figures.head_atlas_heatmap(acc, relation="det", count=120, baseline=(1, 0.6), description="determiner",
+                                     selected=(2, (4,)))
+    heat, targets = fig.data
+    np.testing.assert_allclose(np.array(heat.z), acc)
+    assert "best head 4-7 80%" in fig.layout.title.text and "offset +1 60%" in fig.layout.title.text
+    best, chosen = fig.layout.shapes
+    assert (best.x0, best.y0) == (6.5, 3.5) and best.line.color == figures.ACCENT
+    assert (chosen.x0, chosen.y0) == (3.5, 1.5)
+    assert len(targets.customdata) == 72 and list(targets.customdata[3 * 12 + 7]) == [4, 7]
+    assert "80% of 120" in targets.hovertext[3 * 12 + 7]

@@ -9,18 +9,19 @@ import logging
 import numpy as np
 import streamlit as st
 
-from exbert_core import catalog, figures, match_table, serialize, summary
-from exbert_core.app_state import DEFAULT_CORPUS, clean_piece
+from app_pages.common import build, cache, controls
+from exbert_core import figures, match_table, serialize, summary, tables
+from exbert_core.app_state import LONG_INPUT_TOKENS, clean_piece
 from exbert_core.errors import USER_ERRORS
-from exbert_core.models import DEFAULT_MODEL
-from pages.common import build, cache, controls
 
 log = logging.getLogger(__name__)
-PLOT_CONFIG = {"displayModeBar": False}
 CURVES_NONCE = "curves_nonce"
 K_CONTEXT = "ctx_width"
+K_VIEW = "attention_view"
+VIEW_LABELS = {"curves": "Curves", "matrix": "Heat map", "heads": "Every head"}
+SCROLL_HEIGHT = 900  # px: a long input's curves scroll inside a box of this height
 
-view = controls.sidebar()
+view = controls.sidebar(params=("view", "image"))
 state = view.state
 
 st.markdown("## Attention & search")
@@ -50,24 +51,7 @@ if analysis.masked and info.mask_token and not info.has_lm_head:
     )
 
 # --- The token to search with ------------------------------------------------------------------
-pickable = [t.position for t in tokens if not t.special]
-if state.token is not None and pickable:
-    controls.seed(controls.K_TOKEN, state.token)
-    with st.container(key="token_row", horizontal=True, vertical_alignment="bottom"):
-        st.pills(
-            "Token to search with (or click a token in the attention curves)", pickable,
-            key=controls.K_TOKEN, required=True,
-            format_func=lambda p: ("[MASK]" if p in analysis.masked else labels[p]),
-            on_change=lambda: controls.pick_token(st.session_state[controls.K_TOKEN]),
-        )
-        masked = state.token in analysis.masked
-        word = analysis.sentence[tokens[state.token].start:tokens[state.token].end].strip()
-        st.button(
-            f"Unmask “{word}”" if masked else f"Mask “{word}”", key="toggle_mask",
-            on_click=controls.toggle_mask, args=(state.token,), disabled=info.mask_token is None,
-            help="Replace the token by the mask token and run the model again."
-            if info.mask_token else "This model reads left to right and has no mask token.",
-        )
+controls.token_picker(view, "Token to search with (or click a token in the attention curves)")
 
 
 def _on_curve_pick(chart_key: str, positions: list[int]) -> None:
@@ -90,48 +74,75 @@ def _on_curve_pick(chart_key: str, positions: list[int]) -> None:
             return
 
 
+def _on_view() -> None:
+    label = st.session_state.get(K_VIEW)
+    chosen = next((v for v, text in VIEW_LABELS.items() if text == label), None)
+    if chosen:
+        controls.set_state(view=chosen)
+
+
 # --- Attention ---------------------------------------------------------------------------------
+long_input = len(tokens) > LONG_INPUT_TOKENS
+current = state.view if state.view != "auto" else ("matrix" if long_input else "curves")
 left, right = st.columns([3, 2], gap="large")
 with left:
     st.markdown(f"#### Attention at layer {state.layer}")
-    curves, heatmap, per_head = st.tabs(["Curves", "Heat map", f"Every head of layer {state.layer}"])
+    controls.seed(K_VIEW, VIEW_LABELS[current])
+    # Tabs with state: only the open tab runs (a long input's curves are built only when asked for).
+    curves, heatmap, per_head = st.tabs(list(VIEW_LABELS.values()), key=K_VIEW, on_change=_on_view)
     matrix = figures.head_mean(layer_attention, heads)[np.ix_(visible, visible)]
     if state.hide_special:
         matrix = figures.renormalize_rows(matrix)
     shown = (" With special tokens hidden, each token's attention is rescaled over the tokens shown."
              if state.hide_special else "")
-    with curves:
-        if not heads:
-            st.info("No head is selected: choose heads in the sidebar (or press *All heads*).")
-        else:
-            keep = figures.top_p_mask(matrix, state.threshold / 100)
-            chart_key = f"curves_{st.session_state.get(CURVES_NONCE, 0)}"
-            with st.container(key="attention_curves"):
-                st.plotly_chart(
-                    figures.attention_curves(matrix, shown_labels, positions=visible, keep=keep, selected=state.token),
-                    key=chart_key, on_select=lambda: _on_curve_pick(chart_key, visible),
-                    selection_mode="points", config=PLOT_CONFIG,
+    stem = f"{state.model.split('/')[-1]}-{view.layer_label()}"
+    if curves.open is not False:
+        with curves:
+            if not heads:
+                st.info("No head is selected: choose heads in the sidebar (or press *All heads*).")
+            else:
+                keep = figures.top_p_mask(matrix, state.threshold / 100)
+                limited = ""
+                if long_input:
+                    kept = int(keep.sum())
+                    keep = figures.strongest_links(matrix, keep, figures.MAX_LONG_LINKS)
+                    if int(keep.sum()) < kept:
+                        limited = (f" This input is long ({len(tokens)} tokens): only the {int(keep.sum()):,} "
+                                   f"strongest of those {kept:,} links are drawn; the heat map shows them all.")
+                chart_key = f"curves_{st.session_state.get(CURVES_NONCE, 0)}"
+                figure = figures.attention_curves(matrix, shown_labels, positions=visible, keep=keep,
+                                                  selected=state.token)
+                with st.container(key="attention_curves", height=SCROLL_HEIGHT if long_input else "content"):
+                    st.plotly_chart(figure, key=chart_key, on_select=lambda: _on_curve_pick(chart_key, visible),
+                                    selection_mode="points", config=controls.chart_config(f"curves-{stem}"))
+                st.caption(
+                    f"Each token on the left attends to the tokens on the right; thicker, darker curves "
+                    f"carry more attention. Shown: the strongest links making up {state.threshold} % of each "
+                    f"token's attention, averaged over heads {view.layer_label()}. Hover a token for its "
+                    "strongest links; click one to search with it." + shown + limited
                 )
-            st.caption(
-                f"Each token on the left attends to the tokens on the right; thicker, darker curves "
-                f"carry more attention. Shown: the strongest links making up {state.threshold} % of each "
-                f"token's attention, averaged over heads {view.layer_label()}. Hover a token for its "
-                "strongest links; click one to search with it." + shown
-            )
-    with heatmap:
-        if not heads:
-            st.info("No head is selected: choose heads in the sidebar (or press *All heads*).")
-        else:
-            with st.container(key="attention_heatmap"):
-                st.plotly_chart(figures.attention_heatmap(matrix, shown_labels, positions=visible, selected=state.token),
-                                config=PLOT_CONFIG, key="heatmap")
-            st.caption("Row: the token that attends; column: the token it attends to. The selected "
-                       "token's row is outlined." + shown)
-    with per_head:
-        grid = layer_attention[:, visible][:, :, visible]
-        st.plotly_chart(figures.head_grid(grid, shown_labels, selected_heads=heads), config=PLOT_CONFIG,
-                        key="head_grid")
-        st.caption("One small heat map per head (● = selected). Hover for the weights.")
+    if heatmap.open is not False:
+        with heatmap:
+            if not heads:
+                st.info("No head is selected: choose heads in the sidebar (or press *All heads*).")
+            else:
+                with st.container(key="attention_heatmap"):
+                    st.plotly_chart(figures.attention_heatmap(matrix, shown_labels, positions=visible,
+                                                              selected=state.token),
+                                    config=controls.chart_config(f"heatmap-{stem}", zoom=long_input), key="heatmap")
+                st.caption("Row: the token that attends; column: the token it attends to. The selected "
+                           "token's row is outlined." + shown
+                           + (" Drag over a region to zoom in (its tokens are then labelled); double-click "
+                              "to zoom out." if long_input else ""))
+    if per_head.open is not False:
+        with per_head:
+            grid = layer_attention[:, visible][:, :, visible]
+            st.plotly_chart(figures.head_grid(grid, shown_labels, selected_heads=heads),
+                            config=controls.chart_config(f"heads-layer{state.layer}"), key="head_grid")
+            pooled = len(visible) > figures.POOLED_TILE
+            st.caption(f"Every head of layer {state.layer}: one small heat map per head (● = selected). "
+                       "Hover for the weights."
+                       + (" Long input: each cell is the strongest link of a block of tokens." if pooled else ""))
 
 with right:
     position = state.token
@@ -150,7 +161,10 @@ with right:
             candidates = [(c.token, c.prob) for c in analysis.predictions[position]]
             title = (f"Next token after “{labels[position]}”" if info.causal
                      else f"What the model puts at position {position}")
-            st.plotly_chart(figures.predictions_bar(candidates, title=title), config=PLOT_CONFIG, key="predictions")
+            st.plotly_chart(figures.predictions_bar(candidates, title=title), key="predictions",
+                            config=controls.chart_config(f"predictions-{state.model.split('/')[-1]}-{position}"))
+            st.page_link("app_pages/layers.py", label="Its predictions at every layer (logit lens)",
+                         icon=":material/stacked_bar_chart:")
         else:
             st.caption(
                 f"{info.name} has no language-model head, so it makes no predictions. The offline "
@@ -160,57 +174,13 @@ with right:
 
 
 # --- Corpus search -----------------------------------------------------------------------------
-def _built(name: str) -> None:
-    entry = catalog.entry_of(name)
-    size = f" ({entry.sentences:,} sentences, {entry.tokens:,} tokens)" if entry else ""
-    controls.set_state(corpus=name)
-    controls.note(f"Built the reference corpus '{name}'{size}. It is kept in the data cache for next time.",
-                  kind="success")
-    st.rerun()
-
-
-def _corpus_ready() -> catalog.CorpusEntry | None:
-    """The selected corpus if it can be searched with this model; else explain and offer a fix."""
-    entry = view.corpus
-    name = state.corpus
-    own = catalog.default_corpus_name(state.model)
-    if entry is None:
-        if name == DEFAULT_CORPUS and state.model == DEFAULT_MODEL:
-            if build.build(DEFAULT_CORPUS, DEFAULT_MODEL, source="alice",
-                           label="First run: building the reference corpus 'alice' (Alice in Wonderland)…"):
-                _built(DEFAULT_CORPUS)
-            return None
-        if name == own:
-            st.info(f"Corpus '{name}' is not built yet: it indexes *Alice in Wonderland* with "
-                    f"{state.model} (a minute or more for larger models).")
-            if st.button(f"Build '{name}' now", key="build_own") and build.build(name, state.model, source="alice"):
-                _built(name)
-        else:
-            st.warning(f"Corpus '{name}' is not built. Build it on the Corpora page, or pick another "
-                       "corpus in the sidebar.")
-            st.page_link("pages/corpora.py", label="Go to the Corpora page", icon=":material/library_books:")
-        return None
-    if not entry.fits(state.model):
-        fitting = [e.name for e in catalog.entries() if e.fits(state.model)]
-        st.warning(f"Corpus '{name}' was built with model '{entry.model}', so it cannot be searched "
-                   f"with '{state.model}'. Pick a corpus built with '{state.model}' or build one.")
-        if fitting:
-            st.button(f"Use corpus '{fitting[0]}'", key="use_fitting",
-                      on_click=controls.set_state, kwargs={"corpus": fitting[0]})
-        elif (st.button(f"Build '{own}' (Alice in Wonderland with {state.model})", key="build_own")
-              and build.build(own, state.model, source="alice")):
-            _built(own)
-        return None
-    return entry
-
-
 st.divider()
 if state.token is None:
     st.info("The sentence has no word token to search with.")
     st.stop()
 query_word = clean_piece(tokens[state.token].text)
 st.markdown(f"### Corpus tokens like “{query_word}” at {view.layer_label()}")
-entry = _corpus_ready()
+entry = build.corpus_ready(view)
 if entry is None:
     st.stop()
 if state.by == "heads" and not heads:
@@ -236,15 +206,15 @@ st.caption(
     "dependency and entity."
 )
 
+search_stem = f"{state.model.split('/')[-1]}-{entry.name}-{view.layer_label()}-{query_word}"
 matches_tab, summary_tab = st.tabs([f"Matches ({len(result.matches)})", "Summary"])
 with matches_tab, st.container(key="matches"):
     tools = st.columns([2, 1, 1], vertical_alignment="bottom")
     width = tools[0].slider("Context shown (tokens each side)", 1, match_table.MAX_WIDTH, 1, key=K_CONTEXT)
-    stem = f"exbert-{state.model.split('/')[-1]}-{entry.name}-{view.layer_label()}-{query_word}"
-    tools[1].download_button("CSV", match_table.matches_csv(result), file_name=f"{stem}.csv",
+    tools[1].download_button("CSV", match_table.matches_csv(result), file_name=f"exbert-{search_stem}.csv",
                              mime="text/csv", key="download_csv", icon=":material/download:", on_click="ignore")
     tools[2].download_button("JSON", json.dumps(serialize.search_dict(result), ensure_ascii=False, indent=1),
-                             file_name=f"{stem}.json", mime="application/json", key="download_json",
+                             file_name=f"exbert-{search_stem}.json", mime="application/json", key="download_json",
                              icon=":material/download:", on_click="ignore")
     st.html(match_table.matches_html(result, width=width))
 
@@ -265,12 +235,17 @@ with summary_tab:
                 a.plotly_chart(figures.histogram(hist["matched"][feature], describe=describe,
                                                  title=f"{title} of the {n} matched tokens",
                                                  color=figures.MATCHED_COLOR),
-                               config=PLOT_CONFIG, key=f"hist_matched_{feature}")
+                               config=controls.chart_config(f"{feature}-matched-{search_stem}"),
+                               key=f"hist_matched_{feature}")
                 b.plotly_chart(figures.histogram(hist["max_attention"][feature], describe=describe,
                                                  title=f"{title} of the tokens they attend to most",
                                                  color=figures.ATTENDED_COLOR),
-                               config=PLOT_CONFIG, key=f"hist_attended_{feature}")
+                               config=controls.chart_config(f"{feature}-attended-{search_stem}"),
+                               key=f"hist_attended_{feature}")
         with tabs[-1]:
             st.plotly_chart(figures.offset_histogram(hist["max_attention"]["offset"],
                                                      title="Where the most-attended token sits, relative to the match"),
-                            config=PLOT_CONFIG, key="hist_offset")
+                            config=controls.chart_config(f"offset-{search_stem}"), key="hist_offset")
+        st.download_button("Summary as CSV", match_table.rows_csv(tables.summary_rows(hist)),
+                           file_name=f"exbert-{search_stem}-summary.csv", mime="text/csv", key="download_summary_csv",
+                           icon=":material/download:", on_click="ignore")

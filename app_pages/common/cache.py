@@ -7,13 +7,16 @@ settings, and copied out to each session).
 
 from __future__ import annotations
 
+import threading
+
 import streamlit as st
 
 from exbert_core import analysis as core_analysis
 from exbert_core import annotate, models
 from exbert_core import corpus as core_corpus
 from exbert_core import search as core_search
-from exbert_core.analysis import Analysis
+from exbert_core import sweep as core_sweep
+from exbert_core.analysis import Analysis, Candidate
 from exbert_core.annotate import WordAnnotation
 from exbert_core.corpus import Corpus
 from exbert_core.search import SearchResult
@@ -70,3 +73,39 @@ def search(
     reference = corpus(corpus_path, corpus_stamp)
     result, _ = analysis(model_name, sentence, masks)
     return core_search.search(reference, loaded, result, position, layer, kind, heads, k)
+
+
+@st.cache_data(max_entries=64, max_size="16MB", show_spinner=False)
+def logit_lens(model_name: str, sentence: str, masks: tuple[int, ...], position: int,
+               k: int = TOP_K_PREDICTIONS) -> tuple[tuple[Candidate, ...], ...]:
+    """The LM head's top-k for token ``position`` at every layer 1..L (``analysis.lens_at``)."""
+    result, _ = analysis(model_name, sentence, masks)
+    return core_analysis.lens_at(model(model_name), result, position, k)
+
+
+@st.cache_data(max_entries=32, max_size="32MB",
+               show_spinner="Searching the corpus at every layer (the first sweep reads every index)…")
+def sweep(
+    model_name: str,
+    corpus_path: str,
+    corpus_stamp: int,
+    sentence: str,
+    masks: tuple[int, ...],
+    position: int,
+    kind: str,
+    heads: tuple[int, ...],
+    k: int,
+) -> list[core_sweep.LayerSummary]:
+    """The neighbours' histograms of token ``position`` at every layer (``exbert_core.sweep``)."""
+    loaded = model(model_name)
+    reference = corpus(corpus_path, corpus_stamp)
+    result, _ = analysis(model_name, sentence, masks)
+    return core_sweep.layer_sweep(reference, loaded, result, position, kind=kind, heads=list(heads) or None, k=k)
+
+
+@st.cache_resource
+def atlas_lock(corpus_path: str, sentences: int) -> threading.Lock:
+    """One lock per corpus and sample, so that two sessions asking for a head atlas that is not
+    cached yet compute it once (the second waits, then reads the file the first wrote)."""
+    del corpus_path, sentences
+    return threading.Lock()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_pages.common import build, controls
 from exbert_core import catalog, sources
 from exbert_core.models import DEFAULT_MODEL
-from pages.common import build, controls
 
 NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 MAX_UPLOAD_MB = sources.MAX_TEXT_BYTES // (1024 * 1024)

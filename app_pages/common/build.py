@@ -1,4 +1,5 @@
-"""Building a corpus from the app, with its progress shown in place (``st.status`` + ``st.progress``)."""
+"""Building a corpus from the app, with its progress shown in place (``st.status`` + ``st.progress``),
+and the check that the selected corpus fits the selected model."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import time
 
 import streamlit as st
 
-from exbert_core import corpus_build, sources
+from app_pages.common import cache, controls
+from exbert_core import catalog, corpus_build, sources
+from exbert_core.app_state import DEFAULT_CORPUS
 from exbert_core.errors import USER_ERRORS
+from exbert_core.models import DEFAULT_MODEL
 from exbert_core.paths import corpora_dir
-from pages.common import cache
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +75,49 @@ def build(name: str, model_name: str, *, source: str | None = None, text: str | 
         seconds = time.perf_counter() - started
         status.update(label=f"Built corpus '{name}' in {seconds:.0f} s", state="complete", expanded=False)
     return True
+
+
+def _built(name: str) -> None:
+    entry = catalog.entry_of(name)
+    size = f" ({entry.sentences:,} sentences, {entry.tokens:,} tokens)" if entry else ""
+    controls.set_state(corpus=name)
+    controls.note(f"Built the reference corpus '{name}'{size}. It is kept in the data cache for next time.",
+                  kind="success")
+    st.rerun()
+
+
+def corpus_ready(view: controls.View) -> catalog.CorpusEntry | None:
+    """The selected corpus if it can be searched with the selected model; else explain and offer a
+    fix (the default corpus is built on first use, a model's own corpus on request)."""
+    state = view.state
+    entry = view.corpus
+    name = state.corpus
+    own = catalog.default_corpus_name(state.model)
+    if entry is None:
+        if name == DEFAULT_CORPUS and state.model == DEFAULT_MODEL:
+            if build(DEFAULT_CORPUS, DEFAULT_MODEL, source="alice",
+                     label="First run: building the reference corpus 'alice' (Alice in Wonderland)…"):
+                _built(DEFAULT_CORPUS)
+            return None
+        if name == own:
+            st.info(f"Corpus '{name}' is not built yet: it indexes *Alice in Wonderland* with "
+                    f"{state.model} (a minute or more for larger models).")
+            if st.button(f"Build '{name}' now", key="build_own") and build(name, state.model, source="alice"):
+                _built(name)
+        else:
+            st.warning(f"Corpus '{name}' is not built. Build it on the Corpora page, or pick another "
+                       "corpus in the sidebar.")
+            st.page_link("app_pages/corpora.py", label="Go to the Corpora page", icon=":material/library_books:")
+        return None
+    if not entry.fits(state.model):
+        fitting = [e.name for e in catalog.entries() if e.fits(state.model)]
+        st.warning(f"Corpus '{name}' was built with model '{entry.model}', so it cannot be searched "
+                   f"with '{state.model}'. Pick a corpus built with '{state.model}' or build one.")
+        if fitting:
+            st.button(f"Use corpus '{fitting[0]}'", key="use_fitting",
+                      on_click=controls.set_state, kwargs={"corpus": fitting[0]})
+        elif (st.button(f"Build '{own}' (Alice in Wonderland with {state.model})", key="build_own")
+              and build(own, state.model, source="alice")):
+            _built(own)
+        return None
+    return entry

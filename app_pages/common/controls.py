@@ -10,7 +10,11 @@ How state flows (so every page can reuse it):
   so the address bar is always a link to the current view.
 - Problems with a link are listed at the top of the page while the view is still the link's.
 
-Pages call :func:`sidebar` first and get a :class:`View` (state, model info, analysis).
+Pages call :func:`sidebar` first and get a :class:`View` (state, model info, analysis). A page
+names the sidebar groups it uses (``groups``) and the single-page URL parameters it writes
+(``params``, see ``app_state.EXTRA_PARAMS``); values a page checks itself (a relation of the head
+atlas, the second side of a comparison) go through :func:`page_fitted`, so a bad link value is
+listed with the link's other problems.
 """
 
 from __future__ import annotations
@@ -22,14 +26,14 @@ from typing import Any
 
 import streamlit as st
 
-from exbert_core import app_state, catalog
+from app_pages.common import cache
+from exbert_core import app_state, catalog, figures
 from exbert_core.analysis import Analysis
 from exbert_core.annotate import WordAnnotation
 from exbert_core.app_state import AppState, clean_piece
 from exbert_core.errors import USER_ERRORS
 from exbert_core.models import DEFAULT_MODEL, OFFLINE_MODELS, ModelInfo
 from exbert_core.search import layer_label
-from pages.common import cache
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,7 @@ URL_WARNINGS = "exbert_url_warnings"
 URL_VIEW = "exbert_url_view"
 STARTING = "exbert_starting"
 NOTES = "exbert_notes"
+SWITCH_TO = "exbert_switch_to"
 
 # Widget keys (tests and the browser find widgets by these).
 K_MODEL = "sb_model"
@@ -53,8 +58,11 @@ K_HIDE_SPECIAL = "sb_hide_special"
 K_BY = "sb_by"
 K_K = "sb_k"
 K_TOKEN = "token_pick"
+K_IMAGE = "sb_image"
 
 BY_LABELS = {"embedding": "Token embedding", "heads": "Head embedding"}
+# The sidebar's groups of sentence controls; a page draws those it uses (the others keep values).
+GROUPS = ("layer", "heads", "masks", "threshold", "special", "search")
 
 
 @dataclass
@@ -67,6 +75,10 @@ class View:
     words: list[WordAnnotation | None] | None = None
     corpus: catalog.CorpusEntry | None = None
     problems: list[str] = field(default_factory=list)
+    params: tuple[str, ...] = ()  # the page's own URL parameters
+    starting: bool = False  # this run opens a link (the session's first run)
+    messages: Any = None  # the container above the page's content
+    url_box: Any = None  # the link's problems, redrawn by page_fitted
 
     @property
     def ready(self) -> bool:
@@ -133,7 +145,7 @@ def _on_model() -> None:
     state = get_state()
     changes: dict[str, Any] = {"model": name}
     if name != state.model:
-        changes.update(masks=(), token=None)  # positions belong to the old tokenizer
+        changes.update(masks=(), token=None, token_b=None, layer_b=None)  # positions of the old tokenizer
         current = catalog.entry_of(state.corpus)
         if not (current and current.fits(name)):
             preferred = catalog.default_corpus_name(name)
@@ -145,7 +157,7 @@ def _on_model() -> None:
 def _on_sentence() -> None:
     text = " ".join((st.session_state.get(K_SENTENCE) or "").split())[: app_state.MAX_SENTENCE_CHARS]
     if text != get_state().sentence:
-        set_state(sentence=text, masks=(), token=None)
+        set_state(sentence=text, masks=(), token=None, token_b=None)
 
 
 def _setter(key: str, field_name: str, convert: Callable[[Any], Any]) -> Callable[[], None]:
@@ -177,16 +189,21 @@ def seed(key: str, value: Any) -> None:
 # The sidebar
 
 
-def sidebar(*, analysis_controls: bool = True) -> View:
+def sidebar(*, analysis_controls: bool = True, groups: tuple[str, ...] = GROUPS,
+            params: tuple[str, ...] = ()) -> View:
     """Draw the shared controls and return the view they describe.
 
     ``analysis_controls=False`` draws only model and corpus (for pages that do not analyse a
-    sentence); the other controls keep their values.
+    sentence); ``groups`` names the sentence controls drawn (:data:`GROUPS`); the other controls
+    keep their values. ``params`` are the page's own URL parameters (``image`` draws the chart
+    download format).
     """
     state = get_state()
     messages = st.container()  # problems go above the page's content
+    url_box = messages.empty()
     problems: list[str] = []
-    view = View(state)
+    view = View(state, params=tuple(params), starting=bool(st.session_state.get(STARTING)),
+                messages=messages, url_box=url_box)
 
     with st.sidebar:
         st.markdown("### exBERT")
@@ -206,18 +223,94 @@ def sidebar(*, analysis_controls: bool = True) -> View:
                 state = _fitted(*app_state.fit_tokens(
                     get_state(), [t.text for t in view.analysis.tokens], [t.special for t in view.analysis.tokens]))
                 view.state = get_state()
-                _view_controls(view, info)
+                _view_controls(view, info, groups)
+        if "image" in params:
+            _image_control(get_state())
         state = get_state()
         view.state = state
-        _share(state)
+        _share(state, view.params)
 
-    _write_url(state)
-    _show_messages(messages, state, problems, model_failed=info is None)
+    _write_url(state, view.params)
+    _show_messages(messages, url_box, state, problems, model_failed=info is None, params=view.params)
     view.problems = problems
     if st.session_state.get(STARTING):
-        st.session_state[URL_VIEW] = app_state.to_params(state)
+        st.session_state[URL_VIEW] = app_state.to_params(state, view.params)
         st.session_state[STARTING] = False
     return view
+
+
+def page_fitted(view: View, state: AppState, warnings: list[str]) -> AppState:
+    """Store a state a page corrected after the sidebar (values only the page can check) and
+    report its warnings: with the link's problems when the run opens a link, else once."""
+    st.session_state[STATE] = state
+    view.state = state
+    if view.starting:
+        st.session_state[URL_WARNINGS].extend(warnings)
+        st.session_state[URL_VIEW] = app_state.to_params(state, view.params)
+        if st.session_state[URL_WARNINGS]:
+            _url_warning(view.url_box, st.session_state[URL_WARNINGS])
+    else:
+        for warning in warnings:
+            view.messages.warning(warning, icon=":material/warning:")
+    _write_url(state, view.params)
+    return state
+
+
+def chart_config(name: str, *, zoom: bool = False) -> dict:
+    """Plotly's config for a chart: its camera button saves ``exbert-<name>`` in the format chosen
+    in the sidebar (PNG or SVG)."""
+    return figures.plot_config(f"exbert-{name}", get_state().image, zoom=zoom)
+
+
+def token_picker(view: View, label: str, *, key: str = K_TOKEN, mask_button: bool = True,
+                 on_pick: Callable[[], None] | None = None) -> None:
+    """The row that picks the selected token (pills, or a menu for long inputs) and masks it;
+    ``on_pick`` runs after a new token is picked."""
+    state, info, analysis = view.state, view.info, view.analysis
+    assert info is not None and analysis is not None
+    tokens = analysis.tokens
+    pickable = [t.position for t in tokens if not t.special]
+    if state.token is None or not pickable:
+        return
+    seed(key, state.token)
+
+    def shown(p: int) -> str:
+        return "[MASK]" if p in analysis.masked else clean_piece(tokens[p].text)
+
+    def picked() -> None:
+        pick_token(st.session_state[key])
+        if on_pick is not None:
+            on_pick()
+
+    # Pills and the mask button side by side (the pills wrap only outside a horizontal row).
+    with st.container(key=f"{key}_row", horizontal=mask_button, vertical_alignment="bottom"):
+        if len(tokens) <= app_state.LONG_INPUT_TOKENS:
+            st.pills(label, pickable, key=key, required=True, format_func=shown, on_change=picked)
+        else:  # hundreds of pills are hard to scan: a menu that can be searched
+            st.selectbox(label, pickable, key=key, format_func=lambda p: f"{p} · {shown(p)}",
+                         on_change=picked, width=320)
+        if mask_button:
+            masked = state.token in analysis.masked
+            word = analysis.sentence[tokens[state.token].start:tokens[state.token].end].strip()
+            st.button(
+                f"Unmask “{word}”" if masked else f"Mask “{word}”", key="toggle_mask",
+                on_click=toggle_mask, args=(state.token,), disabled=info.mask_token is None,
+                help="Replace the token by the mask token and run the model again."
+                if info.mask_token else "This model reads left to right and has no mask token.",
+            )
+
+
+def open_head(layer: int, head: int) -> None:
+    """Show ``head`` of ``layer`` in the attention view (the page switches after the callback)."""
+    set_state(layer=int(layer), heads=(int(head),), view="auto")
+    st.session_state[SWITCH_TO] = "app_pages/attention.py"
+
+
+def follow_switch() -> None:
+    """Switch page if a callback asked for it (``st.switch_page`` cannot run inside one)."""
+    target = st.session_state.pop(SWITCH_TO, None)
+    if target:
+        st.switch_page(target)
 
 
 def _model_control(state: AppState, problems: list[str]) -> ModelInfo | None:
@@ -304,20 +397,44 @@ def _analyse(view: View, problems: list[str]) -> None:
         problems.extend(view.analysis.warnings)
 
 
-def _view_controls(view: View, info: ModelInfo) -> None:
+def _view_controls(view: View, info: ModelInfo, groups: tuple[str, ...] = GROUPS) -> None:
     state = get_state()
     analysis = view.analysis
     assert analysis is not None and state.layer is not None
 
     st.divider()
-    layers = list(range(1, info.layers + 1))
-    seed(K_LAYER, state.layer)
-    st.select_slider("Layer", layers, key=K_LAYER, on_change=_setter(K_LAYER, "layer", int),
-                     help="Layer L: the attention of block L, the embeddings it outputs and its heads.")
+    if "layer" in groups:
+        layers = list(range(1, info.layers + 1))
+        seed(K_LAYER, state.layer)
+        st.select_slider("Layer", layers, key=K_LAYER, on_change=_setter(K_LAYER, "layer", int),
+                         help="Layer L: the attention of block L, the embeddings it outputs and its heads.")
+    if "heads" in groups:
+        _heads_control(view, info, with_layer="layer" in groups)
+    if "masks" in groups:
+        _masks_control(view, info)
+    if "threshold" in groups or "special" in groups:
+        st.divider()
+    if "threshold" in groups:
+        seed(K_THRESHOLD, state.threshold)
+        st.slider("Attention shown (%)", 5, 100, step=5, key=K_THRESHOLD,
+                  on_change=_setter(K_THRESHOLD, "threshold", int),
+                  help="Per token, draw the strongest links that together make up this share of its "
+                       "attention.")
+    if "special" in groups:
+        seed(K_HIDE_SPECIAL, state.hide_special)
+        st.toggle("Hide special tokens", key=K_HIDE_SPECIAL,
+                  on_change=_setter(K_HIDE_SPECIAL, "hide_special", bool),
+                  help="Hide [CLS], [SEP] and the like, which often collect much of the attention.")
+    if "search" in groups:
+        st.divider()
+        _search_controls(state)
 
+
+def _heads_control(view: View, info: ModelInfo, *, with_layer: bool) -> None:
+    state = get_state()
     heads = state.selected_heads(info.heads)
-    st.markdown(f"**Heads** &nbsp; `{view.layer_label()}`",
-                help="The paper's label: layer-[selected heads].")
+    label = view.layer_label() if with_layer else app_state.format_heads(state.heads)
+    st.markdown(f"**Heads** &nbsp; `{label}`", help="The paper's label: layer-[selected heads].")
     seed(K_HEADS, list(heads))
     st.pills("Heads", list(range(info.heads)), selection_mode="multi", key=K_HEADS,
              on_change=_setter(K_HEADS, "heads", lambda v: tuple(sorted(int(h) for h in v))),
@@ -326,6 +443,11 @@ def _view_controls(view: View, info: ModelInfo) -> None:
     left.button("All heads", key=K_HEADS_ALL, on_click=set_state, kwargs={"heads": None}, width="stretch")
     right.button("No heads", key=K_HEADS_NONE, on_click=set_state, kwargs={"heads": ()}, width="stretch")
 
+
+def _masks_control(view: View, info: ModelInfo) -> None:
+    state = get_state()
+    analysis = view.analysis
+    assert analysis is not None
     words = [t.position for t in analysis.tokens if not t.special]
     seed(K_MASKS, [m for m in state.masks if m in words])
     can_mask = info.mask_token is not None
@@ -337,18 +459,8 @@ def _view_controls(view: View, info: ModelInfo) -> None:
         if can_mask else "A causal model has no mask token.",
     )
 
-    st.divider()
-    seed(K_THRESHOLD, state.threshold)
-    st.slider("Attention shown (%)", 5, 100, step=5, key=K_THRESHOLD,
-              on_change=_setter(K_THRESHOLD, "threshold", int),
-              help="Per token, draw the strongest links that together make up this share of its "
-                   "attention.")
-    seed(K_HIDE_SPECIAL, state.hide_special)
-    st.toggle("Hide special tokens", key=K_HIDE_SPECIAL,
-              on_change=_setter(K_HIDE_SPECIAL, "hide_special", bool),
-              help="Hide [CLS], [SEP] and the like, which often collect much of the attention.")
 
-    st.divider()
+def _search_controls(state: AppState) -> None:
     seed(K_BY, state.by)
     st.segmented_control("Search by", list(app_state.SEARCH_KINDS), key=K_BY, required=True,
                          format_func=BY_LABELS.get, on_change=_setter(K_BY, "by", str),
@@ -361,25 +473,41 @@ def _view_controls(view: View, info: ModelInfo) -> None:
                          "sentence is run through the model again to find what it attends to).")
 
 
-def _share(state: AppState) -> None:
-    link = app_state.share_url(st.context.url, app_state.to_params(state))  # url: None under AppTest
+def _image_control(state: AppState) -> None:
+    st.divider()
+    seed(K_IMAGE, state.image)
+    st.segmented_control("Chart downloads", list(app_state.IMAGE_FORMATS), key=K_IMAGE, required=True,
+                         format_func=str.upper, on_change=_setter(K_IMAGE, "image", str),
+                         help="The camera button of every chart (top right, shown on hover) saves it in "
+                              "this format. SVG is vector graphics for papers (heat maps stay pixels "
+                              "inside it).")
+
+
+def _share(state: AppState, params: tuple[str, ...] = ()) -> None:
+    link = app_state.share_url(st.context.url, app_state.to_params(state, params))  # url: None under AppTest
     with st.expander("Share this view", icon=":material/link:"):
         st.caption("Copy this link (button at the right of the box): it opens exactly this view.")
         st.code(link, language=None, wrap_lines=True)
 
 
-def _write_url(state: AppState) -> None:
-    wanted = app_state.to_params(state)
+def _write_url(state: AppState, params: tuple[str, ...] = ()) -> None:
+    wanted = app_state.to_params(state, params)
     # to_dict() leaves out, and from_dict() keeps, Streamlit's own embed parameters.
     if st.query_params.to_dict() != wanted:
         st.query_params.from_dict(wanted)
 
 
-def _show_messages(box: Any, state: AppState, problems: list[str], *, model_failed: bool) -> None:
+def _url_warning(box: Any, warnings: list[str]) -> None:
+    box.warning("**This link had problems, so the view differs from it:**\n\n"
+                + "\n".join(f"- {w}" for w in warnings), icon=":material/warning:")
+
+
+def _show_messages(box: Any, url_box: Any, state: AppState, problems: list[str], *, model_failed: bool,
+                   params: tuple[str, ...] = ()) -> None:
     url_warnings = st.session_state.get(URL_WARNINGS) or []
-    if url_warnings and (st.session_state.get(STARTING) or st.session_state.get(URL_VIEW) == app_state.to_params(state)):
-        box.warning("**This link had problems, so the view differs from it:**\n\n"
-                    + "\n".join(f"- {w}" for w in url_warnings), icon=":material/warning:")
+    if url_warnings and (st.session_state.get(STARTING)
+                         or st.session_state.get(URL_VIEW) == app_state.to_params(state, params)):
+        _url_warning(url_box, url_warnings)
     elif url_warnings:
         st.session_state[URL_WARNINGS] = []
     for kind, message in st.session_state.pop(NOTES, []):

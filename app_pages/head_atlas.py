@@ -1,0 +1,152 @@
+"""Head atlas: which attention head tracks which syntactic relation (Clark et al., 2019), over a
+sample of the reference corpus. Computed on first use with its progress shown, then cached in
+the corpus folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import streamlit as st
+
+from app_pages.common import build, cache, controls
+from exbert_core import app_state, figures, head_atlas, match_table, tables
+from exbert_core.errors import USER_ERRORS
+
+log = logging.getLogger(__name__)
+K_SAMPLE = "atlas_sample"
+K_RELATION = "atlas_relation"
+K_CHART = "atlas_chart"
+K_TABLE = "atlas_table"
+
+
+def _on_pick() -> None:
+    event = st.session_state.get(K_CHART) or {}
+    for point in (event.get("selection") or {}).get("points") or []:
+        data = point.get("customdata")
+        if isinstance(data, list) and len(data) == 2 and all(isinstance(v, (int, float)) for v in data):
+            controls.open_head(int(data[0]), int(data[1]))
+            return
+
+
+def _on_row(relations: list[str]) -> None:
+    rows = (st.session_state.get(K_TABLE) or {}).get("selection", {}).get("rows") or []
+    if rows and 0 <= rows[0] < len(relations):
+        controls.set_state(relation=relations[rows[0]])
+
+
+def _compute(entry, sentences: int) -> head_atlas.HeadAtlas:
+    """The atlas of ``sentences`` corpus sentences: read from the corpus folder, or computed with a
+    progress bar (one session computes, others wait for its file)."""
+    reference = cache.corpus(str(entry.path), entry.stamp)
+    loaded = cache.model(entry.model)
+    shown: dict = {}
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if "bar" not in shown:  # only when it is computed, not when read from the cache
+            shown["status"] = st.status(f"Computing the head atlas over {total:,} sentences of "
+                                        f"'{entry.name}' (once; then cached with the corpus)…", expanded=True)
+            shown["bar"] = shown["status"].progress(0.0)
+        shown["bar"].progress(done / max(total, 1), text=f"{done:,} of {total:,} sentences")
+
+    with cache.atlas_lock(str(entry.path), sentences):
+        atlas = head_atlas.cached(reference, loaded, sentences, progress)
+    if "status" in shown:
+        shown["bar"].empty()
+        shown["status"].update(label=f"Computed the head atlas over {atlas.sentences:,} sentences in "
+                                     f"{time.perf_counter() - started:.0f} s", state="complete", expanded=False)
+    return atlas
+
+
+controls.follow_switch()
+view = controls.sidebar(analysis_controls=False, params=("relation", "sample", "image"))
+state = view.state
+
+st.markdown("## Head atlas")
+st.caption("For every layer × head: how often a word's strongest attention lands on its syntactic head, "
+           "per dependency relation, over a sample of the reference corpus, beside the best fixed-offset "
+           "baseline (always pick the word at offset −1, +1, …). The method of Clark et al. (2019), *What "
+           "does BERT look at?*. Attention to a word sums its tokens; special tokens are left out.")
+if view.info is None:
+    st.info("Load a model in the sidebar first: the atlas is of the selected model.")
+    st.stop()
+entry = build.corpus_ready(view)
+if entry is None:
+    st.stop()
+
+controls.seed(K_SAMPLE, state.sample)
+st.select_slider("Corpus sentences read", list(app_state.ATLAS_SAMPLES), key=K_SAMPLE, width=420,
+                 on_change=lambda: controls.set_state(sample=int(st.session_state[K_SAMPLE])),
+                 help="A random sample of the corpus (the same for every model). 1,000 sentences take a few "
+                      "seconds with MiniLM, longer with bigger models; each sample size is computed once and "
+                      "cached with the corpus.")
+try:
+    atlas = _compute(entry, state.sample)
+except USER_ERRORS as err:
+    st.error(str(err))
+    st.stop()
+except Exception as err:
+    log.exception("Head atlas failed")
+    st.error(f"The head atlas failed ({type(err).__name__}: {err}). Try a smaller sample, or compute it "
+             f"from the command line: python scripts/head_atlas.py --corpus {entry.name} --sentences {state.sample}")
+    st.stop()
+
+best = atlas.best_heads()  # most frequent relation first
+relations = [row[0] for row in best]
+if not relations:
+    st.info(f"No relation was seen {head_atlas.MIN_COUNT} times in {atlas.sentences} sentences: read more "
+            "sentences.")
+    st.stop()
+state = controls.page_fitted(view, *app_state.fit_relation(state, relations))
+describe = figures.describe_labels(relations)
+stem = f"{state.model.split('/')[-1]}-{entry.name}-{atlas.sentences}"
+
+with st.container(key="atlas_heatmap"):
+    controls.seed(K_RELATION, state.relation)
+    st.selectbox("Relation", relations, key=K_RELATION, width=420,
+                 format_func=lambda r: f"{r} · {describe.get(r, '')} ({atlas.count[r]:,})",
+                 on_change=lambda: controls.set_state(relation=st.session_state[K_RELATION]))
+    rel = state.relation
+    layer_now = state.layer if state.layer is not None else None
+    st.plotly_chart(
+        figures.head_atlas_heatmap(
+            atlas.accuracy[rel], relation=rel, count=atlas.count[rel], baseline=atlas.baseline[rel],
+            description=describe.get(rel),
+            selected=(layer_now, state.selected_heads(view.info.heads)) if layer_now and state.heads else None),
+        key=K_CHART, on_select=_on_pick, selection_mode="points", width="content",
+        config=controls.chart_config(f"head-atlas-{rel}-{stem}"),
+    )
+    _, layer, head, acc, offset, base = next(row for row in best if row[0] == rel)
+    st.caption(f"{atlas.count[rel]:,} “{rel}” dependents in {atlas.sentences:,} sentences. Outlined: the best "
+               f"head, {layer}-{head} ({acc:.0%}; the word at offset {offset:+d} is right {base:.0%} of the time). "
+               "**Click a cell** to open that head in the attention view.")
+    st.button(f"Open head {layer}-{head} in the attention view", key="atlas_open_best",
+              icon=":material/open_in_new:", on_click=controls.open_head, args=(layer, head))
+
+with st.container(key="atlas_table_box"):
+    st.markdown("#### Best head per relation")
+    rows = tables.atlas_rows(atlas, describe)
+    st.dataframe(
+        [{k: row[k] for k in ("relation", "meaning", "dependents", "best head", "accuracy", "baseline offset",
+                              "baseline accuracy")} for row in rows],
+        key=K_TABLE, on_select=lambda: _on_row(relations), selection_mode="single-row", hide_index=True,
+        column_config={
+            "accuracy": st.column_config.ProgressColumn("accuracy", format="percent", min_value=0, max_value=1),
+            "baseline accuracy": st.column_config.NumberColumn("offset baseline", format="percent"),
+            "baseline offset": st.column_config.NumberColumn("offset", format="%+d"),
+        },
+    )
+    st.caption("Select a row to show its relation. Accuracy: how often the head's strongest attention from "
+               "the dependent lands on its syntactic head.")
+    tools = st.columns(2)
+    tools[0].download_button("Table as CSV", match_table.rows_csv(rows), file_name=f"exbert-head-atlas-{stem}.csv",
+                             mime="text/csv", key="download_atlas_csv", icon=":material/download:",
+                             on_click="ignore")
+    tools[1].download_button("Every head as CSV", match_table.rows_csv(tables.atlas_cells(atlas)),
+                             file_name=f"exbert-head-atlas-{stem}-all-heads.csv", mime="text/csv",
+                             key="download_atlas_cells_csv", icon=":material/download:", on_click="ignore")
+    st.download_button("Atlas as JSON", json.dumps(atlas.to_dict()), file_name=f"exbert-head-atlas-{stem}.json",
+                       mime="application/json", key="download_atlas_json", icon=":material/download:",
+                       on_click="ignore")

@@ -1,0 +1,120 @@
+"""Layer sweep and logit lens: how the corpus neighbours of the selected token (the paper's
+Figure 4, which its authors assembled by hand) and the model's predictions for it change from
+layer to layer."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import streamlit as st
+
+from app_pages.common import build, cache, controls
+from exbert_core import app_state, figures, match_table, sweep, tables
+from exbert_core.app_state import clean_piece
+from exbert_core.errors import USER_ERRORS
+
+log = logging.getLogger(__name__)
+K_FEATURE = "sweep_feature"
+FEATURE_LABELS = {"pos": "Part of speech", "dep": "Grammatical role", "ner": "Named entity"}
+LENS_SHOWN = 5  # candidates per layer in the chart (the CSV has all of them)
+
+view = controls.sidebar(groups=("heads", "masks", "search"), params=("feature", "image"))
+state = view.state
+
+st.markdown("## Layer sweep & logit lens")
+if not view.ready:
+    st.info("Fix the problem above to see the layer sweep.")
+    st.stop()
+
+info, analysis = view.info, view.analysis
+assert info is not None and analysis is not None
+tokens = analysis.tokens
+controls.token_picker(view, "Token to follow across the layers")
+if state.token is None:
+    st.info("The sentence has no word token to follow.")
+    st.stop()
+position = state.token
+word = "[MASK]" if position in analysis.masked else clean_piece(tokens[position].text)
+heads = state.selected_heads(info.heads)
+stem = f"{state.model.split('/')[-1]}-{word}-{position}"
+st.caption(f"Model **{info.name}** · token **“{word}”** (position {position}) · corpus **{state.corpus}** · "
+           f"{len(tokens)} tokens")
+
+sweep_col, lens_col = st.columns([4, 3], gap="large")
+
+# --- Logit lens ----------------------------------------------------------------------------------
+with lens_col, st.container(key="logit_lens"):
+    st.markdown("#### Logit lens")
+    if not info.has_lm_head:
+        st.caption(f"{info.name} has no language-model head, so it has no logit lens (its layers cannot be "
+                   "read as predictions). The offline model with one is **smollm2** (pick it in the "
+                   "sidebar); online, **bert-base-uncased**.")
+    else:
+        try:
+            lens = cache.logit_lens(state.model, analysis.sentence, analysis.masked, position)
+        except USER_ERRORS as err:
+            st.error(str(err))
+        else:
+            layers = list(range(1, info.layers + 1))
+            target = "the next token" if info.causal else f"position {position}"
+            st.plotly_chart(
+                figures.logit_lens_chart(layers, [[(c.token, c.prob) for c in row[:LENS_SHOWN]] for row in lens],
+                                         title=f"Top predictions for {target} after each layer"),
+                config=controls.chart_config(f"logit-lens-{stem}"), key="lens_chart")
+            st.caption("The model's language-model head applied to the token's output after every layer "
+                       "(the logit lens): where the final prediction first appears. The last row is the "
+                       f"model's own prediction. Shown: the top {LENS_SHOWN}; the CSV has the top "
+                       f"{len(lens[0])}.")
+            st.download_button("Logit lens as CSV", match_table.rows_csv(tables.lens_rows(layers, lens)),
+                               file_name=f"exbert-logit-lens-{stem}.csv", mime="text/csv", key="download_lens_csv",
+                               icon=":material/download:", on_click="ignore")
+
+# --- Layer sweep ---------------------------------------------------------------------------------
+with sweep_col, st.container(key="layer_sweep"):
+    by_words = "token embedding" if state.by == "embedding" else f"head embedding (heads {app_state.format_heads(state.heads)})"
+    st.markdown(f"#### Corpus neighbours of “{word}” at every layer")
+    if analysis.masked and info.mask_token and not info.has_lm_head:
+        st.caption(f"{info.name} has no masked-LM head: a masked token's neighbours say little (see the "
+                   "Attention page).")
+    entry = build.corpus_ready(view)
+    if entry is None:
+        st.stop()
+    if state.by == "heads" and not heads:
+        st.info("Search by head embedding needs at least one head: select heads in the sidebar.")
+        st.stop()
+    try:
+        summaries = cache.sweep(state.model, str(entry.path), entry.stamp, analysis.sentence, analysis.masked,
+                                position, state.by, tuple(heads), state.k)
+    except USER_ERRORS as err:
+        st.error(str(err))
+        st.stop()
+    except Exception as err:
+        log.exception("Layer sweep failed")
+        st.error(f"The layer sweep failed ({type(err).__name__}: {err}). Try another token.")
+        st.stop()
+
+    controls.seed(K_FEATURE, state.feature)
+    st.segmented_control("Feature", list(app_state.FEATURES), key=K_FEATURE, required=True,
+                         format_func=FEATURE_LABELS.get,
+                         on_change=lambda: controls.set_state(feature=st.session_state[K_FEATURE]))
+    layers = [s.layer for s in summaries]
+    counts = [s.histograms[state.feature] for s in summaries]
+    describe = figures.describe_labels(sorted({label for c in counts for label in c}))
+    st.plotly_chart(
+        figures.layer_sweep_chart(layers, counts, describe=describe,
+                                  title=f"{FEATURE_LABELS[state.feature]} of the {state.k} nearest corpus tokens"),
+        config=controls.chart_config(f"layer-sweep-{state.feature}-{stem}"), key="sweep_chart")
+    first = ("Layer 0 is the embedding output (before any attention), layers 1-"
+             f"{info.layers} the output of each block" if state.by == "embedding"
+             else f"Layers 1-{info.layers}: what the selected heads of each block gathered")
+    st.caption(f"At every layer, the {state.k} tokens of corpus '{entry.name}' whose {by_words} is closest "
+               f"to that of “{word}”, by {FEATURE_LABELS[state.feature].lower()}. {first}. Hover a bar for "
+               "its label's meaning and count.")
+    st.download_button("Sweep as CSV (every feature)", match_table.rows_csv(tables.sweep_rows(summaries)),
+                       file_name=f"exbert-layer-sweep-{entry.name}-{state.by}-{stem}.csv", mime="text/csv",
+                       key="download_sweep_csv", icon=":material/download:", on_click="ignore")
+    st.download_button("Sweep as JSON", json.dumps(sweep.sweep_dict(summaries), ensure_ascii=False),
+                       file_name=f"exbert-layer-sweep-{entry.name}-{state.by}-{stem}.json",
+                       mime="application/json", key="download_sweep_json", icon=":material/download:",
+                       on_click="ignore")

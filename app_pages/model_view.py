@@ -1,0 +1,71 @@
+"""Model view: the attention of every layer x head at once as small maps (BertViz's model view).
+Click a map to open that head in the attention view."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from app_pages.common import controls
+from exbert_core import figures
+from exbert_core.app_state import clean_piece
+
+K_CHART = "model_view_chart"
+K_LAYER = "mv_layer"
+K_HEAD = "mv_head"
+
+
+def _on_pick() -> None:
+    event = st.session_state.get(K_CHART) or {}
+    for point in (event.get("selection") or {}).get("points") or []:
+        data = point.get("customdata")
+        if isinstance(data, list) and len(data) == 2 and all(isinstance(v, (int, float)) for v in data):
+            controls.open_head(int(data[0]), int(data[1]))
+            return
+
+
+def _open_picked() -> None:  # reads the menus at the click (args would hold the values drawn before)
+    controls.open_head(st.session_state[K_LAYER], st.session_state[K_HEAD])
+
+
+controls.follow_switch()
+view = controls.sidebar(groups=("masks", "special"), params=("image",))
+state = view.state
+
+st.markdown("## Model view")
+if not view.ready:
+    st.info("Fix the problem above to see the model view.")
+    st.stop()
+
+info, analysis = view.info, view.analysis
+assert info is not None and analysis is not None and state.layer is not None
+tokens = analysis.tokens
+visible = figures.visible_positions([t.special for t in tokens], state.hide_special)
+labels = [clean_piece(tokens[p].text) for p in visible]
+attention = analysis.attention[:, :, visible][:, :, :, visible]  # layers x heads x shown x shown
+if state.hide_special:
+    attention = figures.renormalize_rows(attention)
+pooled = len(visible) > figures.MODEL_VIEW_TILE
+
+st.caption(f"Model **{info.name}**: {info.layers} layers × {info.heads} heads · {len(tokens)} tokens. Every "
+           "map shows one head: row = the token that attends, column = the token it attends to (darker = "
+           "more). **Click a map** to open that head in the attention view."
+           + (" With special tokens hidden, each row is rescaled over the tokens shown." if state.hide_special else "")
+           + (f" Long input: each cell is the strongest link of a block of tokens (maps of at most "
+              f"{figures.MODEL_VIEW_TILE} × {figures.MODEL_VIEW_TILE} cells)." if pooled else ""))
+
+with st.container(key="model_view"):
+    st.plotly_chart(
+        figures.model_view(attention, labels, layer=state.layer, heads=state.selected_heads(info.heads)),
+        key=K_CHART, on_select=_on_pick, selection_mode="points", width="content",
+        config=controls.chart_config(f"model-view-{state.model.split('/')[-1]}"),
+    )
+st.caption(f"Outlined: the heads selected for the attention view ({view.layer_label()}).")
+
+# The same without a pointer: pick a layer and a head, then open them.
+with st.container(key="open_head_row", horizontal=True, vertical_alignment="bottom"):
+    layer = st.selectbox("Layer", list(range(1, info.layers + 1)), index=state.layer - 1, key=K_LAYER, width=120)
+    strongest = np.asarray(attention[layer - 1]).reshape(info.heads, -1).max(-1)
+    head = st.selectbox("Head", list(range(info.heads)), key=K_HEAD, width=220,
+                        format_func=lambda h: f"{h} (strongest link {strongest[h]:.0%})")
+    st.button("Open in the attention view", key="mv_open", icon=":material/open_in_new:", on_click=_open_picked)

@@ -1,0 +1,65 @@
+"""Flat records of the layer sweep, the logit lens, the head atlas and the search summaries:
+the rows of the pages' tables and of their CSV downloads (:func:`match_table.rows_csv`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from exbert_core.analysis import Candidate
+from exbert_core.head_atlas import HeadAtlas
+from exbert_core.sweep import LayerSummary
+
+
+def sweep_rows(summaries: Sequence[LayerSummary]) -> list[dict[str, object]]:
+    """One record per layer, feature and label: ``layer, feature, label, count, share``."""
+    rows = []
+    for s in summaries:
+        for feature, counts in s.histograms.items():
+            total = sum(counts.values()) or 1
+            for label, count in counts.items():
+                rows.append({"layer": s.layer, "feature": feature, "label": label, "count": count,
+                             "share": round(count / total, 4)})
+    return rows
+
+
+def lens_rows(layers: Sequence[int], lens: Sequence[Sequence[Candidate]]) -> list[dict[str, object]]:
+    """One record per layer and rank: ``layer, rank, token, prob``."""
+    return [{"layer": layer, "rank": rank, "token": c.token, "prob": round(c.prob, 6)}
+            for layer, row in zip(layers, lens) for rank, c in enumerate(row, start=1)]
+
+
+def atlas_rows(atlas: HeadAtlas, describe: Mapping[str, str] | None = None) -> list[dict[str, object]]:
+    """The best head per relation beside the best fixed offset, most frequent relation first."""
+    describe = describe or {}
+    return [{
+        "relation": rel,
+        "meaning": describe.get(rel, ""),
+        "dependents": atlas.count[rel],
+        "best head": f"{layer}-{head}",
+        "layer": layer,
+        "head": head,
+        "accuracy": round(acc, 4),
+        "baseline offset": offset,
+        "baseline accuracy": round(base, 4),
+        "gain": round(acc - base, 4),
+    } for rel, layer, head, acc, offset, base in atlas.best_heads()]
+
+
+def atlas_cells(atlas: HeadAtlas) -> list[dict[str, object]]:
+    """Every relation x layer x head accuracy (the whole atlas, long format)."""
+    return [{"relation": rel, "layer": layer + 1, "head": head, "accuracy": round(float(acc[layer, head]), 4),
+             "dependents": atlas.count[rel]}
+            for rel, acc in atlas.accuracy.items() for layer in range(acc.shape[0]) for head in range(acc.shape[1])]
+
+
+def summary_rows(histograms: Mapping[str, Mapping[str, Mapping[str, int]]]) -> list[dict[str, object]]:
+    """:func:`exbert_core.summary.histograms` flattened: ``side, feature, label, count, share``
+    (side ``matched`` or ``max_attention``; the offset feature's labels are offsets)."""
+    rows = []
+    for side, features in histograms.items():
+        for feature, counts in features.items():
+            total = sum(counts.values()) or 1
+            for label, count in counts.items():
+                rows.append({"side": side, "feature": feature, "label": label, "count": count,
+                             "share": round(count / total, 4)})
+    return rows
