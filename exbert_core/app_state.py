@@ -67,7 +67,7 @@ SUGGESTED_HUB_MODELS = ("bert-base-uncased", "distilbert-base-uncased", "roberta
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?")
 _CORPUS_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
-_RELATION = re.compile(r"[A-Za-z][A-Za-z:_]{0,31}")
+_RELATION = re.compile(r"[A-Za-z][A-Za-z:_]{0,31}( \(head->dep\))?")  # head atlas labels
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 

@@ -681,9 +681,11 @@ def describe_labels(labels: Sequence[str]) -> dict[str, str]:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # spaCy warns about labels it cannot explain
-            text = spacy.explain(label)
+            # "det (head->dep)": the head-to-dependent direction of a relation (head atlas)
+            base, reverse, _ = label.partition(" (head->dep)")
+            text = spacy.explain(base)
         if text:
-            out[label] = text
+            out[label] = f"{text}, seen from the head" if reverse else text
     return out
 
 

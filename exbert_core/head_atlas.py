@@ -4,7 +4,9 @@ For a sample of corpus sentences, attention is turned into word-to-word attentio
 *to* a word is the sum over its tokens, attention *from* a word the mean over its tokens;
 special tokens are left out). A head "predicts" a dependent's syntactic head when the
 dependent's largest word attention lands on it. Accuracy per relation and per layer x head is
-set beside the best fixed-offset baseline (always pick the word at offset o).
+set beside the best fixed-offset baseline (always pick the word at offset o). Each relation
+is scored in both directions: ``det`` (the dependent attends to its head) and
+``det (head->dep)`` (the head attends to that dependent).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ log = logging.getLogger(__name__)
 MIN_COUNT = 10  # relations seen fewer times are left out: their accuracies are noise
 OFFSETS = (-3, -2, -1, 1, 2, 3)
 SKIP_RELATIONS = {"ROOT", "punct", ""}
-CACHE_VERSION = 1
+REVERSE = " (head->dep)"  # suffix of the head-to-dependent direction of a relation
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -111,11 +114,13 @@ def compute(
                 if dep in SKIP_RELATIONS or head == word or head not in index_of:
                     continue
                 target = index_of[head]
-                hits.setdefault(dep, np.zeros((info.layers, info.heads)))
-                hits[dep] += predicted[:, :, k] == target
-                seen[dep] = seen.get(dep, 0) + 1
-                offset_hits.setdefault(dep, np.zeros(len(OFFSETS)))
-                offset_hits[dep] += [head - word == o for o in OFFSETS]
+                # dependent -> head, and head -> dependent (Clark et al. score both directions)
+                for rel, source, goal, offset in ((dep, k, target, head - word), (f"{dep}{REVERSE}", target, k, word - head)):
+                    hits.setdefault(rel, np.zeros((info.layers, info.heads)))
+                    hits[rel] += predicted[:, :, source] == goal
+                    seen[rel] = seen.get(rel, 0) + 1
+                    offset_hits.setdefault(rel, np.zeros(len(OFFSETS)))
+                    offset_hits[rel] += [offset == o for o in OFFSETS]
         done += len(group)
         if progress:
             progress(done, len(ids))

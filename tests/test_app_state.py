@@ -211,3 +211,10 @@ def test_fit_relation_and_the_second_side():
     assert (fitted.layer_b, fitted.token_b) == (None, None)
     assert "Layer 31 does not exist in smollm2" in warnings[0] and "positions 1-15" in warnings[1]
     assert app_state.other_model("minilm") == "smollm2" and app_state.other_model("gpt2") == "minilm"
+
+
+def test_head_to_dependent_relation_survives_a_link():
+    from exbert_core import app_state
+
+    state, warnings = app_state.from_params({"relation": "det (head->dep)"})
+    assert state.relation == "det (head->dep)" and not warnings

@@ -40,8 +40,11 @@ def test_head_atlas_counts_and_bounds(sample_corpus, minilm):
         assert acc.shape == (6, 12) and np.all((0 <= acc) & (acc <= 1))
         offset, base = atlas.baseline[rel]
         assert offset in head_atlas.OFFSETS and 0 <= base <= 1
-    # 'det' dependents almost always sit right before their noun: offset +1 wins
+    # 'det' dependents almost always sit right before their noun: offset +1 wins, and -1 from
+    # the noun back to its determiner
     assert atlas.baseline["det"][0] == 1 and atlas.baseline["det"][1] > 0.6
+    reverse = "det" + head_atlas.REVERSE
+    assert atlas.baseline[reverse][0] == -1 and atlas.count[reverse] == atlas.count["det"]
     data = atlas.to_dict()
     assert head_atlas.HeadAtlas.from_dict(json.loads(json.dumps(data))).to_dict() == data
 
