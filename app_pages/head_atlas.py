@@ -21,15 +21,6 @@ K_CHART = "atlas_chart"
 K_TABLE = "atlas_table"
 
 
-def _on_pick() -> None:
-    event = st.session_state.get(K_CHART) or {}
-    for point in (event.get("selection") or {}).get("points") or []:
-        data = point.get("customdata")
-        if isinstance(data, list) and len(data) == 2 and all(isinstance(v, (int, float)) for v in data):
-            controls.open_head(int(data[0]), int(data[1]))
-            return
-
-
 def _on_row(relations: list[str]) -> None:
     rows = (st.session_state.get(K_TABLE) or {}).get("selection", {}).get("rows") or []
     if rows and 0 <= rows[0] < len(relations):
@@ -115,7 +106,7 @@ with st.container(key="atlas_heatmap"):
             atlas.accuracy[rel], relation=rel, count=atlas.count[rel], baseline=atlas.baseline[rel],
             description=describe.get(rel),
             selected=(layer_now, state.selected_heads(view.info.heads)) if layer_now and state.heads else None),
-        key=K_CHART, on_select=_on_pick, selection_mode="points", width="content",
+        key=K_CHART, on_select=lambda: controls.open_picked_head(K_CHART), selection_mode="points", width="content",
         config=controls.chart_config(f"head-atlas-{rel}-{stem}"),
     )
     _, layer, head, acc, offset, base = next(row for row in best if row[0] == rel)

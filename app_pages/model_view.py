@@ -15,15 +15,6 @@ K_LAYER = "mv_layer"
 K_HEAD = "mv_head"
 
 
-def _on_pick() -> None:
-    event = st.session_state.get(K_CHART) or {}
-    for point in (event.get("selection") or {}).get("points") or []:
-        data = point.get("customdata")
-        if isinstance(data, list) and len(data) == 2 and all(isinstance(v, (int, float)) for v in data):
-            controls.open_head(int(data[0]), int(data[1]))
-            return
-
-
 def _open_picked() -> None:  # reads the menus at the click (args would hold the values drawn before)
     controls.open_head(st.session_state[K_LAYER], st.session_state[K_HEAD])
 
@@ -57,7 +48,7 @@ st.caption(f"Model **{info.name}**: {info.layers} layers Ã— {info.heads} heads Â
 with st.container(key="model_view"):
     st.plotly_chart(
         figures.model_view(attention, labels, layer=state.layer, heads=state.selected_heads(info.heads)),
-        key=K_CHART, on_select=_on_pick, selection_mode="points", width="content",
+        key=K_CHART, on_select=lambda: controls.open_picked_head(K_CHART), selection_mode="points", width="content",
         config=controls.chart_config(f"model-view-{state.model.split('/')[-1]}"),
     )
 st.caption(f"Outlined: the heads selected for the attention view ({view.layer_label()}).")

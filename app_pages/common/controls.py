@@ -306,6 +306,17 @@ def open_head(layer: int, head: int) -> None:
     st.session_state[SWITCH_TO] = "app_pages/attention.py"
 
 
+def open_picked_head(chart_key: str) -> None:
+    """``on_select`` callback of a chart whose points carry ``customdata = [layer, head]``:
+    open the clicked head in the attention view."""
+    event = st.session_state.get(chart_key) or {}
+    for point in (event.get("selection") or {}).get("points") or []:
+        data = point.get("customdata")
+        if isinstance(data, list) and len(data) == 2 and all(isinstance(v, (int, float)) for v in data):
+            open_head(int(data[0]), int(data[1]))
+            return
+
+
 def follow_switch() -> None:
     """Switch page if a callback asked for it (``st.switch_page`` cannot run inside one)."""
     target = st.session_state.pop(SWITCH_TO, None)
