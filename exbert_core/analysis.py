@@ -149,10 +149,8 @@ def analyze(
         if info.has_lm_head:
             predictions = _top_k(loaded, out.logits[0], top_k)
             if logit_lens:
-                layer_predictions = tuple(
-                    _top_k(loaded, loaded.lm_logits(out.hidden[0, layer + 1], final=layer == info.layers - 1), top_k)
-                    for layer in range(info.layers)
-                )
+                lens = _lens_logits(loaded, out.hidden[0, 1:])  # [layers, tokens, vocab]
+                layer_predictions = tuple(_top_k(loaded, layer, top_k) for layer in lens)
     if masked:
         mask_text = loaded.tokenizer.mask_token
         tokens = [
@@ -188,9 +186,13 @@ def lens_at(loaded: LoadedModel, analysis: Analysis, position: int, top_k: int =
         raise InputError(f"Token position {position} is out of range: the sentence has {len(analysis.tokens)} tokens.")
     hidden = torch.from_numpy(analysis.hidden[1:, position])  # [layers, hidden]
     with loaded.lock, torch.inference_mode():
-        # The last hidden state is already normalised by the model: no second final norm.
-        logits = torch.cat([loaded.lm_logits(hidden[:-1]), loaded.lm_logits(hidden[-1:], final=True)])
-        return _top_k(loaded, logits, top_k)
+        return _top_k(loaded, _lens_logits(loaded, hidden), top_k)
+
+
+def _lens_logits(loaded: LoadedModel, hidden: torch.Tensor) -> torch.Tensor:
+    """LM-head logits of each layer's output ``[layers, ..., hidden]`` -> ``[layers, ..., vocab]``.
+    The last layer's state is already normalised by the model: no second final norm there."""
+    return torch.cat([loaded.lm_logits(hidden[:-1]), loaded.lm_logits(hidden[-1:], final=True)])
 
 
 def _validated_masks(loaded: LoadedModel, masks: tuple[int, ...] | list[int], n_tokens: int) -> tuple[int, ...]:
