@@ -10,9 +10,11 @@ import numpy as np
 import streamlit as st
 
 from app_pages.common import build, cache, controls
-from exbert_core import figures, match_table, serialize, summary, tables
-from exbert_core.app_state import LONG_INPUT_TOKENS, clean_piece
+from exbert_core.app.state import LONG_INPUT_TOKENS
+from exbert_core.corpus import summary
 from exbert_core.errors import USER_ERRORS
+from exbert_core.views import figures, match_table, serialize, tables
+from exbert_core.views.labels import clean_piece
 
 log = logging.getLogger(__name__)
 CURVES_NONCE = "curves_nonce"

@@ -10,12 +10,16 @@ import numpy as np
 import streamlit as st
 
 from app_pages.common import cache, controls
-from exbert_core import app_state, catalog, figures, match_table, summary
-from exbert_core.analysis import Analysis
-from exbert_core.app_state import LONG_INPUT_TOKENS, clean_piece
+from exbert_core.app import state as app_state
+from exbert_core.app.state import LONG_INPUT_TOKENS
+from exbert_core.corpus import catalog, summary
+from exbert_core.corpus.search import layer_label
 from exbert_core.errors import USER_ERRORS
-from exbert_core.models import OFFLINE_MODELS, ModelInfo
-from exbert_core.search import layer_label
+from exbert_core.model.analysis import Analysis
+from exbert_core.model.loading import ModelInfo
+from exbert_core.model.names import OFFLINE_MODELS
+from exbert_core.views import figures, match_table
+from exbert_core.views.labels import clean_piece
 
 log = logging.getLogger(__name__)
 K_MODE = "cmp_mode"

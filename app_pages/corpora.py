@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import streamlit as st
 
 from app_pages.common import build, controls
-from exbert_core import catalog, sources
-from exbert_core.models import DEFAULT_MODEL
+from exbert_core.corpus import catalog, names as corpus_names, sources
+from exbert_core.model.names import DEFAULT_MODEL
 
-NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 MAX_UPLOAD_MB = sources.MAX_TEXT_BYTES // (1024 * 1024)
 
 view = controls.sidebar(analysis_controls=False)
@@ -49,8 +47,9 @@ with st.container(key="corpora_list"):
 
 def _checked_name(name: str, replace_key: str) -> str | None:
     """The corpus name if it may be built (valid, and replacing only when confirmed)."""
-    if not NAME.fullmatch(name):
-        st.error(f"'{name}' is not a corpus name: use 1-64 letters, digits, '-' or '_'.")
+    problem = corpus_names.problem(name)
+    if problem:
+        st.error(problem)
         return None
     if catalog.entry_of(name) is not None and not st.session_state.get(replace_key):
         st.error(f"A corpus named '{name}' exists. Tick “Replace it” to rebuild it, or pick another name.")

@@ -11,8 +11,9 @@ import time
 import streamlit as st
 
 from app_pages.common import build, cache, controls
-from exbert_core import app_state, figures, head_atlas, match_table, tables
+from exbert_core.app import state as app_state
 from exbert_core.errors import USER_ERRORS
+from exbert_core.views import figures, head_atlas, match_table, tables
 
 log = logging.getLogger(__name__)
 K_SAMPLE = "atlas_sample"

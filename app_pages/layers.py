@@ -10,9 +10,10 @@ import logging
 import streamlit as st
 
 from app_pages.common import build, cache, controls
-from exbert_core import app_state, figures, match_table, sweep, tables
-from exbert_core.app_state import clean_piece
+from exbert_core.app import state as app_state
 from exbert_core.errors import USER_ERRORS
+from exbert_core.views import figures, match_table, sweep, tables
+from exbert_core.views.labels import clean_piece
 
 log = logging.getLogger(__name__)
 K_FEATURE = "sweep_feature"

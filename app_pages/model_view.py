@@ -7,8 +7,8 @@ import numpy as np
 import streamlit as st
 
 from app_pages.common import controls
-from exbert_core import figures
-from exbert_core.app_state import clean_piece
+from exbert_core.views import figures
+from exbert_core.views.labels import clean_piece
 
 K_CHART = "model_view_chart"
 K_LAYER = "mv_layer"

@@ -12,17 +12,18 @@ import _cli
 
 
 def main() -> int:
-    from exbert_core import analysis, annotate, models, serialize
+    from exbert_core.model import analysis, annotate, loading
+    from exbert_core.views import serialize
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sentence", required=True)
-    parser.add_argument("--model", default=models.DEFAULT_MODEL, help="minilm (default), smollm2, a hub id or a directory")
+    parser.add_argument("--model", default=loading.DEFAULT_MODEL, help="minilm (default), smollm2, a hub id or a directory")
     parser.add_argument("--mask", type=int, nargs="*", default=[], metavar="POS", help="token positions to mask")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
-    loaded = models.load(args.model, progress=lambda msg, _f: print(msg, file=__import__("sys").stderr))
+    loaded = loading.load(args.model, progress=lambda msg, _f: print(msg, file=__import__("sys").stderr))
     result = analysis.analyze(loaded, args.sentence, args.mask, top_k=args.top_k, logit_lens=False)
     data = serialize.analysis_dict(loaded.info, result, annotate.annotate_analysis(result))
     if args.json:

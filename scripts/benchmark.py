@@ -39,13 +39,13 @@ def ms(seconds: float) -> str:
 def bench_analyze() -> None:
     import torch
 
-    from exbert_core import analysis, models
+    from exbert_core.model import analysis, loading
 
     print("\n== analyze(): one sentence, p50 over 30 runs ==")
     print(f"{'model':<10}{'tokens':>7}{'raw forward':>14}{'analyze()':>12}{'overhead':>10}"
           f"{'lens, 1 token':>15}{'lens, all tokens':>18}")
-    for name in models.OFFLINE_MODELS:
-        loaded = models.load(name)
+    for name in loading.OFFLINE_MODELS:
+        loaded = loading.load(name)
         enc = loaded.tokenizer(SENTENCE, return_tensors="pt")
 
         def raw() -> None:
@@ -75,21 +75,22 @@ def _p50(fn, runs: int = 30) -> float:
 
 def ensure_corpus(source: str):
     """Load corpus ``source`` from the data dir, building it first if needed (timed)."""
-    from exbert_core import corpus, corpus_build, models, sources
+    from exbert_core.corpus import build, sources, store as corpus
+    from exbert_core.model import loading
     from exbert_core.paths import corpora_dir
 
     try:
         return corpus.load(source), None
     except corpus.CorpusError:
-        loaded = models.load("minilm")
+        loaded = loading.load("minilm")
         text = sources.fetch_source(source).read_text(encoding="utf-8")
         start = time.perf_counter()
-        corpus_build.build(text, source, corpora_dir(), loaded, source={"name": source})
+        build.build(text, source, corpora_dir(), loaded, source={"name": source})
         return corpus.load(source), time.perf_counter() - start
 
 
 def bench_storage(names: list[str]) -> None:
-    from exbert_core import evaluation
+    from exbert_core.corpus import evaluation
 
     print("\n== storage: bytes per corpus token, all layers, both kinds ==")
     print(f"{'corpus':<11}{'tokens':>9}{'ours':>10}{'exBERT layout':>15}{'ratio':>8}")
@@ -103,9 +104,10 @@ def bench_search(names: list[str]) -> None:
     import faiss
     import numpy as np
 
-    from exbert_core import evaluation, models
+    from exbert_core.corpus import evaluation
+    from exbert_core.model import loading
 
-    loaded = models.load("minilm")
+    loaded = loading.load("minilm")
     heads = loaded.info.heads
     print(f"\n== search: top-{K} at layer {SEARCH_LAYER}, {QUERIES} queries (corpus tokens), 2 threads ==")
     print(f"{'corpus':<11}{'query':<12}{'ours p50/p95':>20}{'exact fp32 p50/p95':>22}{'recall@50':>11}")
@@ -137,16 +139,17 @@ def bench_search(names: list[str]) -> None:
 
 
 def bench_build(names: list[str]) -> None:
-    from exbert_core import corpus_build, models, sources
+    from exbert_core.corpus import build, sources
+    from exbert_core.model import loading
 
-    loaded = models.load("minilm")
+    loaded = loading.load("minilm")
     print("\n== build: end to end (spaCy, model, indices, checksums) ==")
     print(f"{'corpus':<11}{'tokens':>9}{'seconds':>9}{'tokens/s':>10}")
     for name in names:
         text = sources.fetch_source(name).read_text(encoding="utf-8")
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            folder = corpus_build.build(text, name, Path(tmp), loaded)
+            folder = build.build(text, name, Path(tmp), loaded)
             seconds = time.perf_counter() - start
             import json
 
@@ -155,9 +158,10 @@ def bench_build(names: list[str]) -> None:
 
 
 def bench_views() -> None:
-    from exbert_core import analysis, head_atlas, models, sweep
+    from exbert_core.model import analysis, loading
+    from exbert_core.views import head_atlas, sweep
 
-    loaded = models.load("minilm")
+    loaded = loading.load("minilm")
     c, _ = ensure_corpus("alice")
     result = analysis.analyze(loaded, SENTENCE)
     position = next(t.position for t in result.tokens if t.text == "escape")

@@ -18,7 +18,8 @@ import _cli
 def main() -> int:
     from tqdm import tqdm
 
-    from exbert_core import corpus_build, models, sources
+    from exbert_core.corpus import build, sources
+    from exbert_core.model import loading
     from exbert_core.paths import corpora_dir
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,9 +27,9 @@ def main() -> int:
     what.add_argument("--source", choices=list(sources.SOURCES), help="a named source text")
     what.add_argument("--text", type=Path, help="a UTF-8 text file of your own")
     parser.add_argument("--name", required=True, help="corpus name: letters, digits, - and _")
-    parser.add_argument("--model", default=models.DEFAULT_MODEL)
+    parser.add_argument("--model", default=loading.DEFAULT_MODEL)
     parser.add_argument("--out", type=Path, default=None, help="folder to put the corpus in")
-    parser.add_argument("--max-tokens", type=int, default=corpus_build.DEFAULT_MAX_TOKENS,
+    parser.add_argument("--max-tokens", type=int, default=build.DEFAULT_MAX_TOKENS,
                         help="split sentences longer than this many model tokens")
     args = parser.parse_args()
 
@@ -37,7 +38,7 @@ def main() -> int:
         text, source = path.read_text(encoding="utf-8"), {"name": path.stem}
     else:
         text, source = sources.read_user_text(args.text), {"file": args.text.name}
-    loaded = models.load(args.model, progress=lambda msg, _f: print(msg, file=sys.stderr))
+    loaded = loading.load(args.model, progress=lambda msg, _f: print(msg, file=sys.stderr))
 
     bars: dict[str, tqdm] = {}
     labels = {"parse": "spaCy parse (chars)", "embed": "model (tokens)", "write": "write"}
@@ -50,8 +51,8 @@ def main() -> int:
         if done >= total:
             bar.close()
 
-    options = corpus_build.BuildOptions(max_tokens=args.max_tokens)
-    folder = corpus_build.build(
+    options = build.BuildOptions(max_tokens=args.max_tokens)
+    folder = build.build(
         text, args.name, args.out or corpora_dir(), loaded, source=source, options=options, progress=progress
     )
     manifest = (folder / "manifest.json").read_text()

@@ -15,7 +15,9 @@ import _cli
 def main() -> int:
     from tqdm import tqdm
 
-    from exbert_core import corpus, head_atlas, models
+    from exbert_core.corpus import store as corpus
+    from exbert_core.model import loading
+    from exbert_core.views import head_atlas
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", required=True)
@@ -26,7 +28,7 @@ def main() -> int:
         parser.error("--sentences must be at least 1")
 
     reference = corpus.load(args.corpus)
-    loaded = models.load(reference.manifest["model"])
+    loaded = loading.load(reference.manifest["model"])
     with tqdm(total=min(args.sentences, reference.sentences.num_rows), desc="sentences", file=sys.stderr) as bar:
         atlas = head_atlas.cached(reference, loaded, args.sentences, lambda done, total: bar.update(done - bar.n))
     if args.json:

@@ -13,8 +13,11 @@ import _cli
 
 
 def main() -> int:
-    from exbert_core import analysis, corpus, models, sweep
     from search import heads_list
+
+    from exbert_core.corpus import store as corpus
+    from exbert_core.model import analysis, loading
+    from exbert_core.views import sweep
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", required=True)
@@ -28,7 +31,7 @@ def main() -> int:
     args = parser.parse_args()
 
     reference = corpus.load(args.corpus)
-    loaded = models.load(reference.manifest["model"])
+    loaded = loading.load(reference.manifest["model"])
     result = analysis.analyze(loaded, args.sentence, args.mask)
     summaries = sweep.layer_sweep(reference, loaded, result, args.position, kind=args.by, heads=args.heads, k=args.k)
     data = sweep.sweep_dict(summaries)

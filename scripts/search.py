@@ -20,7 +20,9 @@ def heads_list(text: str) -> list[int]:
 
 
 def main() -> int:
-    from exbert_core import analysis, corpus, models, search, serialize
+    from exbert_core.corpus import search, store as corpus
+    from exbert_core.model import analysis, loading
+    from exbert_core.views import serialize
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", required=True)
@@ -37,7 +39,7 @@ def main() -> int:
     args = parser.parse_args()
 
     reference = corpus.load(args.corpus)
-    loaded = models.load(args.model or reference.manifest["model"])
+    loaded = loading.load(args.model or reference.manifest["model"])
     result = analysis.analyze(loaded, args.sentence, args.mask, logit_lens=False)
     found = search.search(reference, loaded, result, args.position, args.layer, args.by, args.heads, args.k)
     data = serialize.search_dict(found, context=args.context)

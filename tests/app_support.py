@@ -72,10 +72,11 @@ def ensure_alice() -> Path:
     """The default corpus in the app data dir. The AppTest module builds it through the app's
     first-run path; when it has not run (a module run alone), build it here with the core."""
     if not (alice_dir() / "manifest.json").is_file():
-        from exbert_core import corpus_build, models, sources
+        from exbert_core.corpus import build, sources
+        from exbert_core.model import loading
 
         with app_environment():
             text = sources.fetch_source("alice").read_text(encoding="utf-8")
-            corpus_build.build(text, "alice", app_data_dir() / "corpora", models.load("minilm"),
+            build.build(text, "alice", app_data_dir() / "corpora", loading.load("minilm"),
                                source={"name": "alice"})
     return alice_dir()

@@ -17,14 +17,14 @@ PAPER_SENTENCE = "The girl ran to a local pub to escape the din of her city."
 
 @pytest.fixture(scope="session")
 def minilm():
-    from exbert_core import models
+    from exbert_core.model import loading
 
-    return models.load("minilm")
+    return loading.load("minilm")
 
 
 @pytest.fixture(scope="session")
 def nlp():
-    from exbert_core.annotate import load_spacy
+    from exbert_core.model.annotate import load_spacy
 
     return load_spacy()
 
@@ -35,14 +35,14 @@ SAMPLE_TEXT = (ROOT / "tests" / "data" / "sample_corpus.txt").read_text(encoding
 @pytest.fixture(scope="session")
 def sample_corpus_dir(minilm, nlp, tmp_path_factory):
     """A small corpus built from the tests' own text with the real model, spaCy and FAISS."""
-    from exbert_core import corpus_build
+    from exbert_core.corpus import build
 
     out = tmp_path_factory.mktemp("corpora")
-    return corpus_build.build(SAMPLE_TEXT, "sample", out, minilm, source={"file": "sample_corpus.txt"}, nlp=nlp)
+    return build.build(SAMPLE_TEXT, "sample", out, minilm, source={"file": "sample_corpus.txt"}, nlp=nlp)
 
 
 @pytest.fixture(scope="session")
 def sample_corpus(sample_corpus_dir):
-    from exbert_core import corpus
+    from exbert_core.corpus import store as corpus
 
     return corpus.load(str(sample_corpus_dir))

@@ -7,11 +7,11 @@ import threading
 import numpy as np
 import pytest
 import torch
-
 from conftest import PAPER_SENTENCE
-from exbert_core import analysis, forward
-from exbert_core.analysis import InputError
 from tiny_models import FAMILIES, TRAINING_TEXT, tiny
+
+from exbert_core.model import analysis, forward
+from exbert_core.model.analysis import InputError
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import PAPER_SENTENCE
-from exbert_core import analysis
-from exbert_core.annotate import annotate_analysis
 from tiny_models import tiny
+
+from exbert_core.model import analysis
+from exbert_core.model.annotate import annotate_analysis
 
 
 def aligned(loaded, nlp, sentence):

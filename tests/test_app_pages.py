@@ -14,7 +14,7 @@ import pytest
 from conftest import PAPER_SENTENCE
 from streamlit.testing.v1 import AppTest
 
-from exbert_core import catalog
+from exbert_core.corpus import catalog
 
 FIRST_RUN_TIMEOUT = 900  # the first run builds the default corpus (about 15 s on a free CPU)
 TIMEOUT = 180

@@ -7,8 +7,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from conftest import PAPER_SENTENCE
 
-from exbert_core import app_state
-from exbert_core.app_state import AppState, clean_piece, fit_model, fit_tokens, from_params, to_params
+from exbert_core.app import state as app_state
+from exbert_core.app.state import AppState, clean_piece, fit_model, fit_tokens, from_params, to_params
 
 # The paper sentence under MiniLM: [CLS] + 15 word tokens + [SEP]; "escape" is position 9.
 TEXTS = ["[CLS]", "the", "girl", "ran", "to", "a", "local", "pub", "to", "escape", "the", "din", "of",
@@ -214,7 +214,7 @@ def test_fit_relation_and_the_second_side():
 
 
 def test_head_to_dependent_relation_survives_a_link():
-    from exbert_core import app_state
+    from exbert_core.app import state as app_state
 
     state, warnings = app_state.from_params({"relation": "det (head->dep)"})
     assert state.relation == "det (head->dep)" and not warnings

@@ -13,7 +13,7 @@ import app_support
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from exbert_core import app_state
+from exbert_core.app import state as app_state
 
 TIMEOUT = 300
 LONG_SENTENCE = " ".join(["Alice was beginning to get very tired of sitting by her sister on the bank."] * 6)

@@ -7,10 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
-
-from exbert_core import corpus, corpus_build, vectors
-from exbert_core.corpus import CorpusError
 from tiny_models import tiny
+
+from exbert_core.corpus import build, store as corpus, vectors
+from exbert_core.corpus.store import CorpusError
 
 
 @pytest.fixture()
@@ -41,7 +41,7 @@ def test_truncated_index_with_matching_checksum_is_caught(copy_of_sample, minilm
     path = copy_of_sample / "layer_02.embedding.faiss.zst"
     path.write_bytes(path.read_bytes()[:1000])
     manifest = json.loads((copy_of_sample / "manifest.json").read_text())
-    manifest["files"][path.name]["sha256"] = corpus_build.sha256(path)
+    manifest["files"][path.name]["sha256"] = build.sha256(path)
     (copy_of_sample / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CorpusError, match="cannot read|holds"):
         corpus.load(str(copy_of_sample)).index("embedding", 2, minilm)
@@ -79,7 +79,7 @@ def test_recomputed_layers_match_a_build_that_stores_them(sample_corpus, minilm,
     from conftest import SAMPLE_TEXT
 
     stored = corpus.load(
-        str(corpus_build.build(SAMPLE_TEXT, "all", tmp_path, minilm, nlp=nlp, options=corpus_build.BuildOptions(recompute_layers=0)))
+        str(build.build(SAMPLE_TEXT, "all", tmp_path, minilm, nlp=nlp, options=build.BuildOptions(recompute_layers=0)))
     )
     assert 1 in stored.manifest["indexes"]["heads"]["layers"]
     for kind, layer in (("embedding", 1), ("heads", 1)):

@@ -6,11 +6,11 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import SAMPLE_TEXT
-from exbert_core import corpus, corpus_build, vectors
-from exbert_core.corpus import CorpusError
-from exbert_core.corpus_build import BuildError, BuildOptions
+
+from exbert_core.corpus import build, store as corpus, vectors
+from exbert_core.corpus.build import BuildError, BuildOptions
+from exbert_core.corpus.store import CorpusError
 
 
 def test_layout_and_manifest(sample_corpus_dir, minilm):
@@ -24,7 +24,7 @@ def test_layout_and_manifest(sample_corpus_dir, minilm):
     assert files == set(manifest["files"])
     assert {"sentences.parquet", "tokens.parquet", "layer_02.embedding.faiss.zst", "layer_06.heads.faiss.zst"} <= files
     for name, entry in manifest["files"].items():
-        assert corpus_build.sha256(sample_corpus_dir / name) == entry["sha256"]
+        assert build.sha256(sample_corpus_dir / name) == entry["sha256"]
     tokens = pq.read_table(sample_corpus_dir / "tokens.parquet")
     sentences = pq.read_table(sample_corpus_dir / "sentences.parquet")
     assert manifest["tokens"] == tokens.num_rows and manifest["sentences"] == sentences.num_rows
@@ -53,7 +53,7 @@ def test_html_in_corpus_text_stays_text(sample_corpus):
 
 def test_long_sentences_are_split_never_dropped(minilm, nlp, tmp_path):
     long = SAMPLE_TEXT.split("\n\n")[-1]
-    folder = corpus_build.build(long, "long", tmp_path, minilm, options=BuildOptions(max_tokens=24), nlp=nlp)
+    folder = build.build(long, "long", tmp_path, minilm, options=BuildOptions(max_tokens=24), nlp=nlp)
     loaded = corpus.load(str(folder))
     pieces = loaded.sentences.column("ids").to_pylist()
     assert len(pieces) > 3 and all(len(p) <= 24 for p in pieces)
@@ -75,7 +75,7 @@ def test_interrupted_build_leaves_nothing_loadable_and_reruns_clean(minilm, nlp,
 
     monkeypatch.setattr(vectors, "add", interrupted_add)
     with pytest.raises(KeyboardInterrupt):
-        corpus_build.build(SAMPLE_TEXT, "cut", tmp_path, minilm, nlp=nlp)
+        build.build(SAMPLE_TEXT, "cut", tmp_path, minilm, nlp=nlp)
     assert not (tmp_path / "cut").exists()
     with pytest.raises(CorpusError, match="No corpus 'cut'"):
         corpus.load(str(tmp_path / "cut"))
@@ -84,14 +84,14 @@ def test_interrupted_build_leaves_nothing_loadable_and_reruns_clean(minilm, nlp,
     with pytest.raises(CorpusError):
         corpus.load(str(partials[0]))
     monkeypatch.setattr(vectors, "add", real_add)
-    folder = corpus_build.build(SAMPLE_TEXT, "cut", tmp_path, minilm, nlp=nlp)
+    folder = build.build(SAMPLE_TEXT, "cut", tmp_path, minilm, nlp=nlp)
     assert corpus.load(str(folder)).tokens.num_rows > 0
     assert not list(tmp_path.glob("cut.partial-*"))  # the abandoned partial was cleaned up
 
 
 def test_rebuild_replaces_a_corpus(minilm, nlp, tmp_path):
-    corpus_build.build("One sentence only.", "swap", tmp_path, minilm, nlp=nlp)
-    corpus_build.build("First sentence. Second sentence here.", "swap", tmp_path, minilm, nlp=nlp)
+    build.build("One sentence only.", "swap", tmp_path, minilm, nlp=nlp)
+    build.build("First sentence. Second sentence here.", "swap", tmp_path, minilm, nlp=nlp)
     assert corpus.load(str(tmp_path / "swap")).sentences.num_rows == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["swap"]
 
@@ -99,12 +99,12 @@ def test_rebuild_replaces_a_corpus(minilm, nlp, tmp_path):
 @pytest.mark.parametrize("name", ["", "../evil", "a/b", "x" * 65, "with space"])
 def test_bad_corpus_names(minilm, tmp_path, name):
     with pytest.raises(BuildError, match="Corpus name"):
-        corpus_build.build("Hello there.", name, tmp_path, minilm)
+        build.build("Hello there.", name, tmp_path, minilm)
 
 
 def test_text_without_sentences(minilm, nlp, tmp_path):
     with pytest.raises(BuildError, match="no sentences"):
-        corpus_build.build("   \n\n  ", "empty", tmp_path, minilm, nlp=nlp)
+        build.build("   \n\n  ", "empty", tmp_path, minilm, nlp=nlp)
 
 
 def test_concurrent_builds_of_one_name_do_not_clobber_each_other(minilm, nlp, tmp_path):
@@ -112,13 +112,13 @@ def test_concurrent_builds_of_one_name_do_not_clobber_each_other(minilm, nlp, tm
 
     errors: list[BaseException] = []
 
-    def build() -> None:
+    def build_twice() -> None:
         try:
-            corpus_build.build(SAMPLE_TEXT, "twice", tmp_path, minilm, nlp=nlp)
+            build.build(SAMPLE_TEXT, "twice", tmp_path, minilm, nlp=nlp)
         except BaseException as err:  # noqa: BLE001 - asserted below
             errors.append(err)
 
-    threads = [threading.Thread(target=build) for _ in range(2)]
+    threads = [threading.Thread(target=build_twice) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 sys.path.insert(0, str(app_support.ROOT / "scripts"))
-import app_probe
+import app_probe  # noqa: E402
 
 ARTIFACTS = app_support.ROOT / "test-artifacts"
 SENTENCE = "Alice ran to a small house to escape the rain."  # [CLS] alice ran to a small house ...

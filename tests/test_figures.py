@@ -9,7 +9,8 @@ import plotly.graph_objects as go
 import pytest
 from conftest import PAPER_SENTENCE
 
-from exbert_core import analysis, figures
+from exbert_core.model import analysis
+from exbert_core.views import figures
 
 
 @pytest.fixture(scope="module")

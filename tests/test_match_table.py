@@ -7,8 +7,8 @@ import html
 import io
 import re
 
-from exbert_core import match_table
-from exbert_core.search import CorpusToken, Match, MaxAttention, SearchResult
+from exbert_core.corpus.search import CorpusToken, Match, MaxAttention, SearchResult
+from exbert_core.views import match_table
 
 EVIL = '<script>alert("x")</script>'
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from exbert_core import models
+from exbert_core.model import loading
 
 
 def test_names_resolve_to_offline_models():
-    assert models.resolve_name("") == "minilm"
-    assert models.resolve_name("sentence-transformers/all-MiniLM-L6-v2") == "minilm"
-    assert models.resolve_name("HuggingFaceTB/SmolLM2-135M-Instruct") == "smollm2"
-    assert models.resolve_name("gpt2") == "gpt2"
+    assert loading.resolve_name("") == "minilm"
+    assert loading.resolve_name("sentence-transformers/all-MiniLM-L6-v2") == "minilm"
+    assert loading.resolve_name("HuggingFaceTB/SmolLM2-135M-Instruct") == "smollm2"
+    assert loading.resolve_name("gpt2") == "gpt2"
 
 
 def test_default_model_info(minilm):
@@ -25,12 +25,12 @@ def test_default_model_info(minilm):
 
 
 def test_hub_id_of_default_gives_the_same_model(minilm):
-    again = models.load("sentence-transformers/all-MiniLM-L6-v2")
+    again = loading.load("sentence-transformers/all-MiniLM-L6-v2")
     assert again.info == minilm.info
 
 
 def test_local_directory_loads():
-    loaded = models.load(str(models.minilm_dir()))
+    loaded = loading.load(str(loading.minilm_dir()))
     assert loaded.info.layers == 6 and loaded.info.name.endswith("model")
 
 
@@ -43,26 +43,26 @@ def test_local_directory_loads():
     ],
 )
 def test_bad_names_give_clear_errors(name, fragment):
-    with pytest.raises(models.ModelLoadError, match=fragment):
-        models.load(name)
+    with pytest.raises(loading.ModelLoadError, match=fragment):
+        loading.load(name)
 
 
 def test_directory_without_config_is_refused(tmp_path):
     (tmp_path / "weights.bin").write_bytes(b"not a model")
-    with pytest.raises(models.ModelLoadError, match="has no config.json"):
-        models.load(str(tmp_path))
+    with pytest.raises(loading.ModelLoadError, match="has no config.json"):
+        loading.load(str(tmp_path))
 
 
 def test_unknown_hub_model_offline_names_offline_models(monkeypatch):
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=2.0: False)
-    with pytest.raises(models.ModelLoadError) as err:
-        models.load("bert-base-uncased")
+    monkeypatch.setattr(loading, "hub_reachable", lambda timeout=2.0: False)
+    with pytest.raises(loading.ModelLoadError) as err:
+        loading.load("bert-base-uncased")
     assert "minilm" in str(err.value) and "smollm2" in str(err.value)
 
 
 def test_hub_reachable_honours_offline_flag(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert models.hub_reachable() is False
+    assert loading.hub_reachable() is False
 
 
 @pytest.mark.parametrize("family", ["bert", "distilbert", "roberta", "gpt2", "llama"])

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exbert_core import analysis, forward, search, serialize, summary
-from exbert_core.analysis import InputError
+from exbert_core.corpus import search, summary
+from exbert_core.model import analysis, forward
+from exbert_core.model.analysis import InputError
+from exbert_core.views import serialize
 
 RIVER = "The children ran to the river to escape the heat of the city."
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from exbert_core import smollm2
-from exbert_core.smollm2 import OfflineModelUnavailable, smollm2_dir
+from exbert_core.model import smollm2
+from exbert_core.model.smollm2 import OfflineModelUnavailable, smollm2_dir
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +79,10 @@ def test_pip_failure_raises_a_message_that_says_what_to_do(tmp_path, monkeypatch
 
 
 def test_analysis_of_smollm2_predicts_and_lenses(smollm2_loaded):
-    """Through the app's path: models.load + analyze, with the logit lens per layer."""
-    from exbert_core import analysis, models
+    """Through the app's path: loading.load + analyze, with the logit lens per layer."""
+    from exbert_core.model import analysis, loading
 
-    loaded = models.load("HuggingFaceTB/SmolLM2-135M-Instruct")
+    loaded = loading.load("HuggingFaceTB/SmolLM2-135M-Instruct")
     assert loaded.info.name == "smollm2" and loaded.info.causal and loaded.info.has_lm_head
     result = analysis.analyze(loaded, "The capital of France is", logit_lens=True)
     assert result.attention.shape[:2] == (30, 9)

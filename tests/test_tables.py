@@ -7,10 +7,10 @@ import io
 
 import numpy as np
 
-from exbert_core import match_table, tables
-from exbert_core.analysis import Candidate
-from exbert_core.head_atlas import HeadAtlas
-from exbert_core.sweep import LayerSummary
+from exbert_core.model.analysis import Candidate
+from exbert_core.views import match_table, tables
+from exbert_core.views.head_atlas import HeadAtlas
+from exbert_core.views.sweep import LayerSummary
 
 
 def test_sweep_and_lens_rows():

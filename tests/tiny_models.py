@@ -20,7 +20,7 @@ from transformers import (
     RobertaForMaskedLM,
 )
 
-from exbert_core import models
+from exbert_core.model import loading
 
 TRAINING_TEXT = [
     "The girl ran to a local pub to escape the din of her city.",
@@ -49,7 +49,7 @@ def byte_level_tokenizer(mask: bool) -> PreTrainedTokenizerFast:
     )
 
 
-def tiny(family: str, wordpiece_tokenizer=None) -> models.LoadedModel:
+def tiny(family: str, wordpiece_tokenizer=None) -> loading.LoadedModel:
     """A LoadedModel of ``family`` with 2-3 layers and random weights."""
     torch.manual_seed(0)
     small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
@@ -74,4 +74,4 @@ def tiny(family: str, wordpiece_tokenizer=None) -> models.LoadedModel:
         )
     else:
         raise ValueError(family)
-    return models.from_parts(f"tiny-{family}", model, tokenizer)
+    return loading.from_parts(f"tiny-{family}", model, tokenizer)

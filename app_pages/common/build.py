@@ -9,10 +9,10 @@ import time
 import streamlit as st
 
 from app_pages.common import cache, controls
-from exbert_core import catalog, corpus_build, sources
-from exbert_core.app_state import DEFAULT_CORPUS
+from exbert_core.corpus import build as corpus_build, catalog, sources
+from exbert_core.corpus.names import DEFAULT_CORPUS
 from exbert_core.errors import USER_ERRORS
-from exbert_core.models import DEFAULT_MODEL
+from exbert_core.model.names import DEFAULT_MODEL
 from exbert_core.paths import corpora_dir
 
 log = logging.getLogger(__name__)

@@ -11,24 +11,22 @@ import threading
 
 import streamlit as st
 
-from exbert_core import analysis as core_analysis
-from exbert_core import annotate, models
-from exbert_core import corpus as core_corpus
-from exbert_core import search as core_search
-from exbert_core import sweep as core_sweep
-from exbert_core.analysis import Analysis, Candidate
-from exbert_core.annotate import WordAnnotation
-from exbert_core.corpus import Corpus
-from exbert_core.search import SearchResult
+from exbert_core.corpus import search as core_search, store as core_corpus
+from exbert_core.corpus.search import SearchResult
+from exbert_core.corpus.store import Corpus
+from exbert_core.model import analysis as core_analysis, annotate, loading
+from exbert_core.model.analysis import Analysis, Candidate
+from exbert_core.model.annotate import WordAnnotation
+from exbert_core.views import sweep as core_sweep
 
 TOP_K_PREDICTIONS = 10
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the model (the first load of smollm2 converts it, about 20 s)…")
-def model(name: str) -> models.LoadedModel:
+def model(name: str) -> loading.LoadedModel:
     """A loaded model by canonical name. At most 2 stay in memory (a third evicts the least
     recently used: Community Cloud allows about 2.7 GB)."""
-    return models.load(name)
+    return loading.load(name)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Opening the corpus…")
@@ -68,7 +66,7 @@ def search(
     heads: tuple[int, ...],
     k: int,
 ) -> SearchResult:
-    """The k nearest corpus tokens to token ``position`` (see ``exbert_core.search.search``)."""
+    """The k nearest corpus tokens to token ``position`` (see ``exbert_core.corpus.search.search``)."""
     loaded = model(model_name)
     reference = corpus(corpus_path, corpus_stamp)
     result, _ = analysis(model_name, sentence, masks)
@@ -96,7 +94,7 @@ def sweep(
     heads: tuple[int, ...],
     k: int,
 ) -> list[core_sweep.LayerSummary]:
-    """The neighbours' histograms of token ``position`` at every layer (``exbert_core.sweep``)."""
+    """The neighbours' histograms of token ``position`` at every layer (``exbert_core.views.sweep``)."""
     loaded = model(model_name)
     reference = corpus(corpus_path, corpus_stamp)
     result, _ = analysis(model_name, sentence, masks)

@@ -2,7 +2,7 @@
 
 How state flows (so every page can reuse it):
 
-- The session's :class:`~exbert_core.app_state.AppState` lives in ``st.session_state[STATE]``.
+- The session's :class:`~exbert_core.app.state.AppState` lives in ``st.session_state[STATE]``.
   It is read from the URL once, when the session starts (opening a link), then changed only by
   widget callbacks. Before each widget is drawn its value is seeded from the state, so a control
   a page does not draw keeps its value, and page switches lose nothing.
@@ -27,13 +27,17 @@ from typing import Any
 import streamlit as st
 
 from app_pages.common import cache
-from exbert_core import app_state, catalog, figures
-from exbert_core.analysis import Analysis
-from exbert_core.annotate import WordAnnotation
-from exbert_core.app_state import AppState, clean_piece
+from exbert_core.app import state as app_state
+from exbert_core.app.state import AppState
+from exbert_core.corpus import catalog
+from exbert_core.corpus.search import layer_label
 from exbert_core.errors import USER_ERRORS
-from exbert_core.models import DEFAULT_MODEL, OFFLINE_MODELS, ModelInfo
-from exbert_core.search import layer_label
+from exbert_core.model.analysis import Analysis
+from exbert_core.model.annotate import WordAnnotation
+from exbert_core.model.loading import ModelInfo
+from exbert_core.model.names import DEFAULT_MODEL, OFFLINE_MODELS
+from exbert_core.views import figures
+from exbert_core.views.labels import clean_piece
 
 log = logging.getLogger(__name__)
 

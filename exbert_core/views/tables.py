@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from exbert_core.analysis import Candidate
-from exbert_core.head_atlas import HeadAtlas
-from exbert_core.sweep import LayerSummary
+from exbert_core.model.analysis import Candidate
+from exbert_core.views.head_atlas import HeadAtlas
+from exbert_core.views.sweep import LayerSummary
 
 
 def sweep_rows(summaries: Sequence[LayerSummary]) -> list[dict[str, object]]:
@@ -53,7 +53,7 @@ def atlas_cells(atlas: HeadAtlas) -> list[dict[str, object]]:
 
 
 def summary_rows(histograms: Mapping[str, Mapping[str, Mapping[str, int]]]) -> list[dict[str, object]]:
-    """:func:`exbert_core.summary.histograms` flattened: ``side, feature, label, count, share``
+    """:func:`exbert_core.corpus.summary.histograms` flattened: ``side, feature, label, count, share``
     (side ``matched`` or ``max_attention``; the offset feature's labels are offsets)."""
     rows = []
     for side, features in histograms.items():

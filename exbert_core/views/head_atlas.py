@@ -18,9 +18,9 @@ from typing import Callable
 
 import numpy as np
 
-from exbert_core import forward
-from exbert_core.corpus import Corpus
-from exbert_core.models import LoadedModel
+from exbert_core.corpus.store import Corpus
+from exbert_core.model import forward
+from exbert_core.model.loading import LoadedModel
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Callable
 import faiss
 import numpy as np
 
-from exbert_core.corpus import Corpus
+from exbert_core.corpus.store import Corpus
 
 
 def exbert_bytes_per_token(corpus: Corpus) -> float:

@@ -12,8 +12,8 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from exbert_core.app_state import clean_piece
-from exbert_core.search import CorpusToken, Match, SearchResult
+from exbert_core.corpus.search import CorpusToken, Match, SearchResult
+from exbert_core.views.labels import clean_piece
 
 MAX_WIDTH = 10  # context offsets shown each side at most
 

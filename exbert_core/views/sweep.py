@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from exbert_core.analysis import Analysis, Candidate, lens_at
-from exbert_core.corpus import Corpus
-from exbert_core.models import LoadedModel
-from exbert_core.search import search
-from exbert_core.summary import FEATURES, counts
+from exbert_core.corpus.search import search
+from exbert_core.corpus.store import Corpus
+from exbert_core.corpus.summary import FEATURES, counts
+from exbert_core.model.analysis import Analysis, Candidate, lens_at
+from exbert_core.model.loading import LoadedModel
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from exbert_core.errors import InvalidText, SourceUnavailable
+from exbert_core.limits import MAX_TEXT_BYTES
 from exbert_core.paths import sources_dir
 
 logger = logging.getLogger(__name__)
@@ -48,7 +50,6 @@ SOURCES: dict[str, str] = {
 DEFAULT_SOURCE = "alice"
 FALLBACK_SOURCE = "wizard-of-oz"  # used for alice when pip cannot be run or reached
 
-MAX_TEXT_BYTES: int = 20 * 1024 * 1024  # 20 MB, for user-supplied texts
 
 # Pinned package versions and the SHA-256 of the archives their registries serve.
 _BROTLI_REQUIREMENT = "brotli==1.2.1"
@@ -74,12 +75,6 @@ _NPM_HINT = (
 Progress = Callable[[str], None]
 
 
-class SourceUnavailable(RuntimeError):
-    """A named source could not be fetched; the message says what failed and what to do."""
-
-
-class InvalidText(ValueError):
-    """A user-supplied text was rejected; the message says why and how to fix it."""
 
 
 # ---------------------------------------------------------------------------

@@ -20,16 +20,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from exbert_core import forward, vectors
-from exbert_core.corpus_build import FORMAT_VERSION, index_file, sha256
-from exbert_core.models import LoadedModel
+from exbert_core.corpus import names, vectors
+from exbert_core.corpus.manifest import FORMAT_VERSION, index_file, sha256
+from exbert_core.errors import CorpusError
+from exbert_core.model import forward
+from exbert_core.model.loading import LoadedModel
 from exbert_core.paths import corpora_dir
 
 log = logging.getLogger(__name__)
 
-
-class CorpusError(RuntimeError):
-    """A corpus is missing, corrupted or does not fit the model; the message names the fix."""
 
 
 def rebuild_hint(manifest: dict | None, name: str) -> str:
@@ -70,7 +69,7 @@ class Corpus:
                 f"Corpus '{self.name}' was built with model '{m['model']}' ({m['layers']} layers, "
                 f"{m['heads']} heads, hidden {m['hidden']}), not '{info.name}'. Select model "
                 f"'{m['model']}', or build a corpus for '{info.name}': python scripts/build_corpus.py "
-                f"--source alice --name {self.name}-{_slug(info.name)} --model {info.name}"
+                f"--source alice --name {self.name}-{names.slug(info.name.split('/')[-1])} --model {info.name}"
             )
 
     def index(
@@ -168,8 +167,7 @@ def resolve(name_or_dir: str) -> Path:
         raise CorpusError("No corpus given.")
     if "/" in text or text.startswith((".", "~")):
         return Path(text).expanduser().resolve()
-    if not all(c.isalnum() or c in "-_" for c in text):
-        raise CorpusError(f"Corpus name {text!r}: use letters, digits, '-' or '_'.")
+    names.check(text)
     return corpora_dir() / text
 
 
@@ -208,7 +206,3 @@ def load(name_or_dir: str) -> Corpus:
     sentence_id = tokens.column("sentence_id").to_numpy()
     start = np.searchsorted(sentence_id, np.arange(sentences.num_rows + 1), side="left")
     return Corpus(path, manifest, sentences, tokens, start)
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name.split("/")[-1]).strip("-").lower()

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch
 
-from exbert_core.models import LoadedModel
+from exbert_core.model.loading import LoadedModel
 
 
 @dataclass

@@ -17,7 +17,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 if TYPE_CHECKING:
-    from exbert_core.analysis import Analysis
+    from exbert_core.model.analysis import Analysis
 
 log = logging.getLogger(__name__)
 

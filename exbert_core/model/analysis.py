@@ -8,12 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from exbert_core import forward
-from exbert_core.models import LoadedModel
-
-
-class InputError(ValueError):
-    """The sentence or the mask positions cannot be analysed; the message says why."""
+from exbert_core.errors import InputError
+from exbert_core.model import forward
+from exbert_core.model.loading import LoadedModel
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ load time (layer 0 is a function of token id and position). Special tokens are n
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -33,14 +32,16 @@ import pyarrow.parquet as pq
 import spacy
 import torch
 
-from exbert_core import forward, vectors
-from exbert_core.annotate import load_spacy, pipeline_name
-from exbert_core.corpus_text import EncodedSentence, annotated_sentences, encode
-from exbert_core.models import LoadedModel
+from exbert_core.corpus import names, vectors
+from exbert_core.corpus.manifest import FORMAT_VERSION, index_file, sha256
+from exbert_core.corpus.text import EncodedSentence, annotated_sentences, encode
+from exbert_core.errors import BuildError
+from exbert_core.model import forward
+from exbert_core.model.annotate import load_spacy, pipeline_name
+from exbert_core.model.loading import LoadedModel
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: zstd-compressed index files
 DEFAULT_MAX_TOKENS = 128  # longer sentences are split at word boundaries (never dropped)
 DEFAULT_RECOMPUTE_LAYERS = 1
 _replace_lock = threading.Lock()
@@ -50,19 +51,12 @@ CHUNK_TOKENS = 60_000  # tokens embedded before their codes are added to the ind
 BuildProgress = Callable[[str, int, int], None]
 
 
-class BuildError(RuntimeError):
-    """A corpus could not be built; the message says why."""
-
 
 @dataclass(frozen=True)
 class BuildOptions:
     max_tokens: int = DEFAULT_MAX_TOKENS
     recompute_layers: int = DEFAULT_RECOMPUTE_LAYERS
     batch_tokens: int = 4096
-
-
-def index_file(layer: int, kind: str) -> str:
-    return f"layer_{layer:02d}.{kind}.faiss.zst"
 
 
 def stored_layers(layers: int, recompute_layers: int) -> list[int]:
@@ -87,7 +81,9 @@ def build(
     A previous partial build of the same name is discarded; an existing corpus is replaced
     only once the new one is complete.
     """
-    _check_name(name)
+    reason = names.problem(name)
+    if reason:
+        raise BuildError(f"Corpus name rejected: {reason}")
     if not 0 <= options.recompute_layers < loaded.info.layers:
         raise BuildError(f"recompute_layers must be in [0, {loaded.info.layers - 1}]")
     report = progress or (lambda stage, done, total: None)
@@ -141,14 +137,6 @@ def build(
     return final
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _remove_abandoned_partials(out_dir: Path, name: str) -> None:
     """Delete partial folders of earlier builds that were killed or interrupted: those of dead
     processes, and this thread's own earlier one."""
@@ -169,10 +157,6 @@ def _process_alive(pid: int) -> bool:
         return True
     return True
 
-
-def _check_name(name: str) -> None:
-    if not name or not all(c.isalnum() or c in "-_" for c in name) or len(name) > 64:
-        raise BuildError(f"Corpus name {name!r}: use 1-64 letters, digits, '-' or '_'.")
 
 
 def _write_metadata(folder: Path, encoded: list[EncodedSentence], loaded: LoadedModel) -> int:

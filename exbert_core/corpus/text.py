@@ -8,8 +8,8 @@ from typing import Callable, Iterator
 from spacy.language import Language
 from spacy.tokens import Span
 
-from exbert_core.annotate import WordAnnotation, align, word_annotations
-from exbert_core.models import LoadedModel
+from exbert_core.model.annotate import WordAnnotation, align, word_annotations
+from exbert_core.model.loading import LoadedModel
 
 
 @dataclass(frozen=True)

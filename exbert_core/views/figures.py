@@ -2,7 +2,7 @@
 
 Every string that reaches a figure (tokens, labels) is HTML-escaped: Plotly renders a subset of
 HTML in text, so a token like RoBERTa's ``<s>`` would otherwise vanish or restyle the label.
-Token strings are shown with :func:`exbert_core.app_state.clean_piece` (byte-level ``Ġ``/``▁``
+Token strings are shown with :func:`exbert_core.app.state.clean_piece` (byte-level ``Ġ``/``▁``
 markers removed, WordPiece ``##`` continuations kept).
 
 Shapes: a layer's attention is ``[heads, tokens, tokens]`` (rows attend *from*, columns *to*);

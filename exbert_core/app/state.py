@@ -6,7 +6,7 @@ loaded:
 1. :func:`from_params` checks syntax: numbers are numbers, names are names. A model given as a
    local path is refused (a link must not make a server open its files).
 2. :func:`fit_model` checks layer, heads and masking against the loaded model's
-   :class:`~exbert_core.models.ModelInfo`.
+   :class:`~exbert_core.model.loading.ModelInfo`.
 3. :func:`fit_tokens` checks masked and selected positions against the sentence's tokens.
 
 Each step returns the corrected state and a list of warnings (one sentence each, saying what was
@@ -35,18 +35,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import quote, urlencode
 
-from exbert_core.models import DEFAULT_MODEL, OFFLINE_MODELS, resolve_name
-from exbert_core.search import MAX_K
+from exbert_core.corpus import names as corpus_names
+from exbert_core.corpus.names import DEFAULT_CORPUS
+from exbert_core.limits import MAX_K, MAX_SENTENCE_CHARS
+from exbert_core.model.names import DEFAULT_MODEL, OFFLINE_MODELS, resolve_name
+from exbert_core.views.labels import clean_piece
 
 DEFAULT_SENTENCE = "The girl ran to a local pub to escape the din of her city."
-DEFAULT_CORPUS = "alice"
 DEFAULT_LAYER = 2
 DEFAULT_THRESHOLD = 90  # percent of each row's attention kept in the curves view
 DEFAULT_K = 50
-# MAX_K (500): measured with MiniLM on Alice, k=500 adds ~0.3 GB to the peak and takes ~2 s
-# (the max-attention pass runs in small batches), within Community Cloud's ~2.7 GB.
-# A 512-token input (the longest most encoders read) is about 2,500 characters of English prose.
-MAX_SENTENCE_CHARS = 5000
 SEARCH_KINDS = ("embedding", "heads")
 PARAMS = ("model", "corpus", "sentence", "layer", "heads", "masks", "token", "threshold",
           "hide_special", "by", "k")
@@ -66,7 +64,6 @@ DEFAULT_SENTENCE_B = "The prisoner planned a daring escape from the old castle."
 SUGGESTED_HUB_MODELS = ("bert-base-uncased", "distilbert-base-uncased", "roberta-base", "gpt2")
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?")
-_CORPUS_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _RELATION = re.compile(r"[A-Za-z][A-Za-z:_]{0,31}( \(head->dep\))?")  # head atlas labels
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -125,7 +122,7 @@ def from_params(params: Mapping[str, str | Sequence[str]]) -> tuple[AppState, li
             warnings.append(problem)
     if "corpus" in values:
         name = values["corpus"].strip()
-        if _CORPUS_NAME.fullmatch(name):
+        if corpus_names.is_valid(name):
             fields["corpus"] = name
         else:
             warnings.append(f"The link's corpus {_show(name)} is not a corpus name (letters, digits, "
@@ -448,21 +445,6 @@ def share_url(base_url: str | None, params: Mapping[str, str]) -> str:
     without a base."""
     query = urlencode(dict(params), quote_via=quote, safe=",")
     return f"{(base_url or '').split('?')[0]}?{query}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Display of model tokens
-
-
-def clean_piece(text: str) -> str:
-    """A model token as a reader expects it: byte-level markers removed (``Ġescape`` ->
-    ``escape``, ``▁es`` -> ``es``, ``Ċ`` -> ``\\n``), WordPiece continuations kept as ``##ing``
-    so a reader sees where a word was split."""
-    if not text:
-        return text
-    out = text.replace("Ġ", " ").replace("▁", " ").replace("Ċ", "\\n").replace("ĉ", "\\t")
-    stripped = out.strip(" ")
-    return stripped if stripped else ("␣" if out else out)
 
 
 def _last(value: str | Sequence[str]) -> str:

@@ -2,7 +2,7 @@
 
 Used by the app to list corpora, to say which fit the current model and to key caches by a
 stamp that changes when a corpus is rebuilt. Loading and checking a corpus stays in
-:mod:`exbert_core.corpus`.
+:mod:`exbert_core.corpus.store`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from exbert_core import corpus as corpus_mod
-from exbert_core.app_state import DEFAULT_CORPUS
-from exbert_core.models import DEFAULT_MODEL
+from exbert_core.corpus import store as corpus_mod
+from exbert_core.corpus.names import default_corpus_name, slug  # noqa: F401 (the app's names)
 from exbert_core.paths import corpora_dir
 
 log = logging.getLogger(__name__)
@@ -74,21 +73,3 @@ def entry_of(name: str) -> CorpusEntry | None:
         if manifest_path.exists():
             log.warning("Unreadable manifest %s: %s", manifest_path, err)
         return None
-
-
-def default_corpus_name(model: str, source: str = DEFAULT_CORPUS) -> str:
-    """The name the app gives the corpus of ``source`` built with ``model``: the source's name for
-    the default model (``alice``), ``<source>-<model>`` for others (``alice-smollm2``,
-    ``alice-bert-base-uncased``)."""
-    base = slug(source) or DEFAULT_CORPUS
-    if model == DEFAULT_MODEL:
-        return base[:64]
-    return f"{base}-{slug(model.split('/')[-1])}"[:64]
-
-
-def slug(text: str) -> str:
-    """Letters, digits and '-' only, lower case (a corpus name from a file or model name)."""
-    out = "".join(c if c.isalnum() and c.isascii() else "-" for c in text).strip("-").lower()
-    while "--" in out:
-        out = out.replace("--", "-")
-    return out
