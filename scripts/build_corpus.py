@@ -41,14 +41,17 @@ def main() -> int:
     loaded = loading.load(args.model, progress=lambda msg, _f: print(msg, file=sys.stderr))
 
     bars: dict[str, tqdm] = {}
-    labels = {"parse": "spaCy parse (chars)", "embed": "model (tokens)", "write": "write"}
 
-    def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
+    def progress(step) -> None:
+        if step.total is None:
+            print(step.message, file=sys.stderr)
+            return
+        bar = bars.get(step.stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=labels[stage], unit_scale=True, file=sys.stderr)
-        bar.update(done - bar.n)
-        if done >= total:
+            bar = bars[step.stage] = tqdm(total=step.total, desc=step.message, unit=f" {step.unit}",
+                                          unit_scale=True, file=sys.stderr)
+        bar.update(step.done - bar.n)
+        if step.done >= step.total:
             bar.close()
 
     options = build.BuildOptions(max_tokens=args.max_tokens)

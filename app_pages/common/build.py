@@ -14,13 +14,12 @@ from exbert_core.corpus.names import DEFAULT_CORPUS
 from exbert_core.errors import USER_ERRORS
 from exbert_core.model.names import DEFAULT_MODEL
 from exbert_core.paths import corpora_dir
+from exbert_core.progress import Step
 
 log = logging.getLogger(__name__)
 
 # Share of the bar per stage: parsing is fast, embedding is most of the work.
-_STAGES = {"parse": (0.0, 0.25, "Parsing sentences with spaCy"),
-           "embed": (0.25, 0.97, "Running the model over the corpus"),
-           "write": (0.97, 1.0, "Writing the index")}
+_STAGES = {"parse": (0.0, 0.25), "embed": (0.25, 0.97), "write": (0.97, 1.0), "done": (1.0, 1.0)}
 
 
 def build(name: str, model_name: str, *, source: str | None = None, text: str | None = None,
@@ -52,10 +51,11 @@ def build(name: str, model_name: str, *, source: str | None = None, text: str | 
             show(0.0, f"Loading model '{model_name}'…")
             loaded = cache.model(model_name)
 
-            def progress(stage: str, done: int, total: int) -> None:
-                low, high, words = _STAGES.get(stage, (0.0, 1.0, stage))
-                part = done / total if total else 1.0
-                show(low + (high - low) * part, f"{words}: {done:,} of {total:,}")
+            def progress(step: Step) -> None:
+                low, high = _STAGES.get(step.stage, (0.0, 1.0))
+                part = step.fraction if step.fraction is not None else 0.0
+                amount = f": {step.done:,.0f} of {step.total:,.0f} {step.unit}" if step.total else ""
+                show(low + (high - low) * part, f"{step.message}{amount}")
 
             corpus_build.build(text, name, corpora_dir(), loaded, source=origin, progress=progress)
         except USER_ERRORS as err:

@@ -39,6 +39,7 @@ from exbert_core.errors import BuildError
 from exbert_core.model import forward
 from exbert_core.model.annotate import load_spacy, pipeline_name
 from exbert_core.model.loading import LoadedModel
+from exbert_core.progress import Progress, Step, ignore
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,6 @@ DEFAULT_RECOMPUTE_LAYERS = 1
 _replace_lock = threading.Lock()
 CHUNK_TOKENS = 60_000  # tokens embedded before their codes are added to the indices
 
-# progress(stage, done, total): stage is "parse", "embed" or "write".
-BuildProgress = Callable[[str, int, int], None]
 
 
 
@@ -73,7 +72,7 @@ def build(
     *,
     source: dict | None = None,
     options: BuildOptions = BuildOptions(),
-    progress: BuildProgress | None = None,
+    progress: Progress | None = None,
     nlp: spacy.language.Language | None = None,
 ) -> Path:
     """Build corpus ``name`` from ``text`` under ``out_dir`` and return its folder.
@@ -86,7 +85,7 @@ def build(
         raise BuildError(f"Corpus name rejected: {reason}")
     if not 0 <= options.recompute_layers < loaded.info.layers:
         raise BuildError(f"recompute_layers must be in [0, {loaded.info.layers - 1}]")
-    report = progress or (lambda stage, done, total: None)
+    report = progress or ignore
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / name
@@ -97,14 +96,16 @@ def build(
     partial.mkdir()
 
     nlp = nlp or load_spacy()
-    parsed = list(annotated_sentences(text, nlp, lambda d, t: report("parse", d, t)))
+    parsed = list(annotated_sentences(
+        text, nlp, lambda d, t: report(Step("parse", "Parsing sentences with spaCy", d, t, "characters"))
+    ))
     if not parsed:
         raise BuildError("The text has no sentences to index.")
     encoded = [piece for sentence in parsed for piece in encode(loaded, sentence, options.max_tokens)]
     n_tokens = _write_metadata(partial, encoded, loaded)
     counts = _embed_all(partial, loaded, encoded, n_tokens, options, report)
 
-    report("write", 0, 1)
+    report(Step("write", "Writing the manifest and checksums"))
     manifest = {
         "format_version": FORMAT_VERSION,
         "name": name,
@@ -132,7 +133,7 @@ def build(
     }
     (partial / "manifest.json").write_text(json.dumps(manifest, indent=2))
     _replace(partial, final)
-    report("write", 1, 1)
+    report(Step("done", f"Built corpus '{name}': {n_tokens:,} tokens"))
     log.info("Built corpus %s: %d tokens in %.1f s", name, n_tokens, time.perf_counter() - started)
     return final
 
@@ -228,7 +229,7 @@ def _embed_all(
     encoded: list[EncodedSentence],
     n_tokens: int,
     options: BuildOptions,
-    report: BuildProgress,
+    report: Progress,
 ) -> dict:
     """Run the model over all sentences in chunks, adding vectors of stored layers to indices."""
     info = loaded.info
@@ -236,12 +237,12 @@ def _embed_all(
     layers = {kind: stored_layers(info.layers, R) for kind in vectors.KINDS}
     indices: dict[tuple[str, int], object] = {}
     done = 0
-    report("embed", 0, n_tokens)
+    report(Step("embed", "Running the model over the corpus", 0, n_tokens, "tokens"))
     for chunk in _chunks(encoded, CHUNK_TOKENS):
         def step(tokens: int) -> None:
             nonlocal done
             done += tokens
-            report("embed", done, n_tokens)
+            report(Step("embed", "Running the model over the corpus", done, n_tokens, "tokens"))
 
         emb, ctx = _embed_chunk(loaded, [encoded[i] for i in chunk], options.batch_tokens, R, step)
         for layer in layers["embedding"]:
