@@ -28,7 +28,7 @@ def main() -> int:
         parser.error("--sentences must be at least 1")
 
     reference = corpus.load(args.corpus)
-    loaded = loading.load(reference.manifest["model"])
+    loaded = loading.load(reference.manifest.model)
     with tqdm(total=min(args.sentences, reference.sentences.num_rows), desc="sentences", file=sys.stderr) as bar:
         atlas = head_atlas.cached(reference, loaded, args.sentences, lambda done, total: bar.update(done - bar.n))
     if args.json:

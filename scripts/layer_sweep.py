@@ -31,7 +31,7 @@ def main() -> int:
     args = parser.parse_args()
 
     reference = corpus.load(args.corpus)
-    loaded = loading.load(reference.manifest["model"])
+    loaded = loading.load(reference.manifest.model)
     result = analysis.analyze(loaded, args.sentence, args.mask)
     summaries = sweep.layer_sweep(reference, loaded, result, args.position, kind=args.by, heads=args.heads, k=args.k)
     data = sweep.sweep_dict(summaries)

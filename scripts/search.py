@@ -39,7 +39,7 @@ def main() -> int:
     args = parser.parse_args()
 
     reference = corpus.load(args.corpus)
-    loaded = loading.load(args.model or reference.manifest["model"])
+    loaded = loading.load(args.model or reference.manifest.model)
     result = analysis.analyze(loaded, args.sentence, args.mask, logit_lens=False)
     found = search.search(reference, loaded, result, args.position, args.layer, args.by, args.heads, args.k)
     data = serialize.search_dict(found, context=args.context)

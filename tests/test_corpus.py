@@ -1,16 +1,24 @@
-"""Loading a corpus: checks against corruption and model mismatch, lazy and recomputed layers."""
+"""Opening a corpus: manifests validated by type, damaged or swapped files refused with the
+"rebuild" message (never a crash, never a silently wrong answer), memory-mapped codes, model checks."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
+from conftest import ROOT
 from tiny_models import tiny
 
-from exbert_core.corpus import build, store as corpus, vectors
-from exbert_core.corpus.store import CorpusError
+from exbert_core.corpus import codes, evaluation, manifest as corpus_manifest, store as corpus, vectors
+from exbert_core.corpus.manifest import index_file, sha256
+from exbert_core.errors import CorpusError, InputError
+
+SHARD = "shard-0000"
 
 
 @pytest.fixture()
@@ -20,85 +28,184 @@ def copy_of_sample(sample_corpus_dir, tmp_path):
     return target
 
 
+def reseal(folder, file):
+    """Update the checksums of ``file`` in its shard's manifest and of that manifest in the
+    corpus manifest: what a careless tool (or an attacker) would do after changing a file."""
+    shard = folder / SHARD
+    m = json.loads((shard / "manifest.json").read_text())
+    path = shard / file
+    m["files"][file] = {"sha256": sha256(path), "bytes": path.stat().st_size}
+    (shard / "manifest.json").write_text(json.dumps(m))
+    top = json.loads((folder / "manifest.json").read_text())
+    top["shards"][0]["manifest_sha256"] = sha256(shard / "manifest.json")
+    (folder / "manifest.json").write_text(json.dumps(top))
+
+
 def test_missing_corpus_names_the_build_command(tmp_path):
     with pytest.raises(CorpusError, match="build_corpus.py --source alice"):
         corpus.load(str(tmp_path / "nothing"))
 
 
 def test_corrupted_index_gives_a_clear_error(copy_of_sample, minilm):
-    path = copy_of_sample / "layer_03.heads.faiss.zst"
+    path = copy_of_sample / SHARD / "layer_03.heads.faiss"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    loaded = corpus.load(str(copy_of_sample))  # metadata is fine
-    with pytest.raises(CorpusError, match="layer_03.heads.faiss.zst is missing or corrupted.*Rebuild"):
-        loaded.index("heads", 3, minilm)
-    loaded.index("heads", 4, minilm)  # other layers still work
+    loaded = corpus.load(str(copy_of_sample))  # manifests and metadata are fine
+    with pytest.raises(CorpusError, match="layer_03.heads.faiss is missing or corrupted.*Rebuild"):
+        loaded.shards[0].index("heads", 3)
+    loaded.shards[0].index("heads", 4)  # other layers still work
 
 
-def test_truncated_index_with_matching_checksum_is_caught(copy_of_sample, minilm):
-    """A file replaced wholesale (checksum updated) but unreadable must not crash faiss."""
-    path = copy_of_sample / "layer_02.embedding.faiss.zst"
-    path.write_bytes(path.read_bytes()[:1000])
-    manifest = json.loads((copy_of_sample / "manifest.json").read_text())
-    manifest["files"][path.name]["sha256"] = build.sha256(path)
-    (copy_of_sample / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(CorpusError, match="cannot read|holds"):
-        corpus.load(str(copy_of_sample)).index("embedding", 2, minilm)
+@pytest.mark.parametrize("damage", ["truncated", "huge header", "swapped kinds", "other layer"])
+def test_damaged_index_with_matching_checksum_is_caught(copy_of_sample, damage):
+    """A file replaced wholesale (checksums updated) must be refused before faiss reads it."""
+    shard = copy_of_sample / SHARD
+    target = shard / "layer_02.embedding.faiss"
+    if damage == "truncated":
+        target.write_bytes(target.read_bytes()[:1000])
+    elif damage == "huge header":
+        data = bytearray(target.read_bytes())
+        data[8:16] = (1 << 60).to_bytes(8, "little")  # ntotal
+        target.write_bytes(bytes(data))
+    elif damage == "swapped kinds":
+        target.write_bytes((shard / "layer_02.heads.faiss").read_bytes())
+    else:
+        target.write_bytes((shard / "layer_03.embedding.faiss").read_bytes())  # fine: same shape
+    reseal(copy_of_sample, target.name)
+    opened = corpus.load(str(copy_of_sample))
+    if damage == "other layer":  # same type and shape: loads (its checksum is the only guard)
+        assert opened.shards[0].index("embedding", 2).index.ntotal == opened.num_tokens
+        return
+    with pytest.raises(CorpusError, match="layer_02.embedding.faiss cannot be read.*Rebuild"):
+        opened.shards[0].index("embedding", 2)
 
 
-@pytest.mark.parametrize("damage", ["manifest", "tokens", "missing_tokens"])
+def test_a_file_truncated_while_mapped_is_an_error_not_a_crash(sample_corpus_dir, tmp_path):
+    """Reading a mapped file that shrank would raise SIGBUS: run it in a child process, which
+    must exit normally with the clear error."""
+    folder = tmp_path / "live"
+    shutil.copytree(sample_corpus_dir, folder)
+    script = f"""
+import sys; sys.path.insert(0, {str(ROOT)!r})
+import numpy as np
+from exbert_core.corpus import scan, store
+from exbert_core.errors import CorpusError
+c = store.load({str(folder)!r})
+mapped = c.shards[0].index("embedding", 2)
+q = np.zeros(mapped.index.d, np.float32); q[0] = 1
+scan.embedding_top_k(mapped, q, 5)
+path = c.shards[0].path / "layer_02.embedding.faiss"
+with open(path, "r+b") as f:
+    f.truncate(200)
+try:
+    c.shards[0].index("embedding", 2)
+except CorpusError as err:
+    print("refused:", err)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "refused:" in done.stdout and "changed on disk" in done.stdout
+
+
+@pytest.mark.parametrize("field, value", [
+    ("layers", -1), ("layers", "x"), ("heads", 0), ("codes", {"embedding": 5}), ("model", 7),
+    ("shards", []), ("tokens", 3), ("format_version", 2), ("shards", [{"dir": "../x"}]),
+])
+def test_manifest_is_validated_by_type(copy_of_sample, field, value):
+    path = copy_of_sample / "manifest.json"
+    m = json.loads(path.read_text())
+    m[field] = value
+    path.write_text(json.dumps(m))
+    with pytest.raises(CorpusError, match="Rebuild"):
+        corpus.load(str(copy_of_sample))
+
+
+def test_the_rebuild_hint_names_the_corpus_own_source(copy_of_sample):
+    (copy_of_sample / SHARD / "tokens.parquet").write_bytes(b"garbage")
+    opened = corpus.load(str(copy_of_sample))
+    with pytest.raises(CorpusError) as err:
+        opened.shards[0].tokens()
+    assert "--text sample_corpus.txt" in str(err.value) and "--source alice" not in str(err.value)
+    assert corpus_manifest.rebuild_hint("x", {"name": "brown"}, "smollm2").endswith("--source brown --name x --model smollm2")
+
+
+@pytest.mark.parametrize("damage", ["manifest", "tokens", "missing_tokens", "truncated_tokens", "shard_manifest"])
 def test_damaged_metadata(copy_of_sample, damage):
+    shard = copy_of_sample / SHARD
     if damage == "manifest":
         (copy_of_sample / "manifest.json").write_text("{not json")
     elif damage == "tokens":
-        (copy_of_sample / "tokens.parquet").write_bytes(b"garbage")
+        (shard / "tokens.parquet").write_bytes(b"garbage")
+    elif damage == "missing_tokens":
+        (shard / "tokens.parquet").unlink()
+    elif damage == "truncated_tokens":  # a truncated Parquet whose checksum was updated
+        data = (shard / "tokens.parquet").read_bytes()
+        (shard / "tokens.parquet").write_bytes(data[: len(data) // 2])
+        reseal(copy_of_sample, "tokens.parquet")
     else:
-        (copy_of_sample / "tokens.parquet").unlink()
+        (shard / "manifest.json").write_text("[]")
     with pytest.raises(CorpusError, match="Rebuild"):
+        corpus.load(str(copy_of_sample)).shards[0].tokens()
+
+
+def test_an_old_format_corpus_asks_for_a_rebuild(copy_of_sample):
+    m = json.loads((copy_of_sample / "manifest.json").read_text())
+    (copy_of_sample / "manifest.json").write_text(json.dumps({**m, "format_version": 2}))
+    with pytest.raises(CorpusError, match="has format 2; this version reads format 3.*Rebuild"):
         corpus.load(str(copy_of_sample))
 
 
 def test_mismatched_model_names_both_models(sample_corpus, minilm):
     other = tiny("bert", minilm.tokenizer)
-    with pytest.raises(CorpusError, match="built with model 'minilm'.*not 'tiny-bert'"):
+    with pytest.raises(CorpusError, match="built with model 'minilm', not 'tiny-bert'"):
         sample_corpus.check_model(other)
 
 
-def test_layer_and_kind_bounds(sample_corpus, minilm):
-    with pytest.raises(ValueError):
-        sample_corpus.index("heads", 0, minilm)
-    with pytest.raises(ValueError):
-        sample_corpus.index("embedding", 7, minilm)
-    with pytest.raises(ValueError):
-        sample_corpus.index("attention", 2, minilm)
+def test_same_name_other_dimensions_says_so(sample_corpus, minilm):
+    other = tiny("bert", minilm.tokenizer)
+    other.info = type(other.info)(**{**other.info.__dict__, "name": "minilm"})
+    with pytest.raises(CorpusError, match="different version of 'minilm'.*Rebuild"):
+        sample_corpus.check_model(other)
 
 
-def test_recomputed_layers_match_a_build_that_stores_them(sample_corpus, minilm, nlp, tmp_path):
-    """Layers 0-1 are rebuilt at load time from token ids; they must equal stored vectors."""
-    from conftest import SAMPLE_TEXT
+def test_layer_and_kind_bounds(sample_corpus):
+    with pytest.raises(InputError):
+        sample_corpus.check_layer("heads", 0)
+    with pytest.raises(InputError):
+        sample_corpus.check_layer("embedding", 7)
+    with pytest.raises(InputError):
+        sample_corpus.check_layer("attention", 2)
+    sample_corpus.check_layer("embedding", 0)
 
-    stored = corpus.load(
-        str(build.build(SAMPLE_TEXT, "all", tmp_path, minilm, nlp=nlp, options=build.BuildOptions(recompute_layers=0)))
-    )
-    assert 1 in stored.manifest["indexes"]["heads"]["layers"]
-    for kind, layer in (("embedding", 1), ("heads", 1)):
-        a = sample_corpus.index(kind, layer, minilm)
-        b = stored.index(kind, layer, minilm)
-        assert a.ntotal == b.ntotal == sample_corpus.tokens.num_rows
-        xa = a.reconstruct_n(0, a.ntotal)
-        xb = b.reconstruct_n(0, b.ntotal)
-        # both are quantised (8 and 6/8 bits) versions of the same unit vectors
-        cos = np.sum(xa * xb, axis=1) / (np.linalg.norm(xa, axis=1) * np.linalg.norm(xb, axis=1))
-        assert cos.min() > 0.99
-    x0 = sample_corpus.index("embedding", 0, minilm).reconstruct_n(0, 5)
-    assert np.allclose(np.linalg.norm(x0, axis=1), 1.0, atol=0.02)
+
+@pytest.mark.parametrize("kind, layer", [("embedding", 0), ("embedding", 1), ("heads", 1), ("embedding", 6), ("heads", 6)])
+def test_every_layer_is_stored_and_decodes_to_the_exact_vectors(sample_corpus, minilm, kind, layer):
+    """Layers 0..L (embeddings) and 1..L (heads) are all on disk; decoded codes are the exact unit
+    vectors up to quantisation."""
+    exact = evaluation.exact_vectors(sample_corpus, minilm, kind, layer)
+    mapped = sample_corpus.shards[0].index(kind, layer)
+    n = sample_corpus.num_tokens
+    decoded = mapped.index.reconstruct_n(0, mapped.index.ntotal)
+    if kind == "heads":  # head-major rows -> token rows
+        decoded = decoded.reshape(12, n, 32).transpose(1, 0, 2).reshape(n, 384)
+        cos = np.einsum("nhd,nhd->nh", decoded.reshape(n, 12, 32), exact.reshape(n, 12, 32))
+        cos /= np.linalg.norm(decoded.reshape(n, 12, 32), axis=-1)
+    else:
+        cos = np.sum(decoded * exact, axis=1) / np.linalg.norm(decoded, axis=1)
+    assert cos.min() > 0.98 and np.median(cos) > 0.995
+
+
+def test_codes_are_memory_mapped_not_copied(sample_corpus):
+    mapped = sample_corpus.shards[0].index("embedding", 3)
+    assert not mapped.index.codes.is_owned  # faiss reads the mapped file
+    assert not mapped.codes.flags.writeable and mapped.codes.shape == (sample_corpus.num_tokens, 288)
 
 
 def test_available_lists_complete_corpora_only(tmp_path, monkeypatch, sample_corpus_dir):
     monkeypatch.setenv("EXBERT_DATA_DIR", str(tmp_path))
     shutil.copytree(sample_corpus_dir, tmp_path / "corpora" / "good")
-    shutil.copytree(sample_corpus_dir, tmp_path / "corpora" / "half.partial-123")
+    shutil.copytree(sample_corpus_dir, tmp_path / "corpora" / "half.partial")
     (tmp_path / "corpora" / "empty").mkdir()
     assert corpus.available() == ["good"]
     assert corpus.load("good").name == "sample"
@@ -106,36 +213,39 @@ def test_available_lists_complete_corpora_only(tmp_path, monkeypatch, sample_cor
         corpus.load("bad name!")
 
 
-def test_vectors_module_checks_shapes():
-    with pytest.raises(ValueError, match="shape"):
-        vectors.add(vectors.new_index(4, "SQ8", np.eye(4, dtype=np.float32)), np.zeros((2, 3), np.float32))
+def test_vectors_module_builds_head_queries():
     with pytest.raises(ValueError, match="subset"):
         vectors.head_query(np.ones((3, 2), np.float32), [])
     q = vectors.head_query(np.array([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]]), [0, 2])
     assert np.allclose(q, [0.6, 0.8, 0, 0, 0, 1])
 
 
-def test_six_bit_index_round_trips_through_disk_as_eight_bit(tmp_path):
+@pytest.mark.parametrize("factory, dim", [("SQ6", 48), ("SQ8", 32)])
+def test_code_files_round_trip_and_refuse_other_shapes(tmp_path, factory, dim):
     rng = np.random.default_rng(1)
-    x = vectors.unit_rows(rng.normal(size=(3000, 48)))
-    six = vectors.new_index(48, "SQ6", x)
-    vectors.add(six, x)
-    vectors.save(six, tmp_path / "six.faiss.zst")
-    assert (tmp_path / "six.faiss.zst").stat().st_size < 3000 * 48 * 6 / 8 + 2000
-    loaded = vectors.load(tmp_path / "six.faiss.zst")
-    assert loaded.ntotal == 3000 and loaded.sq.qtype == faiss_qt8()
-    before, after = six.reconstruct_n(0, 3000), loaded.reconstruct_n(0, 3000)
-    step = (before.max(0) - before.min(0)) / 63
-    assert np.all(np.abs(before - after) <= step / 2 + 1e-6)  # 8-bit rounding of 6-bit centres
-    q = x[:20]
-    same = [len(set(a) & set(b)) / 10 for a, b in zip(six.search(q, 10)[1], loaded.search(q, 10)[1])]
-    assert np.mean(same) > 0.9
-    with pytest.raises(ValueError, match="not an exbert index"):
-        (tmp_path / "bad").write_bytes(b"junk")
-        vectors.load(tmp_path / "bad")
+    x = vectors.unit_rows(rng.normal(size=(3000, dim)))
+    ranges = np.stack([x.min(0), x.max(0)])
+    writer = codes.CodeWriter(tmp_path / "c.faiss", factory, ranges, 3000)
+    order = rng.permutation(3000)
+    writer.write_rows(order[:1000], x[order[:1000]])
+    writer.write(0, x[:0])
+    writer.write_rows(order[1000:], x[order[1000:]])
+    writer.close()
+    mapped = codes.open_mapped(tmp_path / "c.faiss", factory, dim, 3000)
+    reference = codes.empty_index(factory, ranges)
+    reference.add(x)
+    assert np.array_equal(mapped.index.search(x[:20], 10)[1], reference.search(x[:20], 10)[1])
+    with pytest.raises(ValueError, match="bytes"):
+        codes.open_mapped(tmp_path / "c.faiss", factory, dim, 2999)
+    with pytest.raises(ValueError):
+        codes.open_mapped(tmp_path / "c.faiss", "SQ8" if factory == "SQ6" else "SQ6", dim, 3000)
 
 
-def faiss_qt8():
-    import faiss
+def test_parquet_metadata_is_read_once_and_kept_in_the_budget(copy_of_sample):
+    from exbert_core import memory
 
-    return faiss.ScalarQuantizer.QT_8bit
+    opened = corpus.load(str(copy_of_sample))
+    first = opened.shards[0].tokens()
+    assert opened.shards[0].tokens() is first  # kept
+    assert any(str(copy_of_sample.resolve()) in str(k) for k in memory.KEPT.keys())
+    assert first.num_rows == pq.read_metadata(copy_of_sample / SHARD / "tokens.parquet").num_rows

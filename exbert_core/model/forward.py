@@ -7,8 +7,9 @@ vectors, concatenated, i.e. exBERT's head embedding before normalisation.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TypeVar
 
 import torch
 
@@ -93,6 +94,29 @@ def pad(sequences: Sequence[Sequence[int]], loaded: LoadedModel) -> tuple[torch.
     return ids, mask
 
 
+T = TypeVar("T")
+
+
+def in_batches(
+    loaded: LoadedModel,
+    sequences: Sequence[Sequence[int]],
+    token_budget: int,
+    run_batch: Callable[[torch.Tensor, torch.Tensor], T],
+) -> Iterator[tuple[list[int], T]]:
+    """Run ``run_batch(input_ids, attention_mask)`` on right-padded batches of ``sequences`` grouped
+    by length (each batch at most ``token_budget`` padded tokens), holding the model's lock while
+    it runs. Yields (indices into ``sequences``, the batch's result), batches in length order.
+
+    The one batching loop of the project: builds, searches, the head atlas and exact vectors
+    all go through it, so memory per batch is bounded by ``token_budget`` everywhere.
+    """
+    for group in length_batches([len(s) for s in sequences], token_budget):
+        input_ids, mask = pad([sequences[i] for i in group], loaded)
+        with loaded.lock:
+            result = run_batch(input_ids, mask)
+        yield group, result
+
+
 def length_batches(lengths: list[int], token_budget: int = 4096) -> list[list[int]]:
     """Group sequence indices by similar length so a padded batch holds at most ``token_budget``
     tokens (sorting keeps padding, and so wasted compute, small)."""
@@ -164,3 +188,95 @@ def run_prefix(
     else:
         ctx = torch.stack(contexts, dim=1).reshape(batch, layers, tokens, info.heads, info.head_dim)
     return hidden, ctx
+
+
+def all_attention(loaded: LoadedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Every layer's attention ``[batch, layers, heads, tokens, tokens]``, without hidden states or
+    the LM head (caller holds ``loaded.lock``)."""
+    with torch.inference_mode():
+        out = loaded.model.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                                      output_attentions=True, return_dict=True)
+    return torch.stack(out.attentions, dim=1)
+
+
+def attention_modules(loaded: LoadedModel) -> list[torch.nn.Module]:
+    """One self-attention module per block, in order: the modules whose output holds the attention
+    weights ``[batch, heads, tokens, tokens]`` (transformers' own output-recording table says which
+    class that is, and at which index of the output tuple)."""
+    target = getattr(loaded.model, "_can_record_outputs", {}).get("attentions")
+    cls = getattr(target, "target_class", target)
+    suffix = getattr(target, "layer_name", None) or ""
+    found = []
+    for block in blocks(loaded):
+        matches = [m for n, m in block.named_modules() if cls is not None and isinstance(m, cls)
+                   and (not suffix or ("." + n).endswith(suffix))]
+        if len(matches) != 1:
+            raise RuntimeError(f"cannot find the attention module of each block of {loaded.info.name}")
+        found.append(matches[0])
+    return found
+
+
+def attention_at(loaded: LoadedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int) -> torch.Tensor:
+    """The attention weights of paper layer ``layer`` (1..L) ``[batch, heads, tokens, tokens]``,
+    running only blocks 1..layer: the forward stops once that block's attention is known, so a
+    search at layer 3 of a 30-layer model costs 3 blocks (caller holds ``loaded.lock``)."""
+    if not 1 <= layer <= loaded.info.layers:
+        raise ValueError(f"layer must be in [1, {loaded.info.layers}]")
+    target = getattr(loaded.model, "_can_record_outputs", {}).get("attentions")
+    index = getattr(target, "index", 1)
+    captured: list[torch.Tensor] = []
+
+    def take(_m: torch.nn.Module, _args: tuple, output: tuple) -> None:
+        captured.append(output[index].detach())
+        raise _StopForward
+
+    hook = attention_modules(loaded)[layer - 1].register_forward_hook(take)
+    try:
+        with torch.inference_mode():
+            loaded.model.base_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+    except _StopForward:
+        pass
+    finally:
+        hook.remove()
+    if not captured or captured[0] is None:
+        raise RuntimeError(f"{loaded.info.name} returned no attention weights (it needs eager attention)")
+    return captured[0]
+
+
+def stream_layers(
+    loaded: LoadedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    on_hidden: Callable[[int, torch.Tensor], None],
+    on_context: Callable[[int, torch.Tensor], None],
+) -> None:
+    """One forward pass that hands over each layer's states as soon as they exist, so memory holds
+    one layer at a time whatever the model's depth (the caller holds ``loaded.lock``).
+
+    ``on_hidden(layer, hidden [batch, tokens, hidden])`` for layers 0..L (equal to the full pass's
+    hidden states: block inputs, and the base model's final output for L);
+    ``on_context(layer, contexts [batch, tokens, heads * head_dim])`` for layers 1..L.
+    The LM head is not run, and no attention weights are kept.
+    """
+    layers = loaded.info.layers
+
+    def block_input(index: int) -> Callable:
+        def hook(_m: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+            on_hidden(index, (args[0] if args else kwargs["hidden_states"]).detach())
+        return hook
+
+    def context(index: int) -> Callable:
+        def hook(_m: torch.nn.Module, args: tuple) -> None:
+            on_context(index + 1, args[0].detach())
+        return hook
+
+    block_list = blocks(loaded)
+    hooks = [block_list[i].register_forward_pre_hook(block_input(i), with_kwargs=True) for i in range(layers)]
+    hooks += [p.register_forward_pre_hook(context(i)) for i, p in enumerate(loaded.output_projections)]
+    try:
+        with torch.inference_mode():
+            out = loaded.model.base_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    on_hidden(layers, out.last_hidden_state.detach())

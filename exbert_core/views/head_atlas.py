@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from exbert_core import atomic
 from exbert_core.corpus.store import Corpus
 from exbert_core.model import forward
 from exbert_core.model.loading import LoadedModel
@@ -73,7 +74,7 @@ class HeadAtlas:
 
 def sample_sentences(corpus: Corpus, n: int, seed: int = 0) -> list[int]:
     """A deterministic random sample of ``n`` sentence ids (all of them if fewer)."""
-    total = corpus.sentences.num_rows
+    total = corpus.num_sentences
     if n >= total:
         return list(range(total))
     return sorted(np.random.default_rng(seed).choice(total, size=n, replace=False).tolist())
@@ -91,22 +92,22 @@ def compute(
     info = loaded.info
     chosen = sample_sentences(corpus, sentences)
     ids = [corpus.sentence_ids(s) for s in chosen]
-    tokens = corpus.tokens
     hits: dict[str, np.ndarray] = {}
     seen: dict[str, int] = {}
     offset_hits: dict[str, np.ndarray] = {}
     done = 0
-    for group in forward.length_batches([len(s) for s in ids], batch_tokens):
-        with loaded.lock:
-            out = forward.run_padded(loaded, [ids[i] for i in group], attentions=True)
+    def attention(input_ids, mask):
+        return forward.all_attention(loaded, input_ids, mask)
+
+    for group, batch_attention in forward.in_batches(loaded, ids, batch_tokens, attention):
         for row, i in enumerate(group):
             rows = corpus.rows_of_sentence(chosen[i])
-            meta = tokens.slice(rows.start, len(rows)).select(["position", "word_index", "head", "dep"]).to_pydict()
+            meta = corpus.token_rows(np.arange(rows.start, rows.stop))
             words = _words(meta)
             if len(words) < 2:
                 continue
             n_tokens = len(ids[i])
-            att = out.attention[row, :, :, :n_tokens, :n_tokens].numpy()  # [layers, heads, T, T]
+            att = batch_attention[row, :, :, :n_tokens, :n_tokens].numpy()  # [layers, heads, T, T]
             word_att = _word_attention(att, words, n_tokens)  # [layers, heads, W, W]
             predicted = word_att.argmax(-1)  # [layers, heads, W]
             index_of = {w: k for k, (w, _, _, _) in enumerate(words)}
@@ -143,16 +144,14 @@ def cached(corpus: Corpus, loaded: LoadedModel, sentences: int = 1000, progress=
     if path.is_file():
         try:
             data = json.loads(path.read_text())
-            if data.get("cache_version") == CACHE_VERSION and data.get("built") == corpus.manifest.get("built"):
+            if data.get("cache_version") == CACHE_VERSION and data.get("built") == corpus.manifest.built:
                 return HeadAtlas.from_dict(data)
         except (ValueError, KeyError, TypeError):
             log.warning("Ignoring unreadable %s", path)
     atlas = compute(corpus, loaded, sentences, progress)
-    payload = {**atlas.to_dict(), "cache_version": CACHE_VERSION, "built": corpus.manifest.get("built")}
-    tmp = path.with_suffix(".json.tmp")
+    payload = {**atlas.to_dict(), "cache_version": CACHE_VERSION, "built": corpus.manifest.built}
     try:
-        tmp.write_text(json.dumps(payload))
-        tmp.replace(path)
+        atomic.write_text(path, json.dumps(payload))
     except OSError as err:  # a read-only corpus folder still gets its atlas, uncached
         log.warning("Could not cache the head atlas: %s", err)
     return atlas

@@ -1,0 +1,140 @@
+"""Running the model over corpus sentences and handing each layer's search vectors to a sink as
+soon as the layer is computed: a shard's code files, or the range statistics of the quantiser.
+
+Memory: one forward batch of at most ``token_budget`` padded tokens, and one layer of it at a
+time (:func:`exbert_core.model.forward.stream_layers`), so a build's peak depends neither on the
+corpus's length nor on the model's depth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from exbert_core.corpus import codes, vectors
+from exbert_core.corpus.manifest import CODES
+from exbert_core.model import forward
+from exbert_core.model.loading import LoadedModel, ModelInfo
+
+# Bytes of activations per padded token and unit of width, measured on MiniLM and SmolLM2 (hidden
+# states, attention, MLP intermediates of one block, plus the gathered vectors of one layer).
+_ACTIVATION_BYTES_PER_WIDTH = 48
+MIN_BATCH_TOKENS, MAX_BATCH_TOKENS = 256, 8192
+
+
+def batch_tokens(info: ModelInfo, activation_bytes: int) -> int:
+    """Padded tokens per forward batch so that one batch's activations take about
+    ``activation_bytes`` (sized in bytes: tokens x width, never a fixed token count)."""
+    per_token = _ACTIVATION_BYTES_PER_WIDTH * max(info.hidden, info.heads * info.head_dim)
+    return int(np.clip(activation_bytes // per_token, MIN_BATCH_TOKENS, MAX_BATCH_TOKENS))
+
+
+class LayerSink(Protocol):
+    """Receives unit search vectors of the indexed tokens, layer by layer."""
+
+    def embedding(self, layer: int, rows: np.ndarray, x: np.ndarray) -> None:
+        """``x`` ``[m, hidden]`` unit vectors of rows ``rows`` ``[m]``, layers 0..L."""
+
+    def heads(self, layer: int, rows: np.ndarray, x: np.ndarray) -> None:
+        """``x`` ``[m, heads, head_dim]`` per-head unit vectors of rows ``rows``, layers 1..L."""
+
+
+def run(
+    loaded: LoadedModel,
+    sequences: Sequence[Sequence[int]],
+    keep: Sequence[np.ndarray],
+    first_row: np.ndarray,
+    sink: LayerSink,
+    token_budget: int,
+    step: Callable[[int], None] | None = None,
+) -> None:
+    """Run the model over ``sequences`` (token ids) and send the vectors of the positions
+    ``keep[i]`` of sequence i, as rows ``first_row[i]..first_row[i] + len(keep[i])``, to ``sink``.
+    ``step(tokens)`` after each batch, with the number of indexed tokens it covered."""
+    info = loaded.info
+    device = next(loaded.model.parameters()).device
+
+    def one_batch(input_ids: torch.Tensor, mask: torch.Tensor, group: list[int]) -> None:
+        width = input_ids.shape[1]
+        flat = torch.from_numpy(np.concatenate([b * width + keep[i] for b, i in enumerate(group)]).astype(np.int64))
+        rows = np.concatenate([first_row[i] + np.arange(len(keep[i])) for i in group])
+
+        def on_hidden(layer: int, hidden: torch.Tensor) -> None:
+            x = hidden.reshape(-1, hidden.shape[-1]).index_select(0, flat.to(hidden.device))
+            sink.embedding(layer, rows, vectors.unit_rows(x.float().cpu().numpy()))
+
+        def on_context(layer: int, ctx: torch.Tensor) -> None:
+            x = ctx.reshape(-1, ctx.shape[-1]).index_select(0, flat.to(ctx.device))
+            x = x.float().cpu().numpy().reshape(len(rows), info.heads, info.head_dim)
+            sink.heads(layer, rows, vectors.unit_rows(x))
+
+        forward.stream_layers(loaded, input_ids.to(device), mask.to(device), on_hidden, on_context)
+
+    for group in forward.length_batches([len(s) for s in sequences], token_budget):
+        input_ids, mask = forward.pad([sequences[i] for i in group], loaded)
+        with loaded.lock:
+            one_batch(input_ids, mask, group)
+        if step:
+            step(sum(len(keep[i]) for i in group))
+
+
+class RangeStats:
+    """Per-dimension minimum and maximum of every layer's vectors: the quantiser's ranges.
+    Head vectors of all heads share one range per dimension (they are unit vectors per head)."""
+
+    def __init__(self, info: ModelInfo) -> None:
+        self.info = info
+        self.low: dict[tuple[str, int], np.ndarray] = {}
+        self.high: dict[tuple[str, int], np.ndarray] = {}
+
+    def _update(self, key: tuple[str, int], x: np.ndarray) -> None:
+        if len(x) == 0:
+            return
+        low, high = x.min(axis=0), x.max(axis=0)
+        if key in self.low:
+            np.minimum(self.low[key], low, out=self.low[key])
+            np.maximum(self.high[key], high, out=self.high[key])
+        else:
+            self.low[key], self.high[key] = low.copy(), high.copy()
+
+    def embedding(self, layer: int, rows: np.ndarray, x: np.ndarray) -> None:
+        self._update(("embedding", layer), x)
+
+    def heads(self, layer: int, rows: np.ndarray, x: np.ndarray) -> None:
+        self._update(("heads", layer), x.reshape(-1, x.shape[-1]))
+
+    def ranges(self) -> dict[str, np.ndarray]:
+        """``{"embedding_LL": [2, hidden], "heads_LL": [2, head_dim]}`` for every layer (a layer
+        the sample never reached would be a bug: KeyError)."""
+        out = {}
+        for layer in range(self.info.layers + 1):
+            out[f"embedding_{layer:02d}"] = np.stack([self.low[("embedding", layer)], self.high[("embedding", layer)]])
+            if layer:
+                out[f"heads_{layer:02d}"] = np.stack([self.low[("heads", layer)], self.high[("heads", layer)]])
+        return out
+
+
+class ShardCodes:
+    """Writes a shard's code files: ``layer_LL.embedding.faiss`` ``[rows, hidden]`` and
+    ``layer_LL.heads.faiss`` ``[heads * rows, head_dim]`` (head-major: row ``h * rows + r``)."""
+
+    def __init__(self, writers: dict[tuple[str, int], codes.CodeWriter], rows: int, heads: int) -> None:
+        self.writers, self.rows, self.n_heads = writers, rows, heads
+
+    def embedding(self, layer: int, rows: np.ndarray, x: np.ndarray) -> None:
+        self.writers[("embedding", layer)].write_rows(rows, x)
+
+    def heads(self, layer: int, rows: np.ndarray, x: np.ndarray) -> None:
+        head_rows = (np.arange(self.n_heads)[None, :] * self.rows + rows[:, None]).reshape(-1)
+        self.writers[("heads", layer)].write_rows(head_rows, x.reshape(-1, x.shape[-1]))
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+def factory(kind: str) -> str:
+    return CODES[kind]

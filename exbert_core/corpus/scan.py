@@ -1,0 +1,105 @@
+"""Exhaustive top-k scans of memory-mapped index codes, one shard at a time.
+
+- Token embeddings: faiss scans the codes ``[rows, hidden]`` (scalar-quantised inner product);
+  a large shard is cut into row ranges scanned by parallel threads (faiss releases the GIL and
+  scans one query on one thread).
+- Head embeddings are stored head-major (``[heads * rows, head_dim]``), so a query reads only the
+  selected heads' bytes: one head is a faiss scan of its row range; several heads are summed
+  with one matrix product per head over blocks of rows (torch, uint8 codes turned into floats a
+  block at a time).
+
+Scores are inner products of the query with the decoded codes: cosines for embeddings, sums of
+per-head cosines for heads (the caller divides by the number of heads).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import faiss
+import numpy as np
+import torch
+
+from exbert_core.corpus.codes import MappedIndex
+
+SPLIT_ROWS = 150_000  # shards with more rows are scanned as several row ranges in parallel
+SUM_BLOCK_ROWS = 32_768  # rows decoded at once when summing heads: 32k x 32 dims x 4 B = 4 MB per head
+POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="exbert-scan")
+
+
+def _faiss_range(index: faiss.Index, query: np.ndarray, k: int, low: int, high: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of rows ``low..high`` of ``index`` (ids as index rows)."""
+    k = int(min(k, high - low))
+    if k <= 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    selector = faiss.IDSelectorRange(int(low), int(high), True)  # sorted ids: only the range is read
+    params = faiss.SearchParameters(sel=selector)
+    scores, ids = index.search(query.reshape(1, -1), k, params=params)
+    del selector  # kept alive until the search is done (params does not own it)
+    keep = ids[0] >= 0
+    return scores[0][keep], ids[0][keep]
+
+
+def _ranges(low: int, high: int) -> list[tuple[int, int]]:
+    parts = max(1, min(POOL._max_workers, (high - low) // SPLIT_ROWS))
+    edges = np.linspace(low, high, parts + 1).astype(int)
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def merge(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of several (scores, ids) lists: best score first, lower id first on ties."""
+    if not parts:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    scores = np.concatenate([p[0] for p in parts]).astype(np.float32)
+    ids = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    order = np.lexsort((ids, -scores))[:k]
+    return scores[order], ids[order]
+
+
+def embedding_top_k(mapped: MappedIndex, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k rows by cosine with the unit ``query`` ``[hidden]``."""
+    q = np.ascontiguousarray(query, dtype=np.float32)
+    n = mapped.index.ntotal
+    jobs = [POOL.submit(_faiss_range, mapped.index, q, k, lo, hi) for lo, hi in _ranges(0, n)]
+    return merge([j.result() for j in jobs], k)
+
+
+def heads_top_k(mapped: MappedIndex, rows: int, query: np.ndarray, heads: Sequence[int], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k rows by the sum over ``heads`` of per-head cosines; ``query`` ``[n_heads, head_dim]``
+    holds unit vectors per head. Reads ``len(heads) / n_heads`` of the layer's codes."""
+    if len(heads) == 1:
+        h = heads[0]
+        q = np.ascontiguousarray(query[h], dtype=np.float32)
+        jobs = [POOL.submit(_faiss_range, mapped.index, q, k, lo, hi) for lo, hi in _ranges(h * rows, (h + 1) * rows)]
+        scores, ids = merge([j.result() for j in jobs], k)
+        return scores, ids - h * rows
+    return _summed_top_k(mapped, rows, query, heads, k)
+
+
+def _summed_top_k(mapped: MappedIndex, rows: int, query: np.ndarray, heads: Sequence[int], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of per-head scores over blocks of rows. A code ``c`` of 8 bits decodes to
+    ``vmin + (c + 0.5) / 255 * vdiff``, so a head's score is ``q . vmin + q . vdiff * 0.5 / 255 +
+    (q * vdiff / 255) . c``: one float product per head on the raw codes, plus a constant."""
+    vmin, vdiff = mapped.ranges
+    with warnings.catch_warnings():  # the mapped codes are read-only, and only ever read here
+        warnings.simplefilter("ignore", UserWarning)
+        codes = torch.from_numpy(mapped.codes.reshape(-1, rows, mapped.index.d))  # [heads, rows, head_dim]
+    weights, constant = [], 0.0
+    for h in heads:
+        q = query[h].astype(np.float32)
+        weights.append(torch.from_numpy(q * vdiff / 255.0))
+        constant += float(q @ vmin + 0.5 * (q @ vdiff) / 255.0)
+    total = torch.empty(rows, dtype=torch.float32)
+    with torch.inference_mode():
+        for start in range(0, rows, SUM_BLOCK_ROWS):
+            stop = min(start + SUM_BLOCK_ROWS, rows)
+            out = total[start:stop]
+            out.zero_()
+            for h, w in zip(heads, weights):
+                out.addmv_(codes[h, start:stop].float(), w)
+        k = int(min(k, rows))
+        scores, ids = torch.topk(total, k)
+    return scores.numpy() + np.float32(constant), ids.numpy().astype(np.int64)
