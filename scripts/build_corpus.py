@@ -18,7 +18,7 @@ import _cli
 def main() -> int:
     from tqdm import tqdm
 
-    from exbert_core.corpus import build, sources
+    from exbert_core.corpus import build, sources, store
     from exbert_core.model import loading
     from exbert_core.paths import corpora_dir
 
@@ -31,6 +31,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None, help="folder to put the corpus in")
     parser.add_argument("--max-tokens", type=int, default=build.DEFAULT_MAX_TOKENS,
                         help="split sentences longer than this many model tokens")
+    parser.add_argument("--shard-tokens", type=int, default=build.DEFAULT_SHARD_TOKENS,
+                        help="about this many tokens per shard (default %(default)s)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="run the model on a GPU when there is one (auto), or force one")
     args = parser.parse_args()
 
     if args.source:
@@ -39,6 +43,8 @@ def main() -> int:
     else:
         text, source = sources.read_user_text(args.text), {"file": args.text.name}
     loaded = loading.load(args.model, progress=lambda msg, _f: print(msg, file=sys.stderr))
+    device = loading.move_to_device(loaded, args.device)
+    print(f"Running {loaded.info.name} on {device}", file=sys.stderr)
 
     bars: dict[str, tqdm] = {}
 
@@ -46,25 +52,23 @@ def main() -> int:
         if step.total is None:
             print(step.message, file=sys.stderr)
             return
-        bar = bars.get(step.stage)
+        key = (step.stage, step.total)  # one bar per stage of each shard; tqdm shows speed and ETA
+        bar = bars.get(key)
         if bar is None:
-            bar = bars[step.stage] = tqdm(total=step.total, desc=step.message, unit=f" {step.unit}",
-                                          unit_scale=True, file=sys.stderr)
+            bar = bars[key] = tqdm(total=step.total, desc=step.message.split(" · ")[0], unit=f" {step.unit}",
+                                   unit_scale=True, file=sys.stderr)
         bar.update(step.done - bar.n)
         if step.done >= step.total:
             bar.close()
 
-    options = build.BuildOptions(max_tokens=args.max_tokens)
+    options = build.BuildOptions(max_tokens=args.max_tokens, shard_tokens=args.shard_tokens)
     folder = build.build(
         text, args.name, args.out or corpora_dir(), loaded, source=source, options=options, progress=progress
     )
-    manifest = (folder / "manifest.json").read_text()
-    import json
-
-    m = json.loads(manifest)
-    size = sum(f["bytes"] for f in m["files"].values())
-    print(f"{folder}: {m['sentences']:,} sentences, {m['tokens']:,} tokens, "
-          f"{size / 1e6:.1f} MB ({size / m['tokens']:.0f} bytes/token), {m['build_seconds']} s")
+    m = store.load(str(folder)).manifest
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    print(f"{folder}: {m.sentences:,} sentences, {m.tokens:,} tokens in {len(m.shards)} shard(s), "
+          f"{size / 1e6:.1f} MB ({size / m.tokens:.0f} bytes/token), {m.build_seconds} s")
     return 0
 
 

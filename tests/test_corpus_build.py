@@ -108,23 +108,23 @@ def _many_paragraphs(n: int) -> str:
 def test_an_interrupted_sharded_build_resumes_only_the_missing_shards(minilm, nlp, tmp_path, monkeypatch):
     text = _many_paragraphs(60)
     options = BuildOptions(shard_tokens=1000)
-    real = build._build_shard
+    real = build.embed_shard
     built: list[int] = []
 
-    def stop_after_two(folder, piece, index, *args, **kwargs):
+    def stop_after_two(work, index, *args, **kwargs):
         if index == 2:
             raise KeyboardInterrupt
         built.append(index)
-        real(folder, piece, index, *args, **kwargs)
+        return real(work, index, *args, **kwargs)
 
-    monkeypatch.setattr(build, "_build_shard", stop_after_two)
+    monkeypatch.setattr(build, "embed_shard", stop_after_two)
     with pytest.raises(KeyboardInterrupt):
         build.build(text, "resume", tmp_path, minilm, nlp=nlp, options=options)
     assert built == [0, 1] and not (tmp_path / "resume").exists()
     kept = (tmp_path / "resume.partial" / "shard-0001" / "manifest.json").stat().st_mtime_ns
 
     built.clear()
-    monkeypatch.setattr(build, "_build_shard", lambda folder, piece, index, *a, **k: (built.append(index), real(folder, piece, index, *a, **k)))
+    monkeypatch.setattr(build, "embed_shard", lambda work, index, *a, **k: (built.append(index), real(work, index, *a, **k))[1])
     folder = build.build(text, "resume", tmp_path, minilm, nlp=nlp, options=options)
     assert built and 0 not in built and 1 not in built  # finished shards were kept
     assert (folder / "shard-0001" / "manifest.json").stat().st_mtime_ns == kept
@@ -138,7 +138,7 @@ def test_an_interrupted_sharded_build_resumes_only_the_missing_shards(minilm, nl
 
 
 def test_a_build_of_other_options_does_not_resume(minilm, nlp, tmp_path, monkeypatch):
-    monkeypatch.setattr(build, "_build_shard", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(build, "embed_shard", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         build.build(SAMPLE_TEXT, "other", tmp_path, minilm, nlp=nlp)
     plan = json.loads((tmp_path / "other.partial" / "plan.json").read_text())

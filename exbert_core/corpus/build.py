@@ -21,6 +21,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -75,8 +76,71 @@ class BuildOptions:
         return embed.batch_tokens(info, share)
 
 
+@dataclass(frozen=True)
+class BuildEstimate:
+    """What a build of a text will take, told before it starts (figures from measurement on the
+    project's 2-core machine, see scripts/benchmark.py)."""
+
+    tokens: int
+    seconds: float
+    disk_bytes: int
+    memory_bytes: int  # what the build adds to the process: the model's weights and one batch
+    budget_bytes: int
+    free_disk_bytes: int
+
+    @property
+    def problem(self) -> str | None:
+        """Why the build would not fit (memory budget or free disk), or None."""
+        if self.memory_bytes > self.budget_bytes:
+            return (f"Building with this model needs about {self.memory_bytes / 1e9:.1f} GB of memory, more than the "
+                    f"{self.budget_bytes / 1e9:.1f} GB budget (EXBERT_MEMORY_BUDGET). Use a smaller model, or raise "
+                    "the budget on a machine that has the memory.")
+        if self.disk_bytes * 1.1 > self.free_disk_bytes:
+            return (f"The corpus would take about {self.disk_bytes / 1e9:.1f} GB on disk; only "
+                    f"{self.free_disk_bytes / 1e9:.1f} GB are free. Use a shorter text.")
+        return None
+
+    def summary(self) -> str:
+        """One sentence for a reader: tokens, time, disk, memory."""
+        return (f"about {self.tokens:,} tokens: {format_seconds(self.seconds)} on a 2-core CPU, "
+                f"{self.disk_bytes / 1e6:,.0f} MB on disk, {self.memory_bytes / 1e6:,.0f} MB of memory while it runs")
+
+
+# Measured by scripts/benchmark.py (build section) on the project's 2-core machine; a model's
+# speed scales with its parameters per token (its non-embedding weights).
+PARSE_CHARS_PER_S = 60_000
+MODEL_PARAM_TOKENS_PER_S = 21e6 * 2_400  # MiniLM: 21M non-embedding weights, ~2,400 tokens/s
+METADATA_BYTES_PER_TOKEN = 130
+
+
+def bytes_per_token(info: ModelInfo) -> int:
+    """Disk per indexed token: every layer's codes (embeddings 6 bits, heads 8 bits) + metadata."""
+    embedding = -(-info.hidden * 6 // 8)
+    return (info.layers + 1) * embedding + info.layers * info.heads * info.head_dim + METADATA_BYTES_PER_TOKEN
+
+
+def estimate(loaded: LoadedModel, text_chars: int, out_dir: Path, options: BuildOptions = BuildOptions()) -> BuildEstimate:
+    """Time, disk and memory of building ``text_chars`` characters of text with ``loaded``."""
+    tokens = int(text_chars / CHARS_PER_TOKEN)
+    weights = sum(p.numel() for p in loaded.model.parameters())
+    embedding = loaded.model.get_input_embeddings().weight.numel()
+    sampled = tokens * (1 + min(1.0, max(SAMPLE_MIN / max(tokens, 1), SAMPLE_SHARE)))
+    seconds = text_chars / PARSE_CHARS_PER_S * 1.1 + sampled * max(weights - embedding, 1) / MODEL_PARAM_TOKENS_PER_S
+    batch = options.tokens_per_batch(loaded.info) * embed._ACTIVATION_BYTES_PER_WIDTH * max(
+        loaded.info.hidden, loaded.info.heads * loaded.info.head_dim)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return BuildEstimate(
+        tokens=tokens,
+        seconds=seconds,
+        disk_bytes=tokens * bytes_per_token(loaded.info),
+        memory_bytes=weights * 4 + batch,
+        budget_bytes=memory.budget_bytes(),
+        free_disk_bytes=shutil.disk_usage(out_dir).free,
+    )
+
+
 def build(
-    text: str,
+    text: str | Sequence[str],
     name: str,
     out_dir: Path,
     loaded: LoadedModel,
@@ -86,7 +150,8 @@ def build(
     progress: Progress | None = None,
     nlp: spacy.language.Language | None = None,
 ) -> Path:
-    """Build corpus ``name`` from ``text`` under ``out_dir`` and return its folder.
+    """Build corpus ``name`` from ``text`` (one text, or many documents, e.g. from
+:mod:`exbert_core.corpus.inputs`) under ``out_dir`` and return its folder.
 
     An existing corpus of that name is replaced only once the new one is complete. A partial
     build of the same text, model and options is resumed; any other partial build is discarded.
@@ -106,11 +171,12 @@ def build(
 
 
 def _build_locked(
-    text: str, name: str, out_dir: Path, loaded: LoadedModel, source: dict, options: BuildOptions,
+    text: str | Sequence[str], name: str, out_dir: Path, loaded: LoadedModel, source: dict, options: BuildOptions,
     report: Progress, nlp: spacy.language.Language,
 ) -> Path:
     started = time.perf_counter()
-    paragraphs = corpus_text.paragraphs(text)
+    documents = [text] if isinstance(text, str) else text
+    paragraphs = [p for document in documents for p in corpus_text.paragraphs(document)]
     if not paragraphs:
         raise BuildError("The text has no sentences to index.")
     partial = out_dir / f"{name}.partial"
@@ -129,24 +195,16 @@ def _build_locked(
     pieces = _shard_pieces(paragraphs, options.shard_tokens)
     total_chars = sum(len(p) for piece in pieces for p in piece)
     done_chars = 0
-    first_token = first_sentence = 0
-    entries = []
     for index, piece in enumerate(pieces):
         folder = partial / shard_dir(index)
         if not (folder / MANIFEST).is_file():
-            _build_shard(folder, piece, index, loaded, nlp, ranges, quantiser_sha, options, report,
-                         first_token, first_sentence, (done_chars, total_chars))
-        shard = ShardManifest.read(folder, name, "")
-        if (shard.first_token, shard.first_sentence) != (first_token, first_sentence):
-            raise BuildError(f"Shard {index} of the partial build does not follow the previous one; "
-                             f"delete {partial} and build again.")
-        entries.append({"dir": folder.name, "tokens": shard.tokens, "sentences": shard.sentences,
-                        "first_token": first_token, "first_sentence": first_sentence,
-                        "manifest_sha256": sha256(folder / MANIFEST)})
-        first_token += shard.tokens
-        first_sentence += shard.sentences
+            work = parse_shard(folder, piece, loaded, nlp, options,
+                               _parse_progress(report, index, done_chars, total_chars))
+            embed_shard(work, index, loaded, ranges, quantiser_sha, options, report)
         done_chars += sum(len(p) for p in piece)
-    if first_token == 0:
+    entries = shard_entries(partial, name, len(pieces))
+    tokens, sentences = sum(e["tokens"] for e in entries), sum(e["sentences"] for e in entries)
+    if tokens == 0:
         shutil.rmtree(partial, ignore_errors=True)
         raise BuildError("The text has no word to index (only white space, punctuation marks the model "
                          "does not keep, or invisible characters).")
@@ -165,8 +223,8 @@ def _build_locked(
         head_dim=loaded.info.head_dim,
         spacy=pipeline_name(nlp),
         codes=dict(CODES),
-        tokens=first_token,
-        sentences=first_sentence,
+        tokens=tokens,
+        sentences=sentences,
         shards=entries,
         files={QUANTISER: file_entry(ranges_path)},
         source=source,
@@ -179,8 +237,8 @@ def _build_locked(
     final = out_dir / name
     atomic.replace_dir(partial, final)
     memory.KEPT.drop(("corpus", str(final.resolve())))
-    report(Step("done", f"Built corpus '{name}': {first_token:,} tokens in {len(entries)} shard(s)"))
-    log.info("Built corpus %s: %d tokens, %d shards in %.1f s", name, first_token, len(entries),
+    report(Step("done", f"Built corpus '{name}': {tokens:,} tokens in {len(entries)} shard(s)"))
+    log.info("Built corpus %s: %d tokens, %d shards in %.1f s", name, tokens, len(entries),
              time.perf_counter() - started)
     return final
 
@@ -264,29 +322,56 @@ def _indexed_positions(sentence: EncodedSentence) -> np.ndarray:
     return np.array([p for p, s in enumerate(sentence.special) if not s], dtype=np.int64)
 
 
-def _build_shard(
-    folder: Path, piece: list[str], index: int, loaded: LoadedModel, nlp: spacy.language.Language,
-    ranges: dict[str, np.ndarray], quantiser_sha: str, options: BuildOptions, report: Progress,
-    first_token: int, first_sentence: int, chars: tuple[int, int],
-) -> None:
-    """Parse, index and write shard ``index`` from ``piece`` (its paragraphs) into ``folder``."""
-    work = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
-    done_chars, total_chars = chars
+def shard_entries(partial: Path, name: str, count: int) -> list[dict]:
+    """The corpus manifest's list of the ``count`` finished shards in ``partial``, with the global
+    offsets of their first token and sentence."""
+    entries, token, sentence = [], 0, 0
+    for index in range(count):
+        folder = partial / shard_dir(index)
+        shard = ShardManifest.read(folder, name, f"Delete {partial} and build again.")
+        entries.append({"dir": folder.name, "tokens": shard.tokens, "sentences": shard.sentences,
+                        "first_token": token, "first_sentence": sentence,
+                        "manifest_sha256": sha256(folder / MANIFEST)})
+        token += shard.tokens
+        sentence += shard.sentences
+    return entries
 
+
+def _parse_progress(report: Progress, index: int, done_chars: int, total_chars: int):
     def parsed(done: int, _total: int) -> None:
         report(Step("parse", f"Parsing sentences with spaCy (shard {index + 1})", done_chars + done,
                     total_chars, "characters"))
+    return parsed
 
+
+def parse_shard(
+    folder: Path, piece: list[str], loaded: LoadedModel, nlp: spacy.language.Language, options: BuildOptions,
+    parsed: Callable[[int, int], None] | None = None,
+) -> Path:
+    """First stage of a shard (spaCy, CPU): parse ``piece`` (its paragraphs), tokenize for the model,
+    and write ``sentences.parquet`` and ``tokens.parquet`` into ``<folder>.partial``; returns it."""
+    work = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     sentences = [e for s in corpus_text.annotated_sentences("\n\n".join(piece), nlp, parsed)
                  for e in corpus_text.encode(loaded, s, options.max_tokens)]
-    keep = [_indexed_positions(e) for e in sentences]
-    counts = np.array([len(k) for k in keep], dtype=np.int64)
-    first_row = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(counts) else counts
-    n = int(counts.sum())
     _write_metadata(work, sentences, loaded)
+    return work
 
+
+def embed_shard(
+    work: Path, index: int, loaded: LoadedModel, ranges: dict[str, np.ndarray], quantiser_sha: str,
+    options: BuildOptions, report: Progress = ignore,
+) -> Path:
+    """Second stage of a shard (the model): run the model over the parsed sentences in ``work``,
+    write every layer's codes and the shard manifest, and rename ``work`` into place."""
+    sentences = pq.read_table(work / SENTENCES, columns=["ids"]).column("ids").to_pylist()
+    tokens = pq.read_table(work / TOKENS, columns=["sentence_id", "position"])
+    sentence_of = tokens.column("sentence_id").to_numpy()
+    positions = tokens.column("position").to_numpy().astype(np.int64)
+    start = np.searchsorted(sentence_of, np.arange(len(sentences) + 1), side="left")
+    keep = [positions[start[i] : start[i + 1]] for i in range(len(sentences))]
+    n = len(positions)
     info = loaded.info
     writers = {}
     for layer in range(info.layers + 1):
@@ -297,26 +382,28 @@ def _build_shard(
                 work / index_file(layer, "heads"), CODES["heads"], ranges[f"heads_{layer:02d}"], n * info.heads)
     sink = embed.ShardCodes(writers, n, info.heads)
     rate, done = Rate(), 0
+    report(Step("embed", f"Running the model over shard {index + 1}", 0, n, "tokens"))
 
-    def step(tokens: int) -> None:
+    def step(count: int) -> None:
         nonlocal done
-        done += tokens
+        done += count
         speed = rate.per_second(done)
         extra = f" · {speed:,.0f} tokens/s · {format_seconds(rate.eta(done, n))} left" if speed else ""
         report(Step("embed", f"Running the model over shard {index + 1}{extra}", done, n, "tokens"))
 
     try:
-        embed.run(loaded, [e.ids for e in sentences], keep, first_row, sink, options.tokens_per_batch(info), step)
+        embed.run(loaded, sentences, keep, start[:-1].astype(np.int64), sink, options.tokens_per_batch(info), step)
     finally:
         sink.close()
     shard = ShardManifest(
-        format_version=FORMAT_VERSION, corpus=folder.parent.name.removesuffix(".partial"), index=index,
-        tokens=n, sentences=len(sentences), first_token=first_token, first_sentence=first_sentence,
-        quantiser_sha256=quantiser_sha,
+        format_version=FORMAT_VERSION, corpus=work.parent.name.removesuffix(".partial"), index=index,
+        tokens=n, sentences=len(sentences), quantiser_sha256=quantiser_sha,
         files={p.name: file_entry(p) for p in sorted(work.iterdir())},
     )
     atomic.write_text(work / MANIFEST, shard.to_json())
-    work.rename(folder)
+    final = work.with_name(work.name.removesuffix(".partial"))
+    work.rename(final)
+    return final
 
 
 TOKEN_COLUMNS: dict[str, pa.DataType] = {

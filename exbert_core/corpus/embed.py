@@ -75,7 +75,7 @@ def run(
 
     for group in forward.length_batches([len(s) for s in sequences], token_budget):
         input_ids, mask = forward.pad([sequences[i] for i in group], loaded)
-        with loaded.lock:
+        with loaded.lock, forward.fused_attention(loaded):
             one_batch(input_ids, mask, group)
         if step:
             step(sum(len(keep[i]) for i in group))

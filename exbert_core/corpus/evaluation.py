@@ -76,6 +76,15 @@ def recall_at_k(exact: np.ndarray, found: np.ndarray, queries: np.ndarray, k: in
     return float(np.mean(hits))
 
 
+def keep_heads(vector: np.ndarray, heads: tuple[int, ...], n_heads: int) -> np.ndarray:
+    """A copy of one head vector ``[n_heads * head_dim]`` with only ``heads`` kept."""
+    out = np.zeros_like(vector)
+    dim = vector.shape[0] // n_heads
+    for h in heads:
+        out[h * dim : (h + 1) * dim] = vector[h * dim : (h + 1) * dim]
+    return out
+
+
 def head_subset_queries(vectors: np.ndarray, heads: int, subset: int, rng: np.random.Generator) -> np.ndarray:
     """Copies of head vectors ``[q, heads * head_dim]`` with a random subset of heads kept."""
     out = np.zeros_like(vectors)

@@ -187,8 +187,6 @@ class ShardManifest:
     index: int
     tokens: int
     sentences: int
-    first_token: int
-    first_sentence: int
     quantiser_sha256: str
     files: dict
 

@@ -34,6 +34,7 @@ from exbert_core.corpus.manifest import (
     SENTENCES,
     TOKENS,
     CorpusManifest,
+    ShardEntry,
     ShardManifest,
     index_file,
     sha256,
@@ -57,16 +58,17 @@ class Shard:
     path: Path
     manifest: ShardManifest
     corpus: CorpusManifest
+    entry: ShardEntry
     _mapped: dict[tuple[str, int], codes.MappedIndex] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def first_token(self) -> int:
-        return self.manifest.first_token
+        return self.entry.first_token
 
     @property
     def first_sentence(self) -> int:
-        return self.manifest.first_sentence
+        return self.entry.first_sentence
 
     @property
     def rows(self) -> int:
@@ -283,10 +285,9 @@ def load(name_or_dir: str) -> Corpus:
         if sha256(folder / MANIFEST) != entry.manifest_sha256:
             raise CorpusError(f"Corpus '{name}': the manifest of shard {entry.dir} is corrupted. {hint}")
         shard = ShardManifest.read(folder, name, hint)
-        if (shard.tokens, shard.sentences, shard.first_token, shard.first_sentence) != (
-                entry.tokens, entry.sentences, entry.first_token, entry.first_sentence):
+        if (shard.tokens, shard.sentences, shard.index) != (entry.tokens, entry.sentences, len(shards)):
             raise CorpusError(f"Corpus '{name}': shard {entry.dir} does not match the corpus manifest. {hint}")
         if shard.quantiser_sha256 != quantiser.get("sha256"):
             raise CorpusError(f"Corpus '{name}': shard {entry.dir} was built with another quantiser. {hint}")
-        shards.append(Shard(folder, shard, manifest))
+        shards.append(Shard(folder, shard, manifest, entry))
     return Corpus(path, manifest, shards)

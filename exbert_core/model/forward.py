@@ -7,6 +7,7 @@ vectors, concatenated, i.e. exBERT's head embedding before normalisation.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -241,6 +242,24 @@ def attention_at(loaded: LoadedModel, input_ids: torch.Tensor, attention_mask: t
     if not captured or captured[0] is None:
         raise RuntimeError(f"{loaded.info.name} returned no attention weights (it needs eager attention)")
     return captured[0]
+
+
+@contextlib.contextmanager
+def fused_attention(loaded: LoadedModel) -> Iterator[None]:
+    """Run the model with PyTorch's fused attention (no attention weights materialised, flash
+    kernels on a GPU) inside the block, then back to eager attention, which the attention view
+    needs. Hold ``loaded.lock`` around it: the switch is seen by every user of the model."""
+    model = loaded.model
+    before = model.config._attn_implementation
+    try:
+        model.set_attn_implementation("sdpa")
+    except (ValueError, ImportError, AttributeError):  # a family without SDPA support stays eager
+        yield
+        return
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(before)
 
 
 def stream_layers(

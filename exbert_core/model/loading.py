@@ -131,6 +131,18 @@ def load(name: str = DEFAULT_MODEL, progress: Progress | None = None) -> LoadedM
     return _assemble(name, model, tokenizer)
 
 
+def move_to_device(loaded: LoadedModel, device: str = "auto") -> str:
+    """Put the model on ``device`` (``auto``: the GPU when torch sees one, else the CPU) for a
+    build; returns the device used. The app keeps its shared models on the CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("--device cuda: no GPU is visible to PyTorch (this PyTorch may be the CPU build).")
+    with loaded.lock:
+        loaded.model.to(device)
+    return device
+
+
 def from_parts(name: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> LoadedModel:
     """Wrap an already built model (e.g. a tiny one made from a config in tests)."""
     model.config._attn_implementation = "eager"

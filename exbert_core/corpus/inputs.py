@@ -1,0 +1,198 @@
+"""Reading the texts of a corpus from the formats people keep them in: a UTF-8 text file, a folder
+of ``.txt`` files, JSON Lines, CSV and Parquet files (a text column), or a Hugging Face data set
+(online only).
+
+Bad rows (empty, binary, not UTF-8, not text) are counted and skipped, never fatal; the
+:class:`InputReport` says how many of each were skipped so the user can check their data.
+Nothing here limits the size of an input: the 20 MB upload limit belongs to the app.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from exbert_core.errors import InvalidText
+
+log = logging.getLogger(__name__)
+
+TABLE_SUFFIXES = (".jsonl", ".csv", ".parquet")
+DEFAULT_TEXT_COLUMN = "text"
+CHARS_PER_TOKEN = 4.2  # as in build.CHARS_PER_TOKEN: for --max-tokens-total before any model runs
+
+
+@dataclass
+class InputReport:
+    """What was read: documents kept, and rows skipped by reason."""
+
+    files: int = 0
+    kept: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def summary(self) -> str:
+        skipped = ", ".join(f"{n:,} {reason}" for reason, n in sorted(self.skipped.items()))
+        return (f"{self.kept:,} texts from {self.files:,} file(s)"
+                + (f"; skipped {skipped}" if skipped else "; nothing skipped"))
+
+
+def _keep(value: object, report: InputReport) -> str | None:
+    """``value`` as a clean text, or None (counted) for what cannot be one."""
+    if value is None:
+        report.skip("empty")
+        return None
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            report.skip("not UTF-8")
+            return None
+    if not isinstance(value, str):
+        report.skip("not text")
+        return None
+    if "\x00" in value:
+        report.skip("binary")
+        return None
+    text = value.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        report.skip("empty")
+        return None
+    report.kept += 1
+    return text
+
+
+def _jsonl(path: Path, column: str, report: InputReport) -> Iterator[str]:
+    with path.open("rb") as f:
+        for raw in f:
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                report.skip("unreadable line")
+                continue
+            if not isinstance(row, dict) or column not in row:
+                report.skip(f"no '{column}' field")
+                continue
+            text = _keep(row[column], report)
+            if text is not None:
+                yield text
+
+
+def _csv(path: Path, column: str, report: InputReport) -> Iterator[str]:
+    csv.field_size_limit(1 << 30)
+    with path.open("rb") as raw:
+        stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+        try:
+            reader = csv.DictReader(stream)
+            if reader.fieldnames is None or column not in reader.fieldnames:
+                raise InvalidText(f"{path.name}: no column '{column}' (columns: {', '.join(reader.fieldnames or [])}). "
+                                  "Name the text column with --text-column.")
+            for row in reader:
+                text = _keep(row.get(column), report)
+                if text is not None:
+                    yield text
+        except UnicodeDecodeError as err:
+            report.skip("not UTF-8")
+            log.warning("%s: stopped at a non-UTF-8 byte (offset %d)", path.name, err.start)
+        except csv.Error as err:
+            report.skip("unreadable line")
+            log.warning("%s: %s", path.name, err)
+
+
+def _parquet(path: Path, column: str, report: InputReport) -> Iterator[str]:
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise InvalidText(f"{path.name} is not a readable Parquet file ({err}).") from err
+    if column not in parquet.schema_arrow.names:
+        raise InvalidText(f"{path.name}: no column '{column}' (columns: {', '.join(parquet.schema_arrow.names)}). "
+                          "Name the text column with --text-column.")
+    for batch in parquet.iter_batches(columns=[column], batch_size=2048):
+        for value in batch.column(0).to_pylist():
+            text = _keep(value, report)
+            if text is not None:
+                yield text
+
+
+def _text_file(path: Path, report: InputReport) -> Iterator[str]:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise InvalidText(f"{path.name} cannot be read ({err}).") from err
+    text = _keep(data, report)
+    if text is not None:
+        yield text
+
+
+def read(path: Path, *, text_column: str = DEFAULT_TEXT_COLUMN, max_tokens_total: int | None = None,
+         report: InputReport | None = None) -> Iterator[str]:
+    """The texts of ``path``: a ``.txt`` file, a ``.jsonl``/``.csv``/``.parquet`` file (column
+    ``text_column``), or a folder of such files (sorted by name, recursively). Stops after about
+    ``max_tokens_total`` tokens (estimated from characters) when given."""
+    report = report if report is not None else InputReport()
+    path = Path(path).expanduser()
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", *TABLE_SUFFIXES))
+        if not files:
+            raise InvalidText(f"{path} holds no .txt, .jsonl, .csv or .parquet file.")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise InvalidText(f"No file or folder at {path}.")
+    budget = None if max_tokens_total is None else max_tokens_total * CHARS_PER_TOKEN
+    used = 0.0
+    for file in files:
+        report.files += 1
+        suffix = file.suffix.lower()
+        texts = (_jsonl(file, text_column, report) if suffix == ".jsonl" else
+                 _csv(file, text_column, report) if suffix == ".csv" else
+                 _parquet(file, text_column, report) if suffix == ".parquet" else
+                 _text_file(file, report))
+        for text in texts:
+            yield text
+            used += len(text)
+            if budget is not None and used >= budget:
+                return
+
+
+def hugging_face(name: str, config: str | None, split: str, *, text_column: str = DEFAULT_TEXT_COLUMN,
+                 max_tokens_total: int | None = None, report: InputReport | None = None) -> Iterator[str]:
+    """The texts of a Hugging Face data set split, read from the hub's Parquet conversion
+    (``refs/convert/parquet``) with pyarrow: needs internet, no extra package."""
+    from huggingface_hub import HfFileSystem
+
+    from exbert_core.model.loading import hub_reachable
+
+    if not hub_reachable():
+        raise InvalidText(f"The data set '{name}' is on the Hugging Face hub, which cannot be reached from here. "
+                          "Download its files and build from them with --input.")
+    fs = HfFileSystem()
+    pattern = f"datasets/{name}@~parquet/{config or 'default'}/{split}/*.parquet"
+    files = sorted(fs.glob(pattern))
+    if not files:
+        raise InvalidText(f"No Parquet files for data set '{name}', config '{config}', split '{split}' ({pattern}).")
+    report = report if report is not None else InputReport()
+    budget = None if max_tokens_total is None else max_tokens_total * CHARS_PER_TOKEN
+    used = 0.0
+    for file in files:
+        report.files += 1
+        with fs.open(file, "rb") as f:
+            table = pq.read_table(f, columns=[text_column])
+        for value in table.column(0).to_pylist():
+            text = _keep(value, report)
+            if text is not None:
+                yield text
+                used += len(text)
+                if budget is not None and used >= budget:
+                    return
