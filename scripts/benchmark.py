@@ -177,17 +177,10 @@ def _pad(ids, k):
 
 def _search_codes(corpus, kind, query, subset, n_heads):
     """The store's own scan over every shard (what search() does before reading metadata)."""
-    from exbert_core.corpus import scan
+    from exbert_core.corpus import search
 
-    parts = []
-    for shard in corpus.shards:
-        mapped = shard.index(kind, SEARCH_LAYER)
-        if kind == "embedding":
-            s, ids = scan.embedding_top_k(mapped, query, K)
-        else:
-            s, ids = scan.heads_top_k(mapped, shard.rows, query.reshape(n_heads, -1), subset, K)
-        parts.append((s, ids + shard.first_token))
-    return scan.merge(parts, K)
+    q = query if kind == "embedding" else query.reshape(n_heads, -1)
+    return search.top_k_rows(corpus, kind, SEARCH_LAYER, q, subset, K)
 
 
 BUILD_CODE = """

@@ -1,9 +1,12 @@
 """Build an annotated reference corpus for search.
 
-    python scripts/build_corpus.py (--source NAME | --text FILE) --name NAME [--model MODEL] [--out DIR]
+    python scripts/build_corpus.py (--source NAME | --text FILE | --input PATH | --hf-dataset NAME)
+        --name NAME [--model MODEL] [--out DIR] [--shard-tokens N] [--engine local|ray [--address ADDR]]
 
-Sources: alice (default corpus), moby-dick, brown, wizard-of-oz (needs internet), or any UTF-8
-text file. Corpora go to DIR/NAME (default: the data dir's corpora/ folder).
+Sources: alice (default corpus), moby-dick, brown, wizard-of-oz (needs internet); any UTF-8 text
+file; a folder of .txt files, or .jsonl / .csv / .parquet files (their --text-column); or, online,
+a Hugging Face data set. Corpora go to DIR/NAME (default: the data dir's corpora/ folder).
+Interrupted builds resume: run the same command again.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import _cli
 def main() -> int:
     from tqdm import tqdm
 
-    from exbert_core.corpus import build, sources, store
+    from exbert_core.corpus import build, inputs, ray_build, sources, store
+    from exbert_core.errors import InvalidText
     from exbert_core.model import loading
     from exbert_core.paths import corpora_dir
 
@@ -26,6 +30,17 @@ def main() -> int:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--source", choices=list(sources.SOURCES), help="a named source text")
     what.add_argument("--text", type=Path, help="a UTF-8 text file of your own")
+    what.add_argument("--input", type=Path, help="a folder of .txt files, or a .jsonl, .csv or .parquet file")
+    what.add_argument("--hf-dataset", help="a Hugging Face data set (needs internet), e.g. wikitext")
+    parser.add_argument("--hf-config", default=None, help="its configuration, e.g. wikitext-103-raw-v1")
+    parser.add_argument("--split", default="train", help="its split (default %(default)s)")
+    parser.add_argument("--text-column", default="text", help="the text column of tables (default %(default)s)")
+    parser.add_argument("--max-tokens-total", type=int, default=None,
+                        help="take only about this many tokens of the input (a sample)")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="build in this process (default) or with Ray Data")
+    parser.add_argument("--address", default=None, help="the Ray cluster to build on (default: a local one)")
+    parser.add_argument("--workers", type=int, default=None, help="Ray actors per stage (default: the CPUs)")
     parser.add_argument("--name", required=True, help="corpus name: letters, digits, - and _")
     parser.add_argument("--model", default=loading.DEFAULT_MODEL)
     parser.add_argument("--out", type=Path, default=None, help="folder to put the corpus in")
@@ -37,11 +52,25 @@ def main() -> int:
                         help="run the model on a GPU when there is one (auto), or force one")
     args = parser.parse_args()
 
+    report = inputs.InputReport()
     if args.source:
         path = sources.fetch_source(args.source, progress=lambda msg: print(msg, file=sys.stderr))
         text, source = path.read_text(encoding="utf-8"), {"name": path.stem}
-    else:
+    elif args.text:
         text, source = sources.read_user_text(args.text), {"file": args.text.name}
+    elif args.input:
+        text = list(inputs.read(args.input, text_column=args.text_column, max_tokens_total=args.max_tokens_total,
+                                report=report))
+        source = {"input": str(args.input), "read": report.summary()}
+        print(f"Read {report.summary()}", file=sys.stderr)
+    else:
+        text = list(inputs.hugging_face(args.hf_dataset, args.hf_config, args.split, text_column=args.text_column,
+                                        max_tokens_total=args.max_tokens_total, report=report))
+        source = {"hf_dataset": args.hf_dataset, "config": args.hf_config, "split": args.split,
+                  "read": report.summary()}
+        print(f"Read {report.summary()}", file=sys.stderr)
+    if not text:
+        raise InvalidText("The input holds no text to build a corpus from.")
     loaded = loading.load(args.model, progress=lambda msg, _f: print(msg, file=sys.stderr))
     device = loading.move_to_device(loaded, args.device)
     print(f"Running {loaded.info.name} on {device}", file=sys.stderr)
@@ -62,8 +91,10 @@ def main() -> int:
             bar.close()
 
     options = build.BuildOptions(max_tokens=args.max_tokens, shard_tokens=args.shard_tokens)
+    engine = ray_build.engine(args.address, args.workers, args.device) if args.engine == "ray" else None
     folder = build.build(
-        text, args.name, args.out or corpora_dir(), loaded, source=source, options=options, progress=progress
+        text, args.name, args.out or corpora_dir(), loaded, source=source, options=options, progress=progress,
+        engine=engine,
     )
     m = store.load(str(folder)).manifest
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

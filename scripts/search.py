@@ -36,9 +36,15 @@ def main() -> int:
     parser.add_argument("--model", default=None, help="default: the corpus's model")
     parser.add_argument("--context", type=int, default=3, help="tokens of context each side")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--address", default=None,
+                        help="search through Ray actors on this cluster ('local' starts one on this machine)")
     args = parser.parse_args()
 
     reference = corpus.load(args.corpus)
+    if args.address:
+        from exbert_core.corpus import serve
+
+        serve.serve(reference, None if args.address == "local" else args.address)
     loaded = loading.load(args.model or reference.manifest.model)
     result = analysis.analyze(loaded, args.sentence, args.mask, logit_lens=False)
     found = search.search(reference, loaded, result, args.position, args.layer, args.by, args.heads, args.k)

@@ -71,9 +71,10 @@ class BuildOptions:
     batch_bytes: int | None = None
     seed: int = 0
 
-    def tokens_per_batch(self, info: ModelInfo) -> int:
-        share = self.batch_bytes or memory.budget_bytes() // 8
-        return embed.batch_tokens(info, share)
+    def rows_per_batch(self, info: ModelInfo) -> int:
+        """Sentences per forward batch: one batch's activations take about ``batch_bytes`` (default
+        an eighth of the memory budget) even when every sentence is ``max_tokens`` long."""
+        return embed.rows_per_batch(info, self.batch_bytes or memory.budget_bytes() // 8, self.max_tokens)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def estimate(loaded: LoadedModel, text_chars: int, out_dir: Path, options: Build
     embedding = loaded.model.get_input_embeddings().weight.numel()
     sampled = tokens * (1 + min(1.0, max(SAMPLE_MIN / max(tokens, 1), SAMPLE_SHARE)))
     seconds = text_chars / PARSE_CHARS_PER_S * 1.1 + sampled * max(weights - embedding, 1) / MODEL_PARAM_TOKENS_PER_S
-    batch = options.tokens_per_batch(loaded.info) * embed._ACTIVATION_BYTES_PER_WIDTH * max(
+    batch = options.rows_per_batch(loaded.info) * options.max_tokens * embed._ACTIVATION_BYTES_PER_WIDTH * max(
         loaded.info.hidden, loaded.info.heads * loaded.info.head_dim)
     out_dir.mkdir(parents=True, exist_ok=True)
     return BuildEstimate(
@@ -149,6 +150,7 @@ def build(
     options: BuildOptions = BuildOptions(),
     progress: Progress | None = None,
     nlp: spacy.language.Language | None = None,
+    engine: ShardEngine | None = None,
 ) -> Path:
     """Build corpus ``name`` from ``text`` (one text, or many documents, e.g. from
 :mod:`exbert_core.corpus.inputs`) under ``out_dir`` and return its folder.
@@ -167,12 +169,12 @@ def build(
     out_dir.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(str(out_dir / f"{name}.lock")):
         _remove_stale_partials(out_dir, name)
-        return _build_locked(text, name, out_dir, loaded, source or {}, options, report, nlp or load_spacy())
+        return _build_locked(text, name, out_dir, loaded, source or {}, options, report, nlp or load_spacy(), engine)
 
 
 def _build_locked(
     text: str | Sequence[str], name: str, out_dir: Path, loaded: LoadedModel, source: dict, options: BuildOptions,
-    report: Progress, nlp: spacy.language.Language,
+    report: Progress, nlp: spacy.language.Language, engine: ShardEngine | None,
 ) -> Path:
     started = time.perf_counter()
     documents = [text] if isinstance(text, str) else text
@@ -193,15 +195,8 @@ def _build_locked(
     quantiser_sha = sha256(ranges_path)
 
     pieces = _shard_pieces(paragraphs, options.shard_tokens)
-    total_chars = sum(len(p) for piece in pieces for p in piece)
-    done_chars = 0
-    for index, piece in enumerate(pieces):
-        folder = partial / shard_dir(index)
-        if not (folder / MANIFEST).is_file():
-            work = parse_shard(folder, piece, loaded, nlp, options,
-                               _parse_progress(report, index, done_chars, total_chars))
-            embed_shard(work, index, loaded, ranges, quantiser_sha, options, report)
-        done_chars += sum(len(p) for p in piece)
+    missing = {i: piece for i, piece in enumerate(pieces) if not (partial / shard_dir(i) / MANIFEST).is_file()}
+    (engine or local_engine)(partial, missing, loaded, nlp, ranges, quantiser_sha, options, report)
     entries = shard_entries(partial, name, len(pieces))
     tokens, sentences = sum(e["tokens"] for e in entries), sum(e["sentences"] for e in entries)
     if tokens == 0:
@@ -241,6 +236,26 @@ def _build_locked(
     log.info("Built corpus %s: %d tokens, %d shards in %.1f s", name, tokens, len(entries),
              time.perf_counter() - started)
     return final
+
+
+ShardEngine = Callable[[Path, dict[int, list[str]], LoadedModel, spacy.language.Language, dict[str, np.ndarray],
+                        str, "BuildOptions", Progress], None]
+"""Builds the missing shards ``{index: paragraphs}`` of a partial build: (partial folder, missing
+shards, model, spaCy, quantiser ranges, quantiser checksum, options, progress)."""
+
+
+def local_engine(
+    partial: Path, missing: dict[int, list[str]], loaded: LoadedModel, nlp: spacy.language.Language,
+    ranges: dict[str, np.ndarray], quantiser_sha: str, options: BuildOptions, report: Progress,
+) -> None:
+    """Build the missing shards one after the other in this process."""
+    total_chars = sum(len(p) for piece in missing.values() for p in piece)
+    done_chars = 0
+    for index, piece in missing.items():
+        work = parse_shard(partial / shard_dir(index), piece, loaded, nlp, options,
+                           _parse_progress(report, index, done_chars, total_chars))
+        embed_shard(work, index, loaded, ranges, quantiser_sha, options, report)
+        done_chars += sum(len(p) for p in piece)
 
 
 def _plan(paragraphs: list[str], loaded: LoadedModel, options: BuildOptions, spacy_name: str) -> dict:
@@ -310,7 +325,7 @@ def _sample_ranges(
     keep = [_indexed_positions(e) for e in sentences]
     stats = embed.RangeStats(loaded.info)
     embed.run(loaded, [e.ids for e in sentences], keep, np.zeros(len(sentences), np.int64), stats,
-              options.tokens_per_batch(loaded.info))
+              options.rows_per_batch(loaded.info))
     if not stats.low:
         raise BuildError("The text has no word to index (only white space, punctuation marks the model "
                          "does not keep, or invisible characters).")
@@ -392,7 +407,7 @@ def embed_shard(
         report(Step("embed", f"Running the model over shard {index + 1}{extra}", done, n, "tokens"))
 
     try:
-        embed.run(loaded, sentences, keep, start[:-1].astype(np.int64), sink, options.tokens_per_batch(info), step)
+        embed.run(loaded, sentences, keep, start[:-1].astype(np.int64), sink, options.rows_per_batch(info), step)
     finally:
         sink.close()
     shard = ShardManifest(

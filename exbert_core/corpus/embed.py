@@ -8,6 +8,7 @@ corpus's length nor on the model's depth.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -32,6 +33,11 @@ def batch_tokens(info: ModelInfo, activation_bytes: int) -> int:
     return int(np.clip(activation_bytes // per_token, MIN_BATCH_TOKENS, MAX_BATCH_TOKENS))
 
 
+def rows_per_batch(info: ModelInfo, activation_bytes: int, max_tokens: int) -> int:
+    """Sentences per batch: a batch of the longest sentences (``max_tokens``) fits the bytes."""
+    return max(1, batch_tokens(info, activation_bytes) // max_tokens)
+
+
 class LayerSink(Protocol):
     """Receives unit search vectors of the indexed tokens, layer by layer."""
 
@@ -48,12 +54,19 @@ def run(
     keep: Sequence[np.ndarray],
     first_row: np.ndarray,
     sink: LayerSink,
-    token_budget: int,
+    rows_per_batch: int,
     step: Callable[[int], None] | None = None,
 ) -> None:
     """Run the model over ``sequences`` (token ids) and send the vectors of the positions
     ``keep[i]`` of sequence i, as rows ``first_row[i]..first_row[i] + len(keep[i])``, to ``sink``.
-    ``step(tokens)`` after each batch, with the number of indexed tokens it covered."""
+    ``step(tokens)`` after each batch, with the number of indexed tokens it covered.
+
+    Every batch has exactly ``rows_per_batch`` rows (the last is filled with one-token dummies):
+    CPU matrix kernels are chosen by the number of rows, and with it fixed a sentence's vectors
+    are the same bit for bit whatever shares its batch, so a corpus cut into shards gets the very
+    codes of its one-shard build. On a GPU the build uses fused attention (no attention weights
+    materialised), whose kernels depend on the padded width: codes then agree up to quantisation
+    noise. On a CPU it keeps eager attention, which is batch-invariant."""
     info = loaded.info
     device = next(loaded.model.parameters()).device
 
@@ -73,9 +86,13 @@ def run(
 
         forward.stream_layers(loaded, input_ids.to(device), mask.to(device), on_hidden, on_context)
 
-    for group in forward.length_batches([len(s) for s in sequences], token_budget):
-        input_ids, mask = forward.pad([sequences[i] for i in group], loaded)
-        with loaded.lock, forward.fused_attention(loaded):
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    dummy = [sequences[order[0]][0]] if sequences else []
+    for start in range(0, len(order), rows_per_batch):
+        group = order[start : start + rows_per_batch]
+        batch = [sequences[i] for i in group] + [dummy] * (rows_per_batch - len(group))
+        input_ids, mask = forward.pad(batch, loaded)
+        with loaded.lock, (forward.fused_attention(loaded) if device.type == "cuda" else contextlib.nullcontext()):
             one_batch(input_ids, mask, group)
         if step:
             step(sum(len(keep[i]) for i in group))

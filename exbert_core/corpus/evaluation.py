@@ -55,7 +55,7 @@ def exact_vectors(corpus: Corpus, loaded: LoadedModel, kind: str, layer: int) ->
         positions = shard.tokens().column("position").to_numpy().astype(np.int64)
         start = shard.sentence_start()
         keep = [positions[start[i] : start[i + 1]] for i in range(len(ids))]
-        embed.run(loaded, ids, keep, shard.first_token + start[:-1].astype(np.int64), Collect(), 8192)
+        embed.run(loaded, ids, keep, shard.first_token + start[:-1].astype(np.int64), Collect(), 32)
     return out
 
 

@@ -63,6 +63,8 @@ def rebuild_hint(name: str, source: dict | None = None, model: str | None = None
         origin = f"--text {source['file']}"
     elif isinstance(source.get("input"), str) and source["input"]:
         origin = f"--input {source['input']}"
+    elif isinstance(source.get("hf_dataset"), str) and source["hf_dataset"]:
+        origin = f"--hf-dataset {source['hf_dataset']}" + (f" --hf-config {source['config']}" if source.get("config") else "")
     else:
         origin = "--text YOUR_TEXT.txt"
     return (f"Rebuild it on the app's Corpora page, or: python scripts/build_corpus.py {origin} "

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import faiss
 import numpy as np
@@ -59,24 +60,38 @@ def merge(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.nd
     return scores[order], ids[order]
 
 
-def embedding_top_k(mapped: MappedIndex, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k rows by cosine with the unit ``query`` ``[hidden]``."""
-    q = np.ascontiguousarray(query, dtype=np.float32)
-    n = mapped.index.ntotal
-    jobs = [POOL.submit(_faiss_range, mapped.index, q, k, lo, hi) for lo, hi in _ranges(0, n)]
-    return merge([j.result() for j in jobs], k)
+Job = Callable[[], tuple[np.ndarray, np.ndarray]]
 
 
-def heads_top_k(mapped: MappedIndex, rows: int, query: np.ndarray, heads: Sequence[int], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k rows by the sum over ``heads`` of per-head cosines; ``query`` ``[n_heads, head_dim]``
-    holds unit vectors per head. Reads ``len(heads) / n_heads`` of the layer's codes."""
+def jobs(mapped: MappedIndex, kind: str, rows: int, query: np.ndarray, heads: Sequence[int], k: int) -> list[Job]:
+    """The scans that find the top-k rows of one shard's codes, to run in parallel; each returns
+    (scores, shard rows). ``query``: a unit embedding ``[hidden]``, or unit vectors per head
+    ``[n_heads, head_dim]`` of which ``heads`` are used (a head query reads only their codes)."""
+    if kind == "embedding":
+        q = np.ascontiguousarray(query, dtype=np.float32)
+        return [partial(_faiss_range, mapped.index, q, k, lo, hi) for lo, hi in _ranges(0, rows)]
     if len(heads) == 1:
         h = heads[0]
         q = np.ascontiguousarray(query[h], dtype=np.float32)
-        jobs = [POOL.submit(_faiss_range, mapped.index, q, k, lo, hi) for lo, hi in _ranges(h * rows, (h + 1) * rows)]
-        scores, ids = merge([j.result() for j in jobs], k)
-        return scores, ids - h * rows
-    return _summed_top_k(mapped, rows, query, heads, k)
+
+        def one_head(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+            scores, ids = _faiss_range(mapped.index, q, k, lo, hi)
+            return scores, ids - h * rows
+
+        return [partial(one_head, lo, hi) for lo, hi in _ranges(h * rows, (h + 1) * rows)]
+    return [partial(_summed_top_k, mapped, rows, query, tuple(heads), k)]
+
+
+def run(work: Sequence[Job]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Run scan jobs on the scan threads (faiss and torch release the GIL), in order."""
+    if len(work) == 1:
+        return [work[0]()]
+    return [f.result() for f in [POOL.submit(job) for job in work]]
+
+
+def top_k(mapped: MappedIndex, kind: str, rows: int, query: np.ndarray, heads: Sequence[int], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k rows of one shard (see :func:`jobs`): sums of per-head cosines for heads."""
+    return merge(run(jobs(mapped, kind, rows, query, heads, k)), k)
 
 
 def _summed_top_k(mapped: MappedIndex, rows: int, query: np.ndarray, heads: Sequence[int], k: int) -> tuple[np.ndarray, np.ndarray]:

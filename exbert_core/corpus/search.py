@@ -119,14 +119,7 @@ def search(
     query = query_vector(analysis, position, layer, kind, chosen if kind == "heads" else range(loaded.info.heads))
     if progress and any((kind, layer) not in s._mapped for s in corpus.shards):
         progress(f"Opening layer {layer} of corpus '{corpus.name}'")
-    jobs = []
-    for shard in corpus.shards:
-        mapped = shard.index(kind, layer)
-        if kind == "embedding":
-            jobs.append((shard, scan.embedding_top_k(mapped, query, k)))
-        else:
-            jobs.append((shard, scan.heads_top_k(mapped, shard.rows, query, chosen, k)))
-    scores, rows = scan.merge([(s, ids + shard.first_token) for shard, (s, ids) in jobs], k)
+    scores, rows = top_k_rows(corpus, kind, layer, query, chosen, k)
     if kind == "heads":
         scores = scores / len(chosen)  # sum of per-head cosines -> mean cosine
     meta = corpus.token_rows(rows)
@@ -143,6 +136,21 @@ def search(
         matches.append(Match(sentence_id=sid, sentence=corpus.sentence_text(sid), token=token, score=float(score),
                              max_attention=att, context=tuple(context)))
     return SearchResult(layer, kind, tuple(chosen), k, position, tuple(matches))
+
+
+def top_k_rows(corpus: Corpus, kind: str, layer: int, query: np.ndarray, heads: Sequence[int], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top-k (scores, global token rows) over every shard: the shards' scans run in
+    parallel on this machine, or on the Ray actors serving them when the corpus is served
+    (:mod:`exbert_core.corpus.serve`)."""
+    if corpus.server is not None:
+        return corpus.server.top_k(kind, layer, query, tuple(heads), k)
+    work, offsets = [], []
+    for shard in corpus.shards:
+        shard_jobs = scan.jobs(shard.index(kind, layer), kind, shard.rows, query, heads, k)
+        work += shard_jobs
+        offsets += [shard.first_token] * len(shard_jobs)
+    parts = scan.run(work)
+    return scan.merge([(s, ids + offset) for (s, ids), offset in zip(parts, offsets)], k)
 
 
 def _corpus_tokens(meta: dict[str, list], rows: np.ndarray) -> list[CorpusToken]:

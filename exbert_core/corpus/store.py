@@ -19,6 +19,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -145,6 +146,8 @@ class Corpus:
     path: Path
     manifest: CorpusManifest
     shards: list[Shard]
+    # Ray actors that scan the shards (exbert_core.corpus.serve), or None: scanned in this process.
+    server: Any = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
