@@ -21,7 +21,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import spacy
 
-from exbert_core import atomic, memory
+from exbert_core import atomic, memory, runtime
 from exbert_core.corpus import codes, embed, names, text as corpus_text
 from exbert_core.corpus.manifest import (
     CODES,
@@ -166,6 +166,9 @@ def build(
     if options.shard_tokens < 1000:
         raise BuildError(f"shard_tokens must be at least 1000, got {options.shard_tokens}.")
     report = progress or ignore
+    # Per-batch arrays of a few MB would otherwise come from the heap, which glibc seldom gives
+    # back: without this the process's memory creeps up with the number of batches.
+    runtime.return_freed_memory()
     out_dir.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(str(out_dir / f"{name}.lock")):
         _remove_stale_partials(out_dir, name)
@@ -368,9 +371,12 @@ def parse_shard(
     work = folder.with_name(folder.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    sentences = [e for s in corpus_text.annotated_sentences("\n\n".join(piece), nlp, parsed)
-                 for e in corpus_text.encode(loaded, s, options.max_tokens)]
-    _write_metadata(work, sentences, loaded)
+    encoded = (e for s in corpus_text.annotated_sentences("\n\n".join(piece), nlp, parsed)
+               for e in corpus_text.encode(loaded, s, options.max_tokens))
+    # spaCy's vocabulary keeps every new word it sees; the zone frees them after the shard (our
+    # annotations are plain strings already), so parsing many shards does not grow memory.
+    with nlp.memory_zone():
+        _write_metadata(work, encoded, loaded)
     return work
 
 
@@ -380,7 +386,9 @@ def embed_shard(
 ) -> Path:
     """Second stage of a shard (the model): run the model over the parsed sentences in ``work``,
     write every layer's codes and the shard manifest, and rename ``work`` into place."""
-    sentences = pq.read_table(work / SENTENCES, columns=["ids"]).column("ids").to_pylist()
+    ids = pq.read_table(work / SENTENCES, columns=["ids"]).column("ids").combine_chunks()
+    flat, offsets = ids.values.to_numpy(), ids.offsets.to_numpy()  # 4 bytes per token, not Python lists
+    sentences = [flat[offsets[i] : offsets[i + 1]] for i in range(len(ids))]
     tokens = pq.read_table(work / TOKENS, columns=["sentence_id", "position"])
     sentence_of = tokens.column("sentence_id").to_numpy()
     positions = tokens.column("position").to_numpy().astype(np.int64)
@@ -442,14 +450,29 @@ _TOKEN_SCHEMA = pa.schema(list(TOKEN_COLUMNS.items()))
 _SENTENCE_SCHEMA = pa.schema([("sentence_id", pa.int32()), ("text", pa.string()), ("ids", pa.list_(pa.int32()))])
 
 
-def _write_metadata(folder: Path, encoded: list[EncodedSentence], loaded: LoadedModel) -> None:
+def _write_metadata(folder: Path, encoded: Iterable[EncodedSentence], loaded: LoadedModel) -> None:
     """``sentences.parquet`` and ``tokens.parquet`` (one row per indexed token, in row order),
-    written in row groups so memory holds one group of columns at a time."""
+    streamed in row groups: memory holds one group of sentences at a time, whatever the shard's size."""
     with pq.ParquetWriter(folder / SENTENCES, _SENTENCE_SCHEMA, compression="zstd") as sentences, \
             pq.ParquetWriter(folder / TOKENS, _TOKEN_SCHEMA, compression="zstd") as tokens:
         columns: dict[str, list] = {c: [] for c in TOKEN_COLUMNS}
-        start = 0
-        for sid, enc in enumerate(encoded):
+        group: list[EncodedSentence] = []
+        first = 0
+
+        def flush() -> None:
+            nonlocal columns, group, first
+            tokens.write_table(pa.table(columns, schema=_TOKEN_SCHEMA))
+            sentences.write_table(pa.table({
+                "sentence_id": pa.array(range(first, first + len(group)), pa.int32()),
+                "text": [e.sentence.text for e in group],
+                "ids": pa.array([list(e.ids) for e in group], pa.list_(pa.int32())),
+            }, schema=_SENTENCE_SCHEMA))
+            first += len(group)
+            columns, group = {c: [] for c in TOKEN_COLUMNS}, []
+
+        for enc in encoded:
+            sid = first + len(group)
+            group.append(enc)
             texts = loaded.tokenizer.convert_ids_to_tokens(list(enc.ids))
             for position, word_index in enumerate(enc.word_of):
                 if enc.special[position]:
@@ -466,17 +489,10 @@ def _write_metadata(folder: Path, encoded: list[EncodedSentence], loaded: Loaded
                     columns[key].append(getattr(word, key) if word else "")
                 columns["head"].append(word.head if word else -1)
                 columns["is_punct"].append(word.is_punct if word else False)
-            last = sid == len(encoded) - 1
-            if len(columns["sentence_id"]) >= METADATA_ROWS or last:
-                tokens.write_table(pa.table(columns, schema=_TOKEN_SCHEMA))
-                columns = {c: [] for c in TOKEN_COLUMNS}
-                group = encoded[start : sid + 1]
-                sentences.write_table(pa.table({
-                    "sentence_id": pa.array(range(start, sid + 1), pa.int32()),
-                    "text": [e.sentence.text for e in group],
-                    "ids": pa.array([list(e.ids) for e in group], pa.list_(pa.int32())),
-                }, schema=_SENTENCE_SCHEMA))
-                start = sid + 1
+            if len(columns["sentence_id"]) >= METADATA_ROWS:
+                flush()
+        if group or not first:
+            flush()
 
 
 def _remove_stale_partials(out_dir: Path, name: str) -> None:
