@@ -19,6 +19,7 @@ def main() -> int:
     from tqdm import tqdm
 
     from exbert_core.corpus import build, sources
+    from exbert_core.limits import MAX_TOKENS_CAP, MIN_SPLIT_TOKENS
     from exbert_core.model import loading
     from exbert_core.paths import corpora_dir
 
@@ -29,7 +30,7 @@ def main() -> int:
     parser.add_argument("--name", required=True, help="corpus name: letters, digits, - and _")
     parser.add_argument("--model", default=loading.DEFAULT_MODEL)
     parser.add_argument("--out", type=Path, default=None, help="folder to put the corpus in")
-    parser.add_argument("--max-tokens", type=int, default=build.DEFAULT_MAX_TOKENS,
+    parser.add_argument("--max-tokens", type=_cli.int_in(MIN_SPLIT_TOKENS, MAX_TOKENS_CAP), default=build.DEFAULT_MAX_TOKENS,
                         help="split sentences longer than this many model tokens")
     args = parser.parse_args()
 

