@@ -204,10 +204,10 @@ def _validated_source(name: str) -> str | Path:
 
 def _not_allowed(name: str) -> str:
     allowed = allowed_hub_models() or ()
-    enabled = f"the hub models enabled here are {', '.join(allowed)}" if allowed else "no hub model is enabled here"
+    enabled = f"the hub models enabled are {', '.join(allowed)}" if allowed else "no hub model is enabled"
     return (
-        f"The hub model '{name}' is not enabled on this installation ({enabled}; the offline models "
-        f"{', '.join(OFFLINE_MODELS)} always are). The operator can allow it in ${HUB_MODELS_ENV} "
+        f"Could not load '{name}': this installation does not enable it ({enabled}; the offline models "
+        f"{', '.join(OFFLINE_MODELS)} always work). The operator can allow it in ${HUB_MODELS_ENV} "
         "(comma-separated hub ids, or * for any)."
     )
 
