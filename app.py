@@ -18,6 +18,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import streamlit as st
 
+# Warm-up: every session runs this script in its own thread, and the pages import heavy modules
+# lazily (pyarrow imports pandas when a corpus is first read). A module another thread is still
+# importing sits half-initialised in sys.modules, and Plotly looks pandas up there without
+# importing it ("partially initialized module 'pandas' has no attribute 'Series'" for up to half
+# of 8 first visitors). An `import` waits for a module being imported elsewhere, so importing these
+# here, before any page runs, gives every session complete modules. pandas first: the others
+# use it.
+import pandas  # noqa: E402,F401
+import pyarrow.dataset  # noqa: E402,F401  (pyarrow.parquet reads through it; it imports pandas)
+import pyarrow.parquet  # noqa: E402,F401
+import narwhals  # noqa: E402,F401  (Plotly's dataframe checks)
+import plotly.graph_objects  # noqa: E402,F401
+import plotly.io  # noqa: E402,F401
+from exbert_core.corpus import catalog, search, store  # noqa: E402,F401  (FAISS)
+from exbert_core.model import analysis, annotate, loading  # noqa: E402,F401  (torch, transformers, spaCy)
+from exbert_core.views import figures, head_atlas, match_table, sweep, tables  # noqa: E402,F401
+
 from exbert_core.runtime import return_freed_memory
 
 log = logging.getLogger("exbert.app")

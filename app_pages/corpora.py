@@ -8,9 +8,8 @@ import streamlit as st
 
 from app_pages.common import build, controls
 from exbert_core.corpus import catalog, names as corpus_names, sources
+from exbert_core.limits import MAX_UPLOAD_MB
 from exbert_core.model.names import DEFAULT_MODEL
-
-MAX_UPLOAD_MB = sources.MAX_TEXT_BYTES // (1024 * 1024)
 
 view = controls.sidebar(analysis_controls=False)
 state = view.state

@@ -1,7 +1,10 @@
-"""Shared command-line plumbing: import path, logging, turning known errors into messages."""
+"""Shared command-line plumbing: import path, logging, numeric options checked against their
+ranges (``type=int_in(lo, hi)``, the bounds from ``exbert_core.limits``), turning known errors
+into messages."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from pathlib import Path
@@ -13,6 +16,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import os  # noqa: E402
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type=``: a whole number from ``lo`` to ``hi`` (inclusive; no upper bound
+    when None). Anything else stops the script with argparse's one-line error and exit code 2."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < lo or (hi is not None and value > hi):
+            span = f"from {lo:,} to {hi:,}" if hi is not None else f"at least {lo:,}"
+            raise argparse.ArgumentTypeError(f"{value:,} is out of range: give a number {span}")
+        return value
+
+    parse.__name__ = "number"  # argparse names the type in some messages
+    return parse
 
 
 def run_main(main: Callable[[], int]) -> None:

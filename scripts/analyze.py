@@ -7,23 +7,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import _cli
 
 
 def main() -> int:
-    from exbert_core.model import analysis, annotate, loading
-    from exbert_core.views import serialize
+    from exbert_core.limits import MAX_TOKENS_CAP, MAX_TOP_K
+    from exbert_core.model.names import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sentence", required=True)
-    parser.add_argument("--model", default=loading.DEFAULT_MODEL, help="minilm (default), smollm2, a hub id or a directory")
-    parser.add_argument("--mask", type=int, nargs="*", default=[], metavar="POS", help="token positions to mask")
-    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="minilm (default), smollm2, a hub id or a directory")
+    parser.add_argument("--mask", type=_cli.int_in(0, MAX_TOKENS_CAP - 1), nargs="*", default=[], metavar="POS",
+                        help="token positions to mask")
+    parser.add_argument("--top-k", type=_cli.int_in(1, MAX_TOP_K), default=5, help=f"predictions per token (1-{MAX_TOP_K})")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args()
+    args = parser.parse_args()  # before the heavy imports: a bad option answers at once
 
-    loaded = loading.load(args.model, progress=lambda msg, _f: print(msg, file=__import__("sys").stderr))
+    from exbert_core.model import analysis, annotate, loading
+    from exbert_core.views import serialize
+
+    loaded = loading.load(args.model, progress=lambda msg, _f: print(msg, file=sys.stderr))
     result = analysis.analyze(loaded, args.sentence, args.mask, top_k=args.top_k, logit_lens=False)
     data = serialize.analysis_dict(loaded.info, result, annotate.annotate_analysis(result))
     if args.json:

@@ -23,6 +23,7 @@ def main() -> int:
 
     from exbert_core.corpus import build, inputs, ray_build, sources, store
     from exbert_core.errors import InvalidText
+    from exbert_core.limits import MAX_TOKENS_CAP, MIN_SPLIT_TOKENS
     from exbert_core.model import loading
     from exbert_core.paths import corpora_dir
 
@@ -35,18 +36,18 @@ def main() -> int:
     parser.add_argument("--hf-config", default=None, help="its configuration, e.g. wikitext-103-raw-v1")
     parser.add_argument("--split", default="train", help="its split (default %(default)s)")
     parser.add_argument("--text-column", default="text", help="the text column of tables (default %(default)s)")
-    parser.add_argument("--max-tokens-total", type=int, default=None,
+    parser.add_argument("--max-tokens-total", type=_cli.int_in(1000, 10**12), default=None,
                         help="take only about this many tokens of the input (a sample)")
     parser.add_argument("--engine", choices=["local", "ray"], default="local",
                         help="build in this process (default) or with Ray Data")
     parser.add_argument("--address", default=None, help="the Ray cluster to build on (default: a local one)")
-    parser.add_argument("--workers", type=int, default=None, help="Ray actors per stage (default: the CPUs)")
+    parser.add_argument("--workers", type=_cli.int_in(1, 4096), default=None, help="Ray actors per stage (default: the CPUs)")
     parser.add_argument("--name", required=True, help="corpus name: letters, digits, - and _")
     parser.add_argument("--model", default=loading.DEFAULT_MODEL)
     parser.add_argument("--out", type=Path, default=None, help="folder to put the corpus in")
-    parser.add_argument("--max-tokens", type=int, default=build.DEFAULT_MAX_TOKENS,
+    parser.add_argument("--max-tokens", type=_cli.int_in(MIN_SPLIT_TOKENS, MAX_TOKENS_CAP), default=build.DEFAULT_MAX_TOKENS,
                         help="split sentences longer than this many model tokens")
-    parser.add_argument("--shard-tokens", type=int, default=build.DEFAULT_SHARD_TOKENS,
+    parser.add_argument("--shard-tokens", type=_cli.int_in(build.MIN_SHARD_TOKENS, 10**9), default=build.DEFAULT_SHARD_TOKENS,
                         help="about this many tokens per shard (default %(default)s)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="run the model on a GPU when there is one (auto), or force one")

@@ -13,19 +13,20 @@ import _cli
 
 
 def main() -> int:
+    from exbert_core.limits import MAX_ATLAS_SENTENCES
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--sentences", type=_cli.int_in(1, MAX_ATLAS_SENTENCES), default=1000,
+                        help=f"sample size (default 1000, at most {MAX_ATLAS_SENTENCES:,})")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()  # before the heavy imports: a bad option answers at once
+
     from tqdm import tqdm
 
     from exbert_core.corpus import store as corpus
     from exbert_core.model import loading
     from exbert_core.views import head_atlas
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", required=True)
-    parser.add_argument("--sentences", type=int, default=1000, help="sample size (default 1000)")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    if args.sentences < 1:
-        parser.error("--sentences must be at least 1")
 
     reference = corpus.load(args.corpus)
     loaded = loading.load(reference.manifest.model)

@@ -15,20 +15,23 @@ import _cli
 def main() -> int:
     from search import heads_list
 
-    from exbert_core.corpus import store as corpus
-    from exbert_core.model import analysis, loading
-    from exbert_core.views import sweep
+    from exbert_core.limits import MAX_K, MAX_TOKENS_CAP
 
+    position = _cli.int_in(0, MAX_TOKENS_CAP - 1)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--sentence", required=True)
-    parser.add_argument("--position", type=int, required=True)
-    parser.add_argument("--mask", type=int, nargs="*", default=[], metavar="POS")
+    parser.add_argument("--position", type=position, required=True, help="token position (specials counted)")
+    parser.add_argument("--mask", type=position, nargs="*", default=[], metavar="POS")
     parser.add_argument("--by", choices=["embedding", "heads"], default="embedding")
     parser.add_argument("--heads", type=heads_list, default=None)
-    parser.add_argument("--k", type=int, default=50)
+    parser.add_argument("--k", type=_cli.int_in(1, MAX_K), default=50, help=f"matches per layer (1-{MAX_K})")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args()  # before the heavy imports: a bad option answers at once
+
+    from exbert_core.corpus import store as corpus
+    from exbert_core.model import analysis, loading
+    from exbert_core.views import sweep
 
     reference = corpus.load(args.corpus)
     loaded = loading.load(reference.manifest.model)

@@ -21,20 +21,21 @@ def heads_list(text: str) -> list[int]:
 
 def main() -> int:
     from exbert_core.corpus import search, store as corpus
+    from exbert_core.limits import MAX_K, MAX_TOKENS_CAP
     from exbert_core.model import analysis, loading
     from exbert_core.views import serialize
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--sentence", required=True)
-    parser.add_argument("--position", type=int, required=True, help="token position (specials counted)")
-    parser.add_argument("--mask", type=int, nargs="*", default=[], metavar="POS")
-    parser.add_argument("--layer", type=int, required=True)
+    parser.add_argument("--position", type=_cli.int_in(0, MAX_TOKENS_CAP - 1), required=True, help="token position (specials counted)")
+    parser.add_argument("--mask", type=_cli.int_in(0, MAX_TOKENS_CAP - 1), nargs="*", default=[], metavar="POS")
+    parser.add_argument("--layer", type=_cli.int_in(0), required=True)
     parser.add_argument("--by", choices=["embedding", "heads"], default="embedding")
     parser.add_argument("--heads", type=heads_list, default=None, help="e.g. 0,3 (default: all)")
-    parser.add_argument("--k", type=int, default=50)
+    parser.add_argument("--k", type=_cli.int_in(1, MAX_K), default=50)
     parser.add_argument("--model", default=None, help="default: the corpus's model")
-    parser.add_argument("--context", type=int, default=3, help="tokens of context each side")
+    parser.add_argument("--context", type=_cli.int_in(0, MAX_TOKENS_CAP), default=3, help="tokens of context each side")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--address", default=None,
                         help="search through Ray actors on this cluster ('local' starts one on this machine)")

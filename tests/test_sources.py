@@ -77,7 +77,39 @@ def test_sources_table() -> None:
     assert next(iter(SOURCES)) == "alice"
     assert set(SOURCES) == {"alice", "moby-dick", "brown", "wizard-of-oz"}
     assert all(isinstance(desc, str) and "\n" not in desc for desc in SOURCES.values())
-    assert MAX_TEXT_BYTES == 20 * 1024 * 1024
+
+
+def test_upload_limit_is_one_number_in_one_unit() -> None:
+    """The browser's uploader, the server's setting, the core's check, the CLI's message and the
+    README all say the same limit: MAX_UPLOAD_MB megabytes of 1,000,000 bytes. (Streamlit's browser
+    uploader counts 1,000,000 bytes per MB on Linux and macOS; its server 1,048,576, so the core's
+    check is the one that decides.)"""
+    import tomllib
+
+    from streamlit.testing.v1 import AppTest
+
+    import app_support
+    from exbert_core.limits import MAX_UPLOAD_MB
+
+    assert MAX_TEXT_BYTES == MAX_UPLOAD_MB * 1_000_000
+    config = tomllib.loads((app_support.ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] == MAX_UPLOAD_MB
+    readme = (app_support.ROOT / "README.md").read_text(encoding="utf-8")
+    for phrase in (f"up to {MAX_UPLOAD_MB} MB", f"the {MAX_UPLOAD_MB} MB upload limit", f"{MAX_UPLOAD_MB} MB at most"):
+        assert phrase in readme
+    assert "MiB" not in readme
+    read_user_text(b"x" * MAX_TEXT_BYTES)  # exactly the limit is fine
+    with pytest.raises(InvalidText) as refused:
+        read_user_text(b"x" * (MAX_TEXT_BYTES + 1))
+    assert f"20.0 MB (20,000,001 bytes) is more than the {MAX_UPLOAD_MB} MB limit (20,000,000 bytes)" in str(refused.value)
+    # The corpora page's uploader: its label and the size the browser enforces.
+    app_support.ensure_alice()
+    with app_support.app_environment():
+        at = AppTest.from_file(str(app_support.APP), default_timeout=120).run()
+        at.switch_page("app_pages/corpora.py").run()
+    uploader = at.file_uploader(key="build_upload")
+    assert f"at most {MAX_UPLOAD_MB} MB" in uploader.label
+    assert uploader.proto.max_upload_size_mb == MAX_UPLOAD_MB
 
 
 def test_unknown_source_lists_known_names(fresh_data_dir: Path) -> None:

@@ -401,6 +401,9 @@ def _sentence_control(state: AppState) -> None:
 def _analyse(view: View, problems: list[str]) -> None:
     state = get_state()
     try:
+        if state.masks:  # masks are checked against the sentence's tokens before they are applied
+            plain, _ = cache.analysis(state.model, state.sentence, ())
+            state = _fitted(*app_state.fit_tokens(state, [t.text for t in plain.tokens], [t.special for t in plain.tokens]))
         view.analysis, view.words = cache.analysis(state.model, state.sentence, state.masks)
     except USER_ERRORS as err:
         problems.append(str(err))

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 128  # longer sentences are split at word boundaries (never dropped)
 DEFAULT_SHARD_TOKENS = 250_000
+MIN_SHARD_TOKENS = 1_000  # smaller shards cost more in files and merges than they save
 CHARS_PER_TOKEN = 4.2  # English prose with WordPiece or byte-level BPE (alice: 4.1, brown: 4.3)
 SAMPLE_SHARE, SAMPLE_MIN, SAMPLE_MAX = 0.1, 5_000, 50_000  # quantiser sample, in tokens
 PARTIAL_TTL_S = 24 * 3600  # abandoned partial builds of other names are removed after a day
@@ -161,10 +162,9 @@ def build(
     reason = names.problem(name)
     if reason:
         raise BuildError(f"Corpus name rejected: {reason}")
-    if not 8 <= options.max_tokens <= loaded.info.max_tokens:
-        raise BuildError(f"max_tokens must be in [8, {loaded.info.max_tokens}], got {options.max_tokens}.")
-    if options.shard_tokens < 1000:
-        raise BuildError(f"shard_tokens must be at least 1000, got {options.shard_tokens}.")
+    corpus_text.check_max_tokens(loaded, options.max_tokens)
+    if options.shard_tokens < MIN_SHARD_TOKENS:
+        raise BuildError(f"shard_tokens must be at least {MIN_SHARD_TOKENS:,}, got {options.shard_tokens:,}.")
     report = progress or ignore
     # Per-batch arrays of a few MB would otherwise come from the heap, which glibc seldom gives
     # back: without this the process's memory creeps up with the number of batches.

