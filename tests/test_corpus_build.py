@@ -198,3 +198,44 @@ def test_concurrent_builds_of_one_name_do_not_clobber_each_other(minilm, nlp, tm
     assert not errors
     assert corpus.load(str(tmp_path / "twice")).tokens.num_rows > 0
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock") == ["twice"]
+
+
+REPLACE_CHILD = """
+import sys
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from exbert_core.corpus import build
+from exbert_core.model import loading
+build.build({text!r}, "raced", Path({out!r}), loading.load("minilm"))
+print("built")
+"""
+
+
+def test_two_processes_building_one_name_at_once_both_finish(tmp_path):
+    """The file lock serialises them: no 'Directory not empty', and the result loads."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = REPLACE_CHILD.format(root=str(ROOT), text=SAMPLE_TEXT, out=str(tmp_path))
+    children = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+    outputs = [c.communicate(timeout=600) for c in children]
+    assert [c.returncode for c in children] == [0, 0], [o[1][-2000:] for o in outputs]
+    assert all("built" in o[0] for o in outputs)
+    assert corpus.load(str(tmp_path / "raced")).num_tokens > 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock") == ["raced"]
+
+
+def test_abandoned_partial_builds_of_other_names_are_cleaned(minilm, nlp, tmp_path):
+    import os
+    import time
+
+    old, fresh = tmp_path / "gone.partial", tmp_path / "recent.partial"
+    for folder in (old, fresh):
+        (folder / "shard-0000.partial").mkdir(parents=True)
+    day_ago = time.time() - build.PARTIAL_TTL_S - 60
+    os.utime(old, (day_ago, day_ago))
+    build.build("One sentence here.", "other", tmp_path, minilm, nlp=nlp)
+    assert not old.exists() and fresh.exists()  # a recent one may still be running elsewhere
