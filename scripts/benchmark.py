@@ -10,6 +10,8 @@
   queries with all heads, 2 heads, 1 head (targets: brown <= 50 ms warm, recall >= 0.95, one
   head <= 1/3 of all heads).
 - build: build time, tokens/s and peak RSS, each in a fresh process.
+- scale: build tokens/s in one process and with Ray Data (1 and 2 workers) on alice, search p50
+  over 1 vs 4 shards (moby-dick; brown with --brown), and the per-thread scan rate.
 - memory: the bounded-memory targets: peak RSS of building alice with smollm2 (<= 2 GB) and
   brown with MiniLM (<= 1.5 GB), of a full layer sweep on moby-dick vs alice (<= 1.25x, <= 1.5
   GB), and the time of a smollm2 search at a new layer (<= 3 s).
@@ -292,6 +294,76 @@ def bench_memory(with_brown: bool) -> None:
           + f"; peak {r.peak_rss_mb:,.0f} MB (target <= 3 s; before 45-52 s)")
 
 
+SCALE_BUILD_CODE = """
+import json, tempfile, time
+from pathlib import Path
+from exbert_core.corpus import build, ray_build, sources, store
+from exbert_core.model import loading
+loaded = loading.load("minilm")
+text = sources.fetch_source({source!r}).read_text(encoding="utf-8")
+engine = ray_build.engine(workers={workers}) if {workers} else None
+if engine:
+    ray_build.connect(num_cpus={workers})
+with tempfile.TemporaryDirectory() as out:
+    start = time.perf_counter()
+    folder = build.build(text, "scale", Path(out), loaded, options=build.BuildOptions(shard_tokens={shard_tokens}),
+                         engine=engine)
+    print(json.dumps({{"seconds": time.perf_counter() - start, "tokens": store.load(str(folder)).num_tokens}}))
+"""
+
+
+def bench_scale(source: str, search_source: str) -> None:
+    """Issue 10's figures: build tokens/s in one process and with Ray Data (1 and 2 workers),
+    search p50 over 1 vs 4 shards of one corpus, and the scan rate the README's projections use."""
+    import json
+
+    import numpy as np
+
+    import _measure
+    from exbert_core.corpus import build, search, sources, store
+    from exbert_core.model import analysis, loading
+    from exbert_core.paths import corpora_dir
+
+    print(f"\n== scale: building {source} in shards of 10k tokens, one process vs Ray Data (each run a fresh process) ==")
+    print(f"{'engine':<22}{'tokens':>9}{'seconds':>9}{'tokens/s':>10}{'peak RSS':>11}")
+    for label, workers in (("one process", 0), ("Ray, 1 worker", 1), ("Ray, 2 workers", 2)):
+        r = _measure.run(SCALE_BUILD_CODE.format(source=source, workers=workers, shard_tokens=10_000))
+        data = json.loads(r.output.strip().splitlines()[-1])
+        print(f"{label:<22}{data['tokens']:>9,}{data['seconds']:>9.1f}{data['tokens'] / data['seconds']:>10,.0f}"
+              f"{r.peak_rss_mb:>8,.0f} MB")
+
+    loaded = loading.load("minilm")
+    text = sources.fetch_source(search_source).read_text(encoding="utf-8")
+    corpora = {}
+    for shards in (1, 4):
+        name = f"{search_source}-{shards}-shards"
+        try:
+            corpora[shards] = store.load(name)
+        except Exception:
+            tokens = len(text) / build.CHARS_PER_TOKEN
+            options = build.BuildOptions(shard_tokens=int(tokens / shards) + 1 if shards > 1 else 10**9)
+            corpora[shards] = store.load(str(build.build(text, name, corpora_dir(), loaded, options=options)))
+    result = analysis.analyze(loaded, SENTENCE)
+    position = next(t.position for t in result.tokens if t.text == "escape")
+    print(f"\n== scale: search p50 over {search_source} in 1 vs 4 shards (k=50, layer {SEARCH_LAYER}, warm) ==")
+    for kind, heads in (("embedding", None), ("heads", None), ("heads", [3])):
+        row = []
+        for shards, corpus in corpora.items():
+            query = search.query_vector(result, position, SEARCH_LAYER, kind, heads or range(loaded.info.heads))
+            chosen = tuple(heads or range(loaded.info.heads))
+            t = _p50(lambda: search.top_k_rows(corpus, kind, SEARCH_LAYER, query, chosen, K), runs=20)
+            row.append(f"{len(corpus.shards)} shard(s) {t * 1000:.1f} ms")
+        label = kind if heads is None else f"{kind} {heads}"
+        print(f"{label:<16}" + "   ".join(row))
+    one = corpora[1]
+    mapped = one.shards[0].index("embedding", SEARCH_LAYER)
+    q = np.ones(mapped.index.d, np.float32) / np.sqrt(mapped.index.d)
+    single = _p50(lambda: mapped.index.search(q[None], K), runs=20)
+    rate = mapped.codes.nbytes / single / 1e9
+    print(f"scan rate of one thread over 6-bit embedding codes: {rate:.1f} GB/s "
+          f"({one.num_tokens:,} tokens x {mapped.codes.shape[1]} B in {single * 1000:.1f} ms)")
+
+
 def bench_views() -> None:
     from exbert_core.model import analysis, loading
     from exbert_core.views import head_atlas, sweep
@@ -327,7 +399,7 @@ def main() -> int:
     import faiss
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", default="analyze,storage,search,build,memory,views,app")
+    parser.add_argument("--sections", "--section", default="analyze,storage,search,build,memory,views,app")
     parser.add_argument("--brown", action="store_true", help="also the 1M-token brown corpus (slow)")
     args = parser.parse_args()
     faiss.omp_set_num_threads(2)
@@ -348,6 +420,8 @@ def main() -> int:
                     + ([("brown", "minilm")] if args.brown else []))
     if "memory" in sections:
         bench_memory(args.brown)
+    if "scale" in sections:
+        bench_scale("alice", "brown" if args.brown else "moby-dick")
     return 0
 
 
