@@ -239,3 +239,19 @@ def test_abandoned_partial_builds_of_other_names_are_cleaned(minilm, nlp, tmp_pa
     os.utime(old, (day_ago, day_ago))
     build.build("One sentence here.", "other", tmp_path, minilm, nlp=nlp)
     assert not old.exists() and fresh.exists()  # a recent one may still be running elsewhere
+
+
+def test_the_estimate_tells_tokens_disk_and_memory_and_refuses_what_does_not_fit(sample_corpus, minilm, monkeypatch, tmp_path):
+    from exbert_core.corpus import estimate
+
+    guess = estimate.estimate(minilm, len(SAMPLE_TEXT), tmp_path)
+    actual_bytes = sum(p.stat().st_size for p in sample_corpus.path.rglob("*") if p.is_file())
+    assert 0.5 < guess.tokens / sample_corpus.num_tokens < 2
+    assert 0.5 < guess.disk_bytes / actual_bytes < 2
+    assert guess.problem is None and "tokens" in guess.summary() and "MB on disk" in guess.summary()
+    assert guess.memory_bytes > sum(p.numel() for p in minilm.model.parameters()) * 4
+    monkeypatch.setenv("EXBERT_MEMORY_BUDGET", "60MB")
+    assert "EXBERT_MEMORY_BUDGET" in estimate.estimate(minilm, len(SAMPLE_TEXT), tmp_path).problem
+    monkeypatch.setenv("EXBERT_MEMORY_BUDGET", "2GB")
+    huge = estimate.estimate(minilm, 10**15, tmp_path)
+    assert "on disk" in huge.problem

@@ -33,6 +33,11 @@ def batch_tokens(info: ModelInfo, activation_bytes: int) -> int:
     return int(np.clip(activation_bytes // per_token, MIN_BATCH_TOKENS, MAX_BATCH_TOKENS))
 
 
+def activation_bytes(info: ModelInfo, tokens: int) -> int:
+    """Bytes of activations of a forward batch of ``tokens`` padded tokens."""
+    return tokens * _ACTIVATION_BYTES_PER_WIDTH * max(info.hidden, info.heads * info.head_dim)
+
+
 def rows_per_batch(info: ModelInfo, activation_bytes: int, max_tokens: int) -> int:
     """Sentences per batch: a batch of the longest sentences (``max_tokens``) fits the bytes."""
     return max(1, batch_tokens(info, activation_bytes) // max_tokens)

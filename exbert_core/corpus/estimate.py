@@ -1,0 +1,77 @@
+"""What a build will take, told before it starts: time, disk and memory for a model and a text,
+and whether it fits the memory budget and the free disk (the app refuses what does not)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from exbert_core import memory
+from exbert_core.corpus import embed
+from exbert_core.corpus.build import CHARS_PER_TOKEN, SAMPLE_MIN, SAMPLE_SHARE, BuildOptions
+from exbert_core.model.loading import LoadedModel, ModelInfo
+from exbert_core.progress import format_seconds
+
+
+@dataclass(frozen=True)
+class BuildEstimate:
+    """What a build of a text will take, told before it starts (figures from measurement on the
+    project's 2-core machine, see scripts/benchmark.py)."""
+
+    tokens: int
+    seconds: float
+    disk_bytes: int
+    memory_bytes: int  # what the build adds to the process: the model's weights and one batch
+    budget_bytes: int
+    free_disk_bytes: int
+
+    @property
+    def problem(self) -> str | None:
+        """Why the build would not fit (memory budget or free disk), or None."""
+        if self.memory_bytes > self.budget_bytes:
+            return (f"Building with this model needs about {self.memory_bytes / 1e9:.1f} GB of memory, more than the "
+                    f"{self.budget_bytes / 1e9:.1f} GB budget (EXBERT_MEMORY_BUDGET). Use a smaller model, or raise "
+                    "the budget on a machine that has the memory.")
+        if self.disk_bytes * 1.1 > self.free_disk_bytes:
+            return (f"The corpus would take about {self.disk_bytes / 1e9:.1f} GB on disk; only "
+                    f"{self.free_disk_bytes / 1e9:.1f} GB are free. Use a shorter text.")
+        return None
+
+    def summary(self) -> str:
+        """One sentence for a reader: tokens, time, disk, memory."""
+        return (f"about {self.tokens:,} tokens: {format_seconds(self.seconds)} on a 2-core CPU, "
+                f"{self.disk_bytes / 1e6:,.0f} MB on disk, {self.memory_bytes / 1e6:,.0f} MB of memory while it runs")
+
+
+# Measured by scripts/benchmark.py (build section) on the project's 2-core machine; a model's
+# speed scales with its parameters per token (its non-embedding weights).
+PARSE_CHARS_PER_S = 60_000
+MODEL_PARAM_TOKENS_PER_S = 21e6 * 2_400  # MiniLM: 21M non-embedding weights, ~2,400 tokens/s
+METADATA_BYTES_PER_TOKEN = 130
+
+
+def bytes_per_token(info: ModelInfo) -> int:
+    """Disk per indexed token: every layer's codes (embeddings 6 bits, heads 8 bits) + metadata."""
+    embedding = -(-info.hidden * 6 // 8)
+    return (info.layers + 1) * embedding + info.layers * info.heads * info.head_dim + METADATA_BYTES_PER_TOKEN
+
+
+def estimate(loaded: LoadedModel, text_chars: int, out_dir: Path, options: BuildOptions = BuildOptions()) -> BuildEstimate:
+    """Time, disk and memory of building ``text_chars`` characters of text with ``loaded``."""
+    tokens = int(text_chars / CHARS_PER_TOKEN)
+    weights = sum(p.numel() for p in loaded.model.parameters())
+    embedding = loaded.model.get_input_embeddings().weight.numel()
+    # The quantiser's sample is parsed and run once more: 10 % of the text, at least 5k tokens.
+    again = 1 + min(1.0, max(SAMPLE_MIN / max(tokens, 1), SAMPLE_SHARE))
+    seconds = again * (text_chars / PARSE_CHARS_PER_S + tokens * max(weights - embedding, 1) / MODEL_PARAM_TOKENS_PER_S)
+    batch = embed.activation_bytes(loaded.info, options.rows_per_batch(loaded.info) * options.max_tokens)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return BuildEstimate(
+        tokens=tokens,
+        seconds=seconds,
+        disk_bytes=tokens * bytes_per_token(loaded.info),
+        memory_bytes=weights * 4 + batch,
+        budget_bytes=memory.budget_bytes(),
+        free_disk_bytes=shutil.disk_usage(out_dir).free,
+    )
