@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from exbert_core.corpus import scan, vectors
-from exbert_core.corpus.store import Corpus
+from exbert_core.corpus.store import Corpus, Shard
 from exbert_core.limits import MAX_K
 from exbert_core.model import forward
 from exbert_core.model.analysis import Analysis, InputError, word_position
@@ -143,8 +143,14 @@ def top_k_rows(corpus: Corpus, kind: str, layer: int, query: np.ndarray, heads: 
     (:mod:`exbert_core.corpus.serve`)."""
     if corpus.server is not None:
         return corpus.server.top_k(kind, layer, query, tuple(heads), k)
+    return scan_shards(corpus.shards, kind, layer, query, heads, k)
+
+
+def scan_shards(shards: Sequence[Shard], kind: str, layer: int, query: np.ndarray, heads: Sequence[int],
+                k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top-k (scores, global token rows) of ``shards``, scanned in parallel threads."""
     work, offsets = [], []
-    for shard in corpus.shards:
+    for shard in shards:
         shard_jobs = scan.jobs(shard.index(kind, layer), kind, shard.rows, query, heads, k)
         work += shard_jobs
         offsets += [shard.first_token] * len(shard_jobs)

@@ -34,13 +34,9 @@ class _ShardServer:
         self.shards = [corpus.shards[i] for i in indices]
 
     def top_k(self, kind: str, layer: int, query: np.ndarray, heads: tuple[int, ...], k: int) -> tuple[np.ndarray, np.ndarray]:
-        work, offsets = [], []
-        for shard in self.shards:
-            jobs = scan.jobs(shard.index(kind, layer), kind, shard.rows, query, heads, k)
-            work += jobs
-            offsets += [shard.first_token] * len(jobs)
-        parts = scan.run(work)
-        return scan.merge([(s, ids + offset) for (s, ids), offset in zip(parts, offsets)], k)
+        from exbert_core.corpus.search import scan_shards
+
+        return scan_shards(self.shards, kind, layer, query, heads, k)
 
 
 @dataclass
