@@ -81,7 +81,8 @@ def _p50(fn, runs: int = 30) -> float:
 
 
 def ensure_corpus(source: str):
-    """Open corpus ``source`` from the data dir, building it first if needed (timed)."""
+    """Open corpus ``source`` from the data dir, building it first as one shard if needed (timed;
+    the scale section compares shard counts)."""
     from exbert_core.corpus import build, sources, store as corpus
     from exbert_core.model import loading
     from exbert_core.paths import corpora_dir
@@ -92,7 +93,8 @@ def ensure_corpus(source: str):
         loaded = loading.load("minilm")
         text = sources.fetch_source(source).read_text(encoding="utf-8")
         start = time.perf_counter()
-        build.build(text, source, corpora_dir(), loaded, source={"name": source})
+        build.build(text, source, corpora_dir(), loaded, source={"name": source},
+                    options=build.BuildOptions(shard_tokens=10**9))
         return corpus.load(source), time.perf_counter() - start
 
 
@@ -334,15 +336,14 @@ def bench_scale(source: str, search_source: str) -> None:
 
     loaded = loading.load("minilm")
     text = sources.fetch_source(search_source).read_text(encoding="utf-8")
-    corpora = {}
-    for shards in (1, 4):
-        name = f"{search_source}-{shards}-shards"
-        try:
-            corpora[shards] = store.load(name)
-        except Exception:
-            tokens = len(text) / build.CHARS_PER_TOKEN
-            options = build.BuildOptions(shard_tokens=int(tokens / shards) + 1 if shards > 1 else 10**9)
-            corpora[shards] = store.load(str(build.build(text, name, corpora_dir(), loaded, options=options)))
+
+    corpora = {1: ensure_corpus(search_source)[0]}
+    name = f"{search_source}-4-shards"
+    try:
+        corpora[4] = store.load(name)
+    except Exception:
+        options = build.BuildOptions(shard_tokens=int(corpora[1].num_tokens / 4) + 1)
+        corpora[4] = store.load(str(build.build(text, name, corpora_dir(), loaded, options=options)))
     result = analysis.analyze(loaded, SENTENCE)
     position = next(t.position for t in result.tokens if t.text == "escape")
     print(f"\n== scale: search p50 over {search_source} in 1 vs 4 shards (k=50, layer {SEARCH_LAYER}, warm) ==")
