@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import streamlit as st
 
+from app_pages.common import banner
 from exbert_core.runtime import return_freed_memory
 
 log = logging.getLogger("exbert.app")
@@ -36,6 +37,7 @@ page = st.navigation([
     st.Page("app_pages/corpora.py", title="Corpora", icon=":material/library_books:", url_path="corpora"),
 ])
 try:
+    banner.show()  # background work (corpus builds, a model's first preparation), above every page
     page.run()
 except Exception as err:  # the last net: a bug must not show a traceback to a reader
     log.exception("Unexpected error on page %s", page.title)

@@ -23,7 +23,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
-    loaded = loading.load(args.model, progress=lambda msg, _f: print(msg, file=__import__("sys").stderr))
+    loaded = loading.load(args.model, progress=lambda step: print(step.message, file=__import__("sys").stderr))
     result = analysis.analyze(loaded, args.sentence, args.mask, top_k=args.top_k, logit_lens=False)
     data = serialize.analysis_dict(loaded.info, result, annotate.annotate_analysis(result))
     if args.json:

