@@ -129,6 +129,9 @@ def test_the_banner_says_each_stage_in_its_own_units(tmp_path, minilm):
     assert "then the model reads every token" in parsing
     embedding = line(embed[0], None)
     assert f"of {embed[0].total:,.0f} tokens" in embedding and "3 s so far" in embedding
+    in_stage = plain(banner.describe(JobStatus("k", "Building", jobs.RUNNING, embed[0], time.time() - 30, None,
+                                               None, None, stages=(("parse", 28.0), ("embed", 2.0)))))
+    assert "2 s so far" in in_stage  # the step's own time, not the job's
 
 
 def test_corpora_page_keeps_corpora_read_only_and_names_uploads_by_their_text(fresh):

@@ -46,8 +46,8 @@ def describe(status: JobStatus) -> str:
         parts.append(f"{step.done:,.0f} of {step.total:,.0f} {md(step.unit)}{share}")
     if status.eta_s is not None:
         parts.append(f"about {format_seconds(status.eta_s)} left in this step")
-    else:
-        parts.append(f"{format_seconds(status.elapsed_s)} so far")
+    else:  # the time spent in this step (the job's own is in the title)
+        parts.append(f"{format_seconds(status.stages[-1][1] if status.stages else status.elapsed_s)} so far")
     if step.stage in NEXT_STAGE:
         parts.append(NEXT_STAGE[step.stage])
     return " · ".join(parts)
