@@ -6,8 +6,11 @@
   time to the first corpus matches, and the peak resident memory of the app process;
 - click: the server's CPU time (all its threads) for the rerun after a click on a token (until
   the new matches are drawn and the server is idle again), for several clicks;
-- concurrent: N fresh sessions (browser contexts) opening N different links at once on a warm
-  server: the seconds until each shows its first view (the attention chart);
+- concurrent: N fresh sessions (tabs of one Chromium) opening N different links at once on a
+  warm server: the seconds until each shows its first view (the attention chart);
+- server: the same N sessions without browsers (clients of Streamlit's websocket protocol): the
+  seconds until the server has sent each first view (the browsers' own CPU, 4-6 s a tab here,
+  runs on the same 2 cores in ``concurrent``);
 - profile: where a first view and a rerun spend their time (analysis, spaCy, search, max
   attention, figures, chart serialisation, HTML), from cProfile of the page script under
   Streamlit's AppTest.
@@ -128,6 +131,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+def descendants_cpu_seconds(exclude: int | None = None) -> float:
+    """CPU time of this process's live descendants (the browser's processes), but ``exclude``'s."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0.0, list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        if pid == exclude:
+            continue
+        try:
+            total += cpu_seconds(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+        todo.extend(children.get(pid, []))
+    return total
+
+
 def wait_quiet(pid: int, *, window: float = 0.6, below: float = 0.03, timeout: float = 60.0) -> None:
     """Wait until the process used less than ``below`` s of CPU during ``window`` s (its work
     for the last request is done, including what runs after the page looks finished)."""
@@ -220,6 +246,8 @@ def concurrent_first_views(base: str, pid: int | None = None, *, sessions: int =
     links = [link(base, LINK_SENTENCES[i % len(LINK_SENTENCES)], layer=str(LINK_LAYERS[i % len(LINK_LAYERS)]))
              for i in range(sessions)]
 
+    browser_cpu = [0.0]
+
     async def run() -> list[float]:
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
@@ -233,9 +261,55 @@ def concurrent_first_views(base: str, pid: int | None = None, *, sessions: int =
                     await page.wait_for_selector(ATTENTION_CHART, timeout=timeout * 1000)
                     return round(time.perf_counter() - started, 2)
 
-                return list(await asyncio.gather(*(open_one(pg, url) for pg, url in zip(pages, links))))
+                before = descendants_cpu_seconds(exclude=pid)
+                views = list(await asyncio.gather(*(open_one(pg, url) for pg, url in zip(pages, links))))
+                browser_cpu[0] = round(descendants_cpu_seconds(exclude=pid) - before, 1)
+                return views
             finally:
                 await browser.close()
+
+    cpu = cpu_seconds(pid) if pid else 0.0
+    load = os.getloadavg()[0]
+    views = asyncio.run(run())  # the browser's processes end with it: their CPU is read inside
+    return {"sessions": sessions, "first_view_s": views, "max_s": max(views),
+            "server_cpu_s": round(cpu_seconds(pid) - cpu, 1) if pid else None,
+            "browser_cpu_s": browser_cpu[0], "load_before": round(load, 1)}
+
+
+def concurrent_first_views_server(base: str, pid: int | None = None, *, sessions: int = 8,
+                                  timeout: float = 180.0) -> dict[str, Any]:
+    """Like :func:`concurrent_first_views`, without the browsers: ``sessions`` clients speak
+    Streamlit's own protocol (a websocket to ``/_stcore/stream``, protobuf messages) and time when
+    the server has sent each session's first view (the attention chart's element). Each stays
+    connected until its page run ends (a closed session would stop its run and spare the rest)."""
+    import websockets
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    queries = [link("", LINK_SENTENCES[i % len(LINK_SENTENCES)], layer=str(LINK_LAYERS[i % len(LINK_LAYERS)]))
+               .split("?", 1)[1] for i in range(sessions)]
+    url = base.replace("http://", "ws://") + "/_stcore/stream"
+
+    async def one(query: str, started: float) -> float:
+        async with websockets.connect(url, subprotocols=["streamlit"], max_size=None) as socket:
+            message = BackMsg()
+            message.rerun_script.query_string = query
+            await socket.send(message.SerializeToString())
+            shown = None
+            while True:
+                forward = ForwardMsg()
+                forward.ParseFromString(await asyncio.wait_for(socket.recv(), timeout))
+                kind = forward.WhichOneof("type")
+                if shown is None and kind == "delta" and forward.delta.WhichOneof("type") == "new_element":
+                    element = forward.delta.new_element
+                    if element.WhichOneof("type") == "plotly_chart" and "curves" in element.plotly_chart.id:
+                        shown = round(time.perf_counter() - started, 2)
+                if kind == "script_finished" and shown is not None:
+                    return shown
+
+    async def run() -> list[float]:
+        started = time.perf_counter()
+        return list(await asyncio.gather(*(one(query, started) for query in queries)))
 
     cpu = cpu_seconds(pid) if pid else 0.0
     views = asyncio.run(run())
@@ -358,8 +432,9 @@ def profile(query: dict[str, str] | None = None, click: int = 4) -> dict[str, di
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--measure", default="cold,click,concurrent",
-                        help="comma-separated: cold, click, concurrent, profile")
+    parser.add_argument("--measure", default="cold,click,concurrent,server",
+                        help="comma-separated: cold, click, concurrent (Chromium tabs), server (the same "
+                             "without browsers), profile")
     parser.add_argument("--url-query", default="", help="cold: query string of the link to open, e.g. layer=3")
     parser.add_argument("--sessions", type=int, default=8, help="concurrent: how many sessions")
     parser.add_argument("--json", action="store_true")
@@ -373,6 +448,8 @@ def main() -> int:
         result["click"] = {"cpu_s": clicks, "p50_s": statistics.median(clicks), "max_s": max(clicks)}
     if "concurrent" in measures:
         result["concurrent"] = served(concurrent_first_views, sessions=args.sessions)
+    if "server" in measures:
+        result["server"] = served(concurrent_first_views_server, sessions=args.sessions)
     if "profile" in measures:
         result["profile"] = profile()
     if args.json:

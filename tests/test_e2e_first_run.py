@@ -82,7 +82,8 @@ def test_first_run_builds_once_while_readers_click_and_a_second_tab_attaches(fre
             first.locator(".st-key-token_pick button", has_text="pub").first.click()
             expect(first.get_by_text("Selected: “pub”", exact=False)).to_be_visible()
             first.get_by_role("link", name="Corpora").click()
-            expect(first.get_by_role("heading", name="Corpora")).to_be_visible()
+            expect(first.get_by_role("heading", name="Build a corpus")).to_be_visible()
+            expect(first.get_by_text("No corpus is built yet")).to_be_visible()
             expect(banner).to_be_visible()
             expect(banner).to_be_in_viewport()
             screenshot(first, "e2e-first-run-corpora-1280")
@@ -105,6 +106,7 @@ def test_first_run_builds_once_while_readers_click_and_a_second_tab_attaches(fre
             screenshot(phone, "e2e-first-run-building-390")
             phone.goto(f"{base}/corpora")
             expect(phone.locator(BANNER)).to_be_visible()
+            expect(phone.get_by_role("heading", name="Build a corpus")).to_be_visible()
             screenshot(phone, "e2e-first-run-corpora-390")
             phone_context.close()  # three sessions polling are enough
 
@@ -120,10 +122,17 @@ def test_first_run_builds_once_while_readers_click_and_a_second_tab_attaches(fre
             first.wait_for_selector(app_probe.MATCHES_TABLE)
             assert "token=7" in first.evaluate("location.search")  # the click made while building stayed
             screenshot(second, "e2e-first-run-done-1280")
+            second.get_by_role("link", name="Corpora").click()
+            expect(second.locator(".st-key-corpora_table")).to_be_visible()
+            expect(second.get_by_text("Measured on this server: 'alice'", exact=False)).to_be_visible()
+            screenshot(second, "e2e-corpora-after-first-run-1280")
             phone = browser.new_context(viewport=PHONE).new_page()
             phone.goto(base)
             phone.wait_for_selector(app_probe.MATCHES_TABLE)
             screenshot(phone, "e2e-first-run-done-390")
+            phone.goto(f"{base}/corpora")
+            expect(phone.locator(".st-key-corpora_table")).to_be_visible()
+            screenshot(phone, "e2e-corpora-after-first-run-390")
         finally:
             browser.close()
     assert (root / "corpora" / "alice" / "manifest.json").is_file()

@@ -2,7 +2,8 @@
 
 Models and corpora are shared resources (``st.cache_resource``, one copy per server process);
 analyses and searches are values (``st.cache_data``, keyed by names, the sentence and the
-settings, and copied out to each session).
+settings, shared by every session of the server and copied out to each). A model's first
+preparation (SmolLM2's conversion) is a background job (``exbert_core.corpus.jobs``).
 """
 
 from __future__ import annotations
@@ -16,15 +17,13 @@ from exbert_core.corpus import jobs, search as core_search, store as core_corpus
 from exbert_core.corpus.search import SearchResult
 from exbert_core.corpus.store import Corpus
 from exbert_core.errors import ModelLoadError
-from exbert_core.progress import format_seconds
 from exbert_core.model import analysis as core_analysis, annotate, loading
 from exbert_core.model.analysis import Analysis, Candidate
 from exbert_core.model.annotate import WordAnnotation
+from exbert_core.progress import format_seconds
 from exbert_core.views import sweep as core_sweep
 
 TOP_K_PREDICTIONS = 10
-
-
 RETRY_AFTER_S = 60  # a failed preparation (e.g. no package index) is not retried on every rerun
 
 
