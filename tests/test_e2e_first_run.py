@@ -123,7 +123,7 @@ def test_first_run_builds_once_while_readers_click_and_a_second_tab_attaches(fre
             assert "token=7" in first.evaluate("location.search")  # the click made while building stayed
             screenshot(second, "e2e-first-run-done-1280")
             second.get_by_role("link", name="Corpora").click()
-            expect(second.locator(".st-key-corpora_table")).to_be_visible()
+            expect(second.locator(".st-key-corpora_list").get_by_text("Manifest of 'alice'")).to_be_visible()
             expect(second.get_by_text("Measured on this server: 'alice'", exact=False)).to_be_visible()
             screenshot(second, "e2e-corpora-after-first-run-1280")
             phone = browser.new_context(viewport=PHONE).new_page()
@@ -131,7 +131,7 @@ def test_first_run_builds_once_while_readers_click_and_a_second_tab_attaches(fre
             phone.wait_for_selector(app_probe.MATCHES_TABLE)
             screenshot(phone, "e2e-first-run-done-390")
             phone.goto(f"{base}/corpora")
-            expect(phone.locator(".st-key-corpora_table")).to_be_visible()
+            expect(phone.locator(".st-key-corpora_list").get_by_text("Manifest of 'alice'")).to_be_visible()
             screenshot(phone, "e2e-corpora-after-first-run-390")
         finally:
             browser.close()
