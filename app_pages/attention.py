@@ -209,7 +209,9 @@ st.caption(
 )
 
 search_stem = f"{state.model.split('/')[-1]}-{entry.name}-{view.layer_label()}-{query_word}"
-matches_tab, summary_tab = st.tabs([f"Matches ({len(result.matches)})", "Summary"])
+# Tabs with state: only the open tab's figures are built (a rerun builds 2 charts, not 9).
+matches_tab, summary_tab = st.tabs([f"Matches ({len(result.matches)})", "Summary"], key="result_tabs",
+                                   on_change="rerun")
 with matches_tab, st.container(key="matches"):
     tools = st.columns([2, 1, 1], vertical_alignment="bottom")
     width = tools[0].slider("Context shown (tokens each side)", 1, match_table.MAX_WIDTH, 1, key=K_CONTEXT)
@@ -221,6 +223,8 @@ with matches_tab, st.container(key="matches"):
     st.html(match_table.matches_html(result, width=width))
 
 with summary_tab:
+    if summary_tab.open is False:
+        st.stop()  # the last section of the page: nothing below to draw
     hist = summary.histograms(result)
     n = len(result.matches)
     everything = [label for side in hist.values() for feature, counts in side.items() if feature != "offset"
@@ -230,8 +234,11 @@ with summary_tab:
     with st.container(key="summary"):
         st.caption("Left: the matched tokens. Right: the tokens each match attends to most. Hover a bar "
                    "for its meaning and share.")
-        tabs = st.tabs(["Part of speech", "Grammatical role", "Named entity", "Offset"])
+        tabs = st.tabs(["Part of speech", "Grammatical role", "Named entity", "Offset"], key="summary_tabs",
+                       on_change="rerun")
         for tab, (feature, title) in zip(tabs, features.items()):
+            if tab.open is False:
+                continue
             with tab:
                 a, b = st.columns(2)
                 a.plotly_chart(figures.histogram(hist["matched"][feature], describe=describe,
@@ -244,10 +251,10 @@ with summary_tab:
                                                  color=figures.ATTENDED_COLOR),
                                config=controls.chart_config(f"{feature}-attended-{search_stem}"),
                                key=f"hist_attended_{feature}")
-        with tabs[-1]:
-            st.plotly_chart(figures.offset_histogram(hist["max_attention"]["offset"],
-                                                     title="Where the most-attended token sits, relative to the match"),
-                            config=controls.chart_config(f"offset-{search_stem}"), key="hist_offset")
+        if tabs[-1].open is not False:
+            tabs[-1].plotly_chart(figures.offset_histogram(hist["max_attention"]["offset"],
+                                                           title="Where the most-attended token sits, relative to the match"),
+                                  config=controls.chart_config(f"offset-{search_stem}"), key="hist_offset")
         st.download_button("Summary as CSV", match_table.rows_csv(tables.summary_rows(hist)),
                            file_name=f"exbert-{search_stem}-summary.csv", mime="text/csv", key="download_summary_csv",
                            icon=":material/download:", on_click="ignore")

@@ -1,4 +1,10 @@
-"""Corpora: the reference corpora on this machine, their manifests, and building new ones."""
+"""Corpora: the reference corpora on this machine, their manifests, and building new ones.
+
+Builds run in the background, one per corpus for the whole server (the banner at the top of every
+page shows them). What a visitor may build is the operator's choice
+(:mod:`exbert_core.corpus.policy`): existing corpora are read-only unless replacing is allowed,
+uploads get names nobody else can take, and a disk quota bounds what all builds may write.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages.common import build, controls
-from exbert_core.corpus import catalog, names as corpus_names, sources
+from app_pages.common import banner, build, controls
+from exbert_core.corpus import catalog, jobs, policy, sources
+from exbert_core.errors import USER_ERRORS
 from exbert_core.limits import MAX_UPLOAD_MB
-from exbert_core.model.names import DEFAULT_MODEL
+from exbert_core.progress import format_seconds
 
 view = controls.sidebar(analysis_controls=False)
 state = view.state
@@ -36,6 +43,7 @@ with st.container(key="corpora_list"):
                 "size (MB)": round(e.bytes / 1e6, 1),
                 "source": e.source,
                 "built": e.built.replace("T", " ")[:16],
+                "build": e.build_id,
             } for e in entries],
             hide_index=True, key="corpora_table",
         )
@@ -43,61 +51,101 @@ with st.container(key="corpora_list"):
             with st.expander(f"Manifest of '{e.name}'"):
                 st.json(e.manifest, expanded=1)
 
-
-def _checked_name(name: str, replace_key: str) -> str | None:
-    """The corpus name if it may be built (valid, and replacing only when confirmed)."""
-    problem = corpus_names.problem(name)
-    if problem:
-        st.error(problem)
-        return None
-    if catalog.entry_of(name) is not None and not st.session_state.get(replace_key):
-        st.error(f"A corpus named '{name}' exists. Tick “Replace it” to rebuild it, or pick another name.")
-        return None
-    return name
-
-
-def _built(name: str) -> None:
-    controls.set_state(corpus=name)
-    controls.note(f"Built corpus '{name}'; it is now the selected corpus.", kind="success")
-    st.rerun()
-
-
 st.markdown("### Build a corpus")
 if view.info is None:
     st.info("Load a model in the sidebar first: a corpus is built with the selected model.")
     st.stop()
+info = view.info
+
+
+def _measured_here() -> str:
+    """What earlier builds with this model took on this server (from their manifests)."""
+    done = [e for e in entries if e.fits(state.model) and e.manifest.get("build_seconds")]
+    if not done:
+        return ("It runs in the background: the banner at the top of every page shows its progress and "
+                "the time left, and you can keep using the app.")
+    e = max(done, key=lambda e: e.tokens)
+    seconds = float(e.manifest["build_seconds"])
+    return (f"Measured on this server: '{e.name}' ({e.tokens:,} tokens) took {format_seconds(seconds)} "
+            f"({e.tokens / seconds:,.0f} tokens/s). Builds run in the background (progress at the top "
+            "of every page).")
+
+
+try:
+    quota = policy.quota_bytes()
+except USER_ERRORS as err:
+    st.error(str(err))
+    st.stop()
 st.caption(
-    f"With the model selected in the sidebar: **{state.model}**. Alice in Wonderland (37k tokens) takes "
-    f"about 15 s with {DEFAULT_MODEL} on a laptop CPU, longer for bigger models and texts."
+    f"With the model selected in the sidebar: **{state.model}**. {_measured_here()} Corpora on this server "
+    f"use {policy.used_bytes() / 2**20:,.0f} MB of the {quota / 2**20:,.0f} MB allowed."
+    + ("" if policy.allow_replace() else " Existing corpora are kept as they are: a new build needs a new name.")
 )
+
+
+def _reserved() -> int:
+    return sum(s.reserved_bytes for s in jobs.running())
+
+
+def _start(name: str, text: str, *, exists: bool, replace: bool, source: str | None = None,
+           file_name: str | None = None) -> None:
+    """Check the build against the operator's policy, then start it (or join the one running)."""
+    running = jobs.status(name)
+    if running is not None and running.running:
+        banner.watch(running)
+        banner.select_when_built(name)
+        st.info(f"Corpus '{name}' is being built already (progress at the top of the page); it becomes "
+                "your corpus when it is done.")
+        return
+    try:
+        estimate = policy.check_build(name, exists=exists, replace=replace, characters=len(text), info=info,
+                                      reserved=_reserved())
+    except USER_ERRORS as err:
+        st.error(str(err))
+        return
+    build.start(name, state.model, source=source, text=text, file_name=file_name, select=True,
+                reserved_bytes=estimate)
+    st.rerun()  # the banner shows the build from the next run on
+
+
 named, upload = st.tabs(["From a named text", "From your text file"])
 with named:
     source = st.selectbox("Text", list(sources.SOURCES), format_func=lambda s: f"{s} · {sources.SOURCES[s]}",
                           key="build_source")
     suggested = catalog.default_corpus_name(state.model, source)
     name = (st.text_input("Corpus name", key="build_source_name", placeholder=suggested) or suggested).strip()
-    st.checkbox("Replace it if it exists", key="build_source_replace")
+    if policy.allow_replace():
+        st.checkbox("Replace it if it exists", key="build_source_replace")
     if st.button("Build", key="build_source_go", type="primary"):
-        checked = _checked_name(name, "build_source_replace")
-        if checked and build.build(checked, state.model, source=source):
-            _built(checked)
+        try:
+            with st.spinner(f"Fetching the text '{source}' (once per server)…"):
+                path = sources.fetch_source(source)
+            text = path.read_text(encoding="utf-8")
+        except USER_ERRORS as err:
+            st.error(str(err))
+        else:
+            _start(name, text, exists=catalog.entry_of(name) is not None, source=path.stem,
+                   replace=bool(st.session_state.get("build_source_replace")))
 
 with upload:
     file = st.file_uploader(f"A UTF-8 text file (.txt, at most {MAX_UPLOAD_MB} MB)", type=["txt"],
                             key="build_upload", max_upload_size=MAX_UPLOAD_MB)
-    suggested = catalog.default_corpus_name(state.model, Path(file.name).stem if file else "my-text")
-    name = (st.text_input("Corpus name", key="build_file_name", placeholder=suggested) or suggested).strip()
-    st.checkbox("Replace it if it exists", key="build_file_replace")
+    stem = catalog.slug(Path(file.name).stem) if file else "my-text"
+    prefix = (st.text_input("Name (a code is added so that it names only your text)", key="build_file_name",
+                            placeholder=stem) or stem).strip()
     if st.button("Build", key="build_file_go", type="primary"):
         if file is None:
             st.error("Choose a text file first.")
         else:
-            checked = _checked_name(name, "build_file_replace")
-            if checked:
-                try:
-                    text = sources.read_user_text(file.getvalue())
-                except sources.InvalidText as err:
-                    st.error(f"{file.name}: {err}")
-                else:
-                    if build.build(checked, state.model, text=text, file_name=file.name):
-                        _built(checked)
+            try:
+                text = sources.read_user_text(file.getvalue())
+            except USER_ERRORS as err:
+                st.error(f"{banner.md(file.name)}: {err}")
+            else:
+                name = policy.upload_name(prefix, text, state.model)
+                if catalog.entry_of(name) is not None:  # the same text with the same model: built once
+                    controls.set_state(corpus=name)
+                    controls.note(f"This text was built already as corpus '{name}'; it is now the selected "
+                                  "corpus.", kind="success")
+                    st.rerun()
+                _start(name, text, exists=False, replace=False, file_name=file.name)

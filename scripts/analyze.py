@@ -28,7 +28,7 @@ def main() -> int:
     from exbert_core.model import analysis, annotate, loading
     from exbert_core.views import serialize
 
-    loaded = loading.load(args.model, progress=lambda msg, _f: print(msg, file=sys.stderr))
+    loaded = loading.load(args.model, progress=lambda step: print(step.message, file=sys.stderr))
     result = analysis.analyze(loaded, args.sentence, args.mask, top_k=args.top_k, logit_lens=False)
     data = serialize.analysis_dict(loaded.info, result, annotate.annotate_analysis(result))
     if args.json:

@@ -1,29 +1,44 @@
 """Start the app as users do (`streamlit run app.py`) and measure it in a real browser.
 
-    python scripts/app_probe.py [--url-query "layer=3"] [--json]
+    python scripts/app_probe.py [--measure cold,click,concurrent,profile] [--sessions 8] [--json]
 
-Prints the cold start (launching `streamlit run` to the attention chart drawn in Chromium), the
-time to the first corpus matches, and the peak resident memory of the app process. The corpus
-must exist already (`python scripts/build_corpus.py --source alice --name alice`). Chromium is
-Debian's (`/usr/bin/chromium`, or $CHROMIUM), driven by Playwright for Python.
+- cold: the cold start (launching `streamlit run` to the attention chart drawn in Chromium), the
+  time to the first corpus matches, and the peak resident memory of the app process;
+- click: the server's CPU time (all its threads) for the rerun after a click on a token (until
+  the new matches are drawn and the server is idle again), for several clicks;
+- concurrent: N fresh sessions (tabs of one Chromium) opening N different links at once on a
+  warm server: the seconds until each shows its first view (the attention chart);
+- server: the same N sessions without browsers (clients of Streamlit's websocket protocol): the
+  seconds until the server has sent each first view (the browsers' own CPU, 4-6 s a tab here,
+  runs on the same 2 cores in ``concurrent``);
+- profile: where a first view and a rerun spend their time (analysis, spaCy, search, max
+  attention, figures, chart serialisation, HTML), from cProfile of the page script under
+  Streamlit's AppTest.
+
+The corpus must exist already (`python scripts/build_corpus.py --source alice --name alice`).
+Chromium is Debian's (`/usr/bin/chromium`, or $CHROMIUM), driven by Playwright for Python.
 
 The helpers (:func:`start_app`, :func:`wait_healthy`, :func:`launch_browser`,
-:func:`peak_rss_mb`, :func:`stop_app`) are shared with the end-to-end tests and
-``scripts/benchmark.py``.
+:func:`peak_rss_mb`, :func:`cpu_seconds`, :func:`stop_app`) are shared with the end-to-end tests
+and ``scripts/benchmark.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import io
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -32,6 +47,26 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
 # CSS selectors of the views (Streamlit gives a keyed container the class st-key-<key>).
 ATTENTION_CHART = ".st-key-attention_curves .main-svg"
 MATCHES_TABLE = ".st-key-matches .exbert-matches"
+BANNER = ".st-key-job_banner"
+# Words of the default sentence that occur once (a click on each selects a new token).
+CLICK_WORDS = ("girl", "pub", "din", "city", "local", "ran")
+# Different links for concurrent visitors: no two share a sentence (nothing is shared but the
+# model and the corpus).
+LINK_SENTENCES = (
+    "Alice was beginning to get very tired of sitting by her sister on the bank.",
+    "The rabbit took a watch out of its waistcoat pocket and hurried on.",
+    "She found herself in a long, low hall, lit up by a row of lamps.",
+    "The Queen turned crimson with fury and began screaming off with her head.",
+    "A large caterpillar was sitting on the top of the mushroom, smoking a long pipe.",
+    "The Hatter opened his eyes very wide on hearing this, but all he said was why.",
+    "The cat only grinned when it saw Alice, and it looked good-natured, she thought.",
+    "Soon her eye fell on a little glass box that was lying under the table.",
+    "The girl ran to a local pub to escape the din of her city.",
+    "Down, down, down: would the fall never come to an end?",
+)
+
+
+LINK_LAYERS = (2, 3, 4, 5, 6)  # the stored layers of the default corpus (1 is recomputed on first use)
 
 
 def free_port() -> int:
@@ -90,9 +125,60 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError("VmHWM not found (Linux only)")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) a live process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def descendants_cpu_seconds(exclude: int | None = None) -> float:
+    """CPU time of this process's live descendants (the browser's processes), but ``exclude``'s."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0.0, list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        if pid == exclude:
+            continue
+        try:
+            total += cpu_seconds(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def wait_quiet(pid: int, *, window: float = 0.6, below: float = 0.03, timeout: float = 60.0) -> None:
+    """Wait until the process used less than ``below`` s of CPU during ``window`` s (its work
+    for the last request is done, including what runs after the page looks finished)."""
+    deadline = time.monotonic() + timeout
+    last = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(window)
+        now = cpu_seconds(pid)
+        if now - last < below:
+            return
+        last = now
+
+
 def launch_browser(playwright: Any):
     """Debian's Chromium through Playwright (its own browser download is not used)."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+
+
+def link(base: str, sentence: str | None = None, **params: str) -> str:
+    query = {**({"sentence": sentence} if sentence else {}), **params}
+    return f"{base}/?" + "&".join(f"{k}={quote(str(v))}" for k, v in query.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
 
 
 def probe(query: str = "", timeout: float = 120.0) -> dict[str, float]:
@@ -121,17 +207,258 @@ def probe(query: str = "", timeout: float = 120.0) -> dict[str, float]:
             "cold_start_to_matches_s": round(first_matches, 2), "peak_rss_mb": round(rss, 1)}
 
 
+def click_cpu(base: str, pid: int, *, words: tuple[str, ...] = CLICK_WORDS,
+              timeout: float = 120.0) -> list[float]:
+    """The server's CPU seconds for each rerun after a click on a token pill of the default
+    sentence (one session, its first view done and the server idle before each click)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    seconds = []
+    with sync_playwright() as p:
+        browser = launch_browser(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.set_default_timeout(timeout * 1000)
+        try:
+            page.goto(link(base, layer="2"))
+            page.wait_for_selector(MATCHES_TABLE)
+            for word in words:
+                wait_quiet(pid)
+                before = cpu_seconds(pid)
+                page.locator(".st-key-token_pick button", has_text=word).first.click()
+                expect(page.get_by_text(f"Corpus tokens like “{word}”")).to_be_visible(timeout=timeout * 1000)
+                page.wait_for_selector(MATCHES_TABLE)
+                wait_quiet(pid)
+                seconds.append(round(cpu_seconds(pid) - before, 3))
+        finally:
+            browser.close()
+    return seconds
+
+
+def concurrent_first_views(base: str, pid: int | None = None, *, sessions: int = 8,
+                           timeout: float = 180.0) -> dict[str, Any]:
+    """Seconds until each of ``sessions`` fresh sessions (browser tabs), opening different links
+    at the same moment, shows its first view (the attention chart), and the server's CPU seconds
+    meanwhile (``pid``). The tabs share one browser, as a visitor's tabs do (its cache keeps one
+    copy of Streamlit's scripts: the browser runs on the server's 2 cores here, which a real
+    visitor's does not); they are opened before the clock starts, on a warm server."""
+    from playwright.async_api import async_playwright
+
+    links = [link(base, LINK_SENTENCES[i % len(LINK_SENTENCES)], layer=str(LINK_LAYERS[i % len(LINK_LAYERS)]))
+             for i in range(sessions)]
+
+    browser_cpu = [0.0]
+
+    async def run() -> list[float]:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            try:
+                context = await browser.new_context(viewport={"width": 1280, "height": 800})
+                pages = [await context.new_page() for _ in links]
+                started = time.perf_counter()
+
+                async def open_one(page: Any, url: str) -> float:
+                    await page.goto(url)
+                    await page.wait_for_selector(ATTENTION_CHART, timeout=timeout * 1000)
+                    return round(time.perf_counter() - started, 2)
+
+                before = descendants_cpu_seconds(exclude=pid)
+                views = list(await asyncio.gather(*(open_one(pg, url) for pg, url in zip(pages, links))))
+                browser_cpu[0] = round(descendants_cpu_seconds(exclude=pid) - before, 1)
+                return views
+            finally:
+                await browser.close()
+
+    cpu = cpu_seconds(pid) if pid else 0.0
+    load = os.getloadavg()[0]
+    views = asyncio.run(run())  # the browser's processes end with it: their CPU is read inside
+    return {"sessions": sessions, "first_view_s": views, "max_s": max(views),
+            "server_cpu_s": round(cpu_seconds(pid) - cpu, 1) if pid else None,
+            "browser_cpu_s": browser_cpu[0], "load_before": round(load, 1)}
+
+
+def concurrent_first_views_server(base: str, pid: int | None = None, *, sessions: int = 8,
+                                  timeout: float = 180.0) -> dict[str, Any]:
+    """Like :func:`concurrent_first_views`, without the browsers: ``sessions`` clients speak
+    Streamlit's own protocol (a websocket to ``/_stcore/stream``, protobuf messages) and time when
+    the server has sent each session's first view (the attention chart's element). Each stays
+    connected until its page run ends (a closed session would stop its run and spare the rest)."""
+    import websockets
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    queries = [link("", LINK_SENTENCES[i % len(LINK_SENTENCES)], layer=str(LINK_LAYERS[i % len(LINK_LAYERS)]))
+               .split("?", 1)[1] for i in range(sessions)]
+    url = base.replace("http://", "ws://") + "/_stcore/stream"
+
+    async def one(query: str, started: float) -> float:
+        async with websockets.connect(url, subprotocols=["streamlit"], max_size=None) as socket:
+            message = BackMsg()
+            message.rerun_script.query_string = query
+            await socket.send(message.SerializeToString())
+            shown = None
+            while True:
+                forward = ForwardMsg()
+                forward.ParseFromString(await asyncio.wait_for(socket.recv(), timeout))
+                kind = forward.WhichOneof("type")
+                if shown is None and kind == "delta" and forward.delta.WhichOneof("type") == "new_element":
+                    element = forward.delta.new_element
+                    if element.WhichOneof("type") == "plotly_chart" and "curves" in element.plotly_chart.id:
+                        shown = round(time.perf_counter() - started, 2)
+                if kind == "script_finished" and shown is not None:
+                    return shown
+
+    async def run() -> list[float]:
+        started = time.perf_counter()
+        return list(await asyncio.gather(*(one(query, started) for query in queries)))
+
+    cpu = cpu_seconds(pid) if pid else 0.0
+    views = asyncio.run(run())
+    return {"sessions": sessions, "first_view_s": views, "max_s": max(views),
+            "server_cpu_s": round(cpu_seconds(pid) - cpu, 1) if pid else None}
+
+
+def warm_up(base: str, timeout: float = 180.0) -> None:
+    """A warm server: one view with matches at each layer the links use (loads the model, spaCy,
+    the corpus and each layer's index, which every later visitor shares)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            for layer in LINK_LAYERS:
+                page.goto(link(base, layer=str(layer)))
+                page.wait_for_selector(MATCHES_TABLE, timeout=timeout * 1000)
+        finally:
+            browser.close()
+
+
+def served(measure: Any, **kwargs: Any) -> Any:
+    """Run ``measure(base, pid, **kwargs)`` against a fresh app process, warmed up first."""
+    process, base = start_app()
+    try:
+        wait_healthy(process, base)
+        warm_up(base)
+        return measure(base, process.pid, **kwargs)
+    finally:
+        stop_app(process)
+
+
+# ---------------------------------------------------------------------------------------------
+# Profile: where the page script spends its time
+
+# Phase -> (file suffix, function names or None for every function of the file). A phase's time
+# is the cumulative time of its functions when called from outside the phase (no double count).
+PHASES: dict[str, list[tuple[str, tuple[str, ...] | None]]] = {
+    "analysis (model forward)": [("exbert_core/model/analysis.py", ("analyze",))],
+    "spaCy": [("exbert_core/model/annotate.py", ("annotate_analysis",))],
+    "max attention": [("exbert_core/corpus/search.py", ("_max_attention",))],
+    "search (index, rows)": [("exbert_core/corpus/search.py", ("search",))],
+    "figures (plotly objects)": [("exbert_core/views/figures.py", None)],
+    "chart serialisation": [("streamlit/elements/plotly_chart.py", ("plotly_chart",))],
+    "HTML, CSV, JSON": [("exbert_core/views/match_table.py", None), ("exbert_core/views/serialize.py", None),
+                        ("exbert_core/views/tables.py", None)],
+}
+
+
+def _phase_seconds(stats: Any) -> dict[str, float]:
+    """Seconds per phase from a ``pstats.Stats`` (see :data:`PHASES`); ``search`` excludes the
+    max-attention pass it contains."""
+
+    def members(rules: list[tuple[str, tuple[str, ...] | None]]) -> set:
+        return {f for f in stats.stats if any(f[0].endswith(path) and (names is None or f[2] in names)
+                                              for path, names in rules)}
+
+    out = {}
+    for phase, rules in PHASES.items():
+        group = members(rules)
+        total = 0.0
+        for func in group:
+            for caller, (_cc, _nc, _tt, ct) in stats.stats[func][4].items():
+                if caller not in group:
+                    total += ct
+        out[phase] = total
+    out["search (index, rows)"] -= out["max attention"]
+    return out
+
+
+def profile(query: dict[str, str] | None = None, click: int = 4) -> dict[str, dict[str, float]]:
+    """cProfile of a fresh session's first view (a link with its own sentence) and of the rerun
+    after a click on the token at position ``click``, under AppTest in this process, per phase (seconds of the
+    script thread's wall time; the model and the corpus are loaded by a warm-up run first)."""
+    import cProfile
+    import pstats
+
+    from streamlit.runtime.scriptrunner import script_runner
+    from streamlit.testing.v1 import AppTest
+
+    query = query or {"sentence": LINK_SENTENCES[-3], "layer": "3"}
+    original = script_runner.ScriptRunner._run_script
+    active: dict[str, Any] = {}
+
+    def run_script(self: Any, rerun_data: Any) -> None:  # the script runs in its own thread
+        profiler = active.get("profiler")
+        if profiler is None:
+            return original(self, rerun_data)
+        profiler.enable()
+        try:
+            return original(self, rerun_data)
+        finally:
+            profiler.disable()
+
+    def measured(action: Any) -> dict[str, float]:
+        active["profiler"] = cProfile.Profile()
+        started = time.perf_counter()
+        action()
+        wall = time.perf_counter() - started
+        stats = pstats.Stats(active.pop("profiler"), stream=io.StringIO())
+        phases = _phase_seconds(stats)
+        script = max((v[3] for f, v in stats.stats.items() if f[2] == "_run_script"), default=wall)
+        phases["Streamlit and the rest"] = script - sum(phases.values())
+        phases["total (script thread)"] = script
+        return {k: round(v, 3) for k, v in phases.items()}
+
+    script_runner.ScriptRunner._run_script = run_script
+    try:
+        AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).run()  # warm-up: model, corpus
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+        at.query_params.update(query)
+        first = measured(at.run)
+        rerun = measured(lambda: at.pills(key="token_pick").set_value(click).run())
+    finally:
+        script_runner.ScriptRunner._run_script = original
+    return {"first view": first, "rerun after a token click": rerun}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url-query", default="", help="query string of the link to open, e.g. layer=3")
+    parser.add_argument("--measure", default="cold,click,concurrent,server",
+                        help="comma-separated: cold, click, concurrent (Chromium tabs), server (the same "
+                             "without browsers), profile")
+    parser.add_argument("--url-query", default="", help="cold: query string of the link to open, e.g. layer=3")
+    parser.add_argument("--sessions", type=int, default=8, help="concurrent: how many sessions")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = probe(args.url_query)
+    measures = set(args.measure.split(","))
+    result: dict[str, Any] = {}
+    if "cold" in measures:
+        result["cold"] = probe(args.url_query)
+    if "click" in measures:
+        clicks = served(click_cpu)
+        result["click"] = {"cpu_s": clicks, "p50_s": statistics.median(clicks), "max_s": max(clicks)}
+    if "concurrent" in measures:
+        result["concurrent"] = served(concurrent_first_views, sessions=args.sessions)
+    if "server" in measures:
+        result["server"] = served(concurrent_first_views_server, sessions=args.sessions)
+    if "profile" in measures:
+        result["profile"] = profile()
     if args.json:
         print(json.dumps(result))
     else:
-        for key, value in result.items():
-            print(f"{key:>26}: {value}")
+        for section, figures in result.items():
+            print(f"== {section}")
+            for key, value in figures.items():
+                print(f"{key:>28}: {value}")
     return 0
 
 

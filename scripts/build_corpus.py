@@ -72,7 +72,7 @@ def main() -> int:
         print(f"Read {report.summary()}", file=sys.stderr)
     if not text:
         raise InvalidText("The input holds no text to build a corpus from.")
-    loaded = loading.load(args.model, progress=lambda msg, _f: print(msg, file=sys.stderr))
+    loaded = loading.load(args.model, progress=lambda step: print(step.message, file=sys.stderr))
     device = loading.move_to_device(loaded, args.device)
     print(f"Running {loaded.info.name} on {device}", file=sys.stderr)
 

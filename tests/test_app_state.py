@@ -25,7 +25,7 @@ def test_no_parameters_give_the_defaults():
 
 
 def test_every_control_round_trips_through_the_url():
-    state = AppState(model="smollm2", corpus="alice-smollm2", sentence="A cat, a hat & 50% <b>!",
+    state = AppState(model="smollm2", corpus="alice-smollm2", corpus_build="0badf00d", sentence="A cat, a hat & 50% <b>!",
                      layer=7, heads=(0, 3), masks=(2, 4), token=5, threshold=55, hide_special=True,
                      by="heads", k=80)
     params = to_params(state)
@@ -155,7 +155,7 @@ def test_clean_piece(piece, shown):
 
 
 def test_page_parameters_round_trip_and_are_written_only_when_asked():
-    state = AppState(layer=3, token=2, view="matrix", image="svg", feature="dep", relation="nsubj", sample=250,
+    state = AppState(layer=3, token=2, corpus_build="0badf00d", view="matrix", image="svg", feature="dep", relation="nsubj", sample=250,
                      compare="models", sentence_b="Another sentence.", model_b="bert-base-uncased", layer_b=4,
                      token_b=3)
     assert set(to_params(state)) == set(app_state.PARAMS)  # the base view only

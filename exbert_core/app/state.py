@@ -14,7 +14,7 @@ wrong and what is shown instead); nothing raises for bad input.
 
 URL parameters (all optional)::
 
-    model=minilm  corpus=alice  sentence=The girl ran ...  layer=2  heads=all|none|0,3,7
+    model=minilm  corpus=alice  corpus_build=d099f45e  sentence=The girl ran ...  layer=2  heads=all|none|0,3,7
     masks=9,10  token=9  threshold=90  hide_special=0|1  by=embedding|heads  k=50
 
 and the parameters of single pages (written only by the page that uses them, see
@@ -24,7 +24,8 @@ and the parameters of single pages (written only by the page that uses them, see
     sample=500  compare=sentences|models  sentence_b=...  model_b=smollm2  layer_b=4  token_b=3
 
 Positions (``masks``, ``token``) count every model token, special tokens included, as in the
-core API. ``layer`` runs 1..L: the attention of block L, the embeddings it outputs and the head
+core API. ``corpus_build`` is the checksum of the corpus's build the link was made with
+(:attr:`~exbert_core.corpus.catalog.CorpusEntry.build_id`). ``layer`` runs 1..L: the attention of block L, the embeddings it outputs and the head
 contexts inside it (the paper's layer numbering).
 """
 
@@ -46,7 +47,7 @@ DEFAULT_LAYER = 2
 DEFAULT_THRESHOLD = 90  # percent of each row's attention kept in the curves view
 DEFAULT_K = 50
 SEARCH_KINDS = ("embedding", "heads")
-PARAMS = ("model", "corpus", "sentence", "layer", "heads", "masks", "token", "threshold",
+PARAMS = ("model", "corpus", "corpus_build", "sentence", "layer", "heads", "masks", "token", "threshold",
           "hide_special", "by", "k")
 # Parameters of single pages: a page writes the base PARAMS and the extras it uses.
 EXTRA_PARAMS = ("view", "image", "feature", "relation", "sample", "compare", "sentence_b", "model_b",
@@ -64,6 +65,7 @@ DEFAULT_SENTENCE_B = "The prisoner planned a daring escape from the old castle."
 SUGGESTED_HUB_MODELS = ("bert-base-uncased", "distilbert-base-uncased", "roberta-base", "gpt2")
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?")
+_BUILD_ID = re.compile(r"[0-9a-f]{8}")  # catalog.BUILD_ID_CHARS hex digits
 _RELATION = re.compile(r"[A-Za-z][A-Za-z:_]{0,31}( \(head->dep\))?")  # head atlas labels
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -76,6 +78,7 @@ class AppState:
 
     model: str = DEFAULT_MODEL
     corpus: str = DEFAULT_CORPUS
+    corpus_build: str | None = None  # the build of ``corpus`` the view was made with; None until known
     sentence: str = DEFAULT_SENTENCE
     layer: int | None = None
     heads: tuple[int, ...] | None = None
@@ -127,6 +130,13 @@ def from_params(params: Mapping[str, str | Sequence[str]]) -> tuple[AppState, li
         else:
             warnings.append(f"The link's corpus {_show(name)} is not a corpus name (letters, digits, "
                             f"'-' or '_'); showing corpus '{DEFAULT_CORPUS}'.")
+    if "corpus_build" in values and values["corpus_build"].strip():
+        build = values["corpus_build"].strip().lower()
+        if _BUILD_ID.fullmatch(build):
+            fields["corpus_build"] = build
+        else:
+            warnings.append(f"The link's corpus_build {_show(values['corpus_build'])} is not a build "
+                            "checksum (8 hex digits); it was ignored.")
     for key in ("sentence", "sentence_b"):
         if key in values:
             sentence = " ".join(values[key].split())
@@ -357,6 +367,20 @@ def fit_tokens(state: AppState, texts: Sequence[str], special: Sequence[bool]) -
     return replace(state, masks=masks, token=token), warnings
 
 
+def fit_corpus_build(state: AppState, current: str | None, *, from_link: bool) -> tuple[AppState, list[str]]:
+    """Record the build of the selected corpus (``current``: its checksum; None while it is not
+    built). When a link is opened (``from_link``) with another build, say so: the corpus was
+    rebuilt since the link was made, so its matches may differ from what the link showed."""
+    if current is None or state.corpus_build == current:
+        return state, []
+    warnings = []
+    if from_link and state.corpus_build is not None:
+        warnings.append(f"Corpus '{state.corpus}' was rebuilt since this link was made (the link has build "
+                        f"{state.corpus_build}, this server has {current}), so its matches and summaries "
+                        "may differ from what the link showed.")
+    return replace(state, corpus_build=current), warnings
+
+
 def fit_relation(state: AppState, relations: Sequence[str]) -> tuple[AppState, list[str]]:
     """The head atlas's relation: one of ``relations`` (most frequent first); else the first."""
     if state.relation in relations or not relations:
@@ -405,6 +429,7 @@ def to_params(state: AppState, extra: Sequence[str] = ()) -> dict[str, str]:
     params = {
         "model": state.model,
         "corpus": state.corpus,
+        "corpus_build": state.corpus_build,
         "sentence": state.sentence,
         "layer": None if state.layer is None else str(state.layer),
         "heads": format_heads(state.heads),

@@ -7,6 +7,7 @@ stamp that changes when a corpus is rebuilt. Loading and checking a corpus stays
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from exbert_core.corpus.names import default_corpus_name, slug  # noqa: F401 (th
 from exbert_core.paths import corpora_dir
 
 log = logging.getLogger(__name__)
+BUILD_ID_CHARS = 8
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,13 @@ class CorpusEntry:
     source: str
     stamp: int
     manifest: dict
+
+    @property
+    def build_id(self) -> str:
+        """A short checksum of what was built (model, format and every file's sha256; not the
+        build time): a link records it, so a page can tell when the corpus changed since."""
+        content = {key: self.manifest.get(key) for key in ("model", "format_version", "files")}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:BUILD_ID_CHARS]
 
     def fits(self, model: str) -> bool:
         return self.model == model

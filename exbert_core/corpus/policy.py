@@ -1,0 +1,119 @@
+"""What visitors of a shared app may do to the corpora on disk (no streamlit): the operator's two
+settings, the names uploads are built under, and the disk quota.
+
+- ``EXBERT_ALLOW_REPLACE=1``: visitors may replace an existing corpus (rebuild it under its
+  name). Unset (the default), existing corpora are read-only from the app: a link keeps showing
+  what its author saw. Building a *missing* corpus is always allowed (the first run builds the
+  default corpus by itself); the command line is not bound by this setting.
+- ``EXBERT_CORPUS_QUOTA_MB`` (default 2048): the disk all corpora may use before the app refuses
+  a new build from the Corpora page (the built-in corpora of the offered models are exempt).
+
+An upload is built under ``<name>-<digest>``, the digest of the model and the text: no visitor can
+choose a name that another visitor's corpus already has, and the same text uploaded twice is
+built once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from exbert_core.corpus import catalog, names
+from exbert_core.errors import BuildError
+from exbert_core.model.loading import ModelInfo
+from exbert_core.paths import corpora_dir
+
+ALLOW_REPLACE_ENV = "EXBERT_ALLOW_REPLACE"
+QUOTA_ENV = "EXBERT_CORPUS_QUOTA_MB"
+DEFAULT_QUOTA_MB = 2048
+DIGEST_CHARS = 10  # 40 bits: names of different texts do not meet by chance
+# Measured on alice (143,234 characters): 36,685 indexed MiniLM tokens, so 0.256 per character.
+TOKENS_PER_CHARACTER = 0.26
+_TRUE = ("1", "true", "yes", "on")
+
+
+def allow_replace() -> bool:
+    """Whether the operator lets visitors replace existing corpora (``EXBERT_ALLOW_REPLACE``)."""
+    return os.environ.get(ALLOW_REPLACE_ENV, "").strip().lower() in _TRUE
+
+
+def quota_bytes() -> int:
+    """The disk all corpora may use (``EXBERT_CORPUS_QUOTA_MB``, in MiB); a bad value is an error
+    that names the setting."""
+    raw = os.environ.get(QUOTA_ENV, "").strip()
+    if not raw:
+        return DEFAULT_QUOTA_MB * 1024 * 1024
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        megabytes = -1.0
+    if megabytes < 0:
+        raise BuildError(f"{QUOTA_ENV}={raw!r} is not a size in MB; set it to a number such as 2048.")
+    return int(megabytes * 1024 * 1024)
+
+
+def used_bytes(folder: Path | None = None) -> int:
+    """Bytes of every file under the corpora folder (partial builds included)."""
+    total = 0
+    for path in (folder or corpora_dir()).rglob("*"):
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+        except OSError:  # removed while walking (a build swapping folders)
+            continue
+    return total
+
+
+def upload_name(base: str, text: str, model: str) -> str:
+    """The corpus name of an uploaded ``text`` built with ``model``: ``base`` (made a valid name)
+    and a digest of model and text, e.g. ``my-notes-3f9a0c51d2``."""
+    digest = hashlib.sha256(f"{model}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()[:DIGEST_CHARS]
+    stem = names.slug(base)[: names.MAX_NAME_LENGTH - DIGEST_CHARS - 1].strip("-") or "upload"
+    return f"{stem}-{digest}"
+
+
+def bytes_per_token(info: ModelInfo, entries: Iterable[catalog.CorpusEntry] | None = None) -> float:
+    """Disk per indexed token for ``info``'s model: measured on the corpora of that model on this
+    server when there are some, else from the model's size (every layer but the recomputed
+    first stored: 6-bit token embeddings and 8-bit head embeddings)."""
+    same = [e for e in (catalog.entries() if entries is None else entries) if e.fits(info.name) and e.tokens]
+    if same:
+        return sum(e.bytes for e in same) / sum(e.tokens for e in same)
+    return (info.layers - 1) * (info.hidden * 6 / 8 + info.heads * info.head_dim)
+
+
+def estimated_bytes(characters: int, info: ModelInfo) -> int:
+    """Disk a corpus of a text of ``characters`` characters takes with ``info``'s model."""
+    return int(characters * TOKENS_PER_CHARACTER * bytes_per_token(info))
+
+
+def check_build(name: str, *, exists: bool, replace: bool, characters: int, info: ModelInfo,
+                reserved: int = 0, quota: bool = True) -> int:
+    """Whether a visitor may build corpus ``name`` (``exists``: it is on disk; ``replace``: the
+    visitor asked to replace it) from a text of ``characters`` characters; ``reserved``: bytes
+    that builds still running will write. Returns the estimated bytes; raises BuildError saying
+    why not and what to do."""
+    reason = names.problem(name)
+    if reason:
+        raise BuildError(reason)
+    if exists and not (replace and allow_replace()):
+        if allow_replace():
+            raise BuildError(f"A corpus named '{name}' exists. Tick “Replace it” to rebuild it, or pick another name.")
+        raise BuildError(f"A corpus named '{name}' exists, and this server keeps existing corpora as they are "
+                         "(links to them must keep showing what their authors saw). Pick another name. "
+                         f"The operator can allow replacing corpora with {ALLOW_REPLACE_ENV}=1.")
+    estimate = estimated_bytes(characters, info)
+    if quota:
+        limit, used = quota_bytes(), used_bytes() + reserved
+        if used + estimate > limit:
+            raise BuildError(
+                f"This corpus would take about {_mb(estimate)} of disk, and the corpora on this server "
+                f"already use {_mb(used)} of the {_mb(limit)} allowed. Use a shorter text, or ask the "
+                f"operator to raise {QUOTA_ENV}.")
+    return estimate
+
+
+def _mb(size: float) -> str:
+    return f"{size / 1024 / 1024:,.0f} MB"
