@@ -116,7 +116,11 @@ with named:
     name = (st.text_input("Corpus name", key="build_source_name", placeholder=suggested) or suggested).strip()
     if policy.allow_replace():
         st.checkbox("Replace it if it exists", key="build_source_replace")
-    if st.button("Build", key="build_source_go", type="primary"):
+    characters = build.source_characters(source)
+    if characters is None:
+        st.caption("The text is fetched first (once per server); the build's time, disk and memory are told then.")
+    fits = characters is None or build.show_estimate(info, characters)
+    if st.button("Build", key="build_source_go", type="primary", disabled=not fits):
         try:
             with st.spinner(f"Fetching the text '{source}' (once per server)…"):
                 path = sources.fetch_source(source)
@@ -133,7 +137,8 @@ with upload:
     stem = catalog.slug(Path(file.name).stem) if file else "my-text"
     prefix = (st.text_input("Name (a code is added so that it names only your text)", key="build_file_name",
                             placeholder=stem) or stem).strip()
-    if st.button("Build", key="build_file_go", type="primary"):
+    fits = file is None or build.show_estimate(info, file.size)
+    if st.button("Build", key="build_file_go", type="primary", disabled=not fits):
         if file is None:
             st.error("Choose a text file first.")
         else:

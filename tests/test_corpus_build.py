@@ -244,14 +244,14 @@ def test_abandoned_partial_builds_of_other_names_are_cleaned(minilm, nlp, tmp_pa
 def test_the_estimate_tells_tokens_disk_and_memory_and_refuses_what_does_not_fit(sample_corpus, minilm, monkeypatch, tmp_path):
     from exbert_core.corpus import estimate
 
-    guess = estimate.estimate(minilm, len(SAMPLE_TEXT), tmp_path)
+    guess = estimate.estimate(minilm.info, len(SAMPLE_TEXT), tmp_path)
     actual_bytes = sum(p.stat().st_size for p in sample_corpus.path.rglob("*") if p.is_file())
     assert 0.5 < guess.tokens / sample_corpus.num_tokens < 2
     assert 0.5 < guess.disk_bytes / actual_bytes < 2
     assert guess.problem is None and "tokens" in guess.summary() and "MB on disk" in guess.summary()
     assert guess.memory_bytes > sum(p.numel() for p in minilm.model.parameters()) * 4
     monkeypatch.setenv("EXBERT_MEMORY_BUDGET", "60MB")
-    assert "EXBERT_MEMORY_BUDGET" in estimate.estimate(minilm, len(SAMPLE_TEXT), tmp_path).problem
+    assert "EXBERT_MEMORY_BUDGET" in estimate.estimate(minilm.info, len(SAMPLE_TEXT), tmp_path).problem
     monkeypatch.setenv("EXBERT_MEMORY_BUDGET", "2GB")
-    huge = estimate.estimate(minilm, 10**15, tmp_path)
+    huge = estimate.estimate(minilm.info, 10**15, tmp_path)
     assert "on disk" in huge.problem

@@ -7,10 +7,14 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.common import banner, cache, controls
-from exbert_core.corpus import catalog, jobs
+from exbert_core.corpus import catalog, estimate, jobs
 from exbert_core.corpus.jobs import JobStatus
 from exbert_core.corpus.names import DEFAULT_CORPUS
+from exbert_core.model.loading import ModelInfo
 from exbert_core.model.names import DEFAULT_MODEL
+from exbert_core.paths import corpora_dir, sources_dir
+
+ALICE_CHARACTERS = 143_234  # before the text is fetched: its size, for the estimate
 
 
 def start(name: str, model_name: str, *, source: str | None = None, text: str | None = None,
@@ -25,6 +29,23 @@ def start(name: str, model_name: str, *, source: str | None = None, text: str | 
     if select:
         banner.select_when_built(name)
     return status
+
+
+def show_estimate(info: ModelInfo, characters: int) -> bool:
+    """Say what building ``characters`` of text with ``info``'s model will take (time, disk,
+    memory), or why it would not fit; returns whether it fits."""
+    plan = estimate.estimate(info, characters, corpora_dir())
+    if plan.problem:
+        st.error(plan.problem, icon=":material/block:")
+        return False
+    st.caption(f"This build: {plan.summary()}.")
+    return True
+
+
+def source_characters(source: str) -> int | None:
+    """Characters of a named source text, when it was fetched already (else None)."""
+    path = sources_dir() / f"{source}.txt"
+    return path.stat().st_size if path.is_file() else None
 
 
 def _failed(status: JobStatus, retry_label: str) -> bool:
@@ -55,14 +76,22 @@ def corpus_ready(view: controls.View) -> catalog.CorpusEntry | None:
                 if _failed(job, f"Try building '{name}' again"):
                     start(name, state.model, source="alice")
                     st.rerun()
-            elif first_run:  # the first run builds the default corpus by itself
+            elif first_run:  # the first run builds the default corpus by itself, if it fits
+                plan = estimate.estimate(view.info, source_characters("alice") or ALICE_CHARACTERS, corpora_dir()) \
+                    if view.info else None
+                if plan is not None and plan.problem:
+                    st.error(plan.problem, icon=":material/block:")
+                    return None
+                told = f": {plan.summary()}" if plan else ""
                 start(name, state.model, source="alice",
-                      label=f"First run: building the reference corpus '{name}' ({source_words} with {state.model})")
+                      label=f"First run: building the reference corpus '{name}' ({source_words} with "
+                            f"{state.model}){told}")
                 st.rerun()  # the banner shows it from the next run on
             else:
                 st.info(f"Corpus '{name}' is not built yet: it indexes *{source_words}* with {state.model}. "
                         "It builds in the background; the banner at the top shows how long it takes.")
-                if st.button(f"Build '{name}' now", key="build_own"):
+                fits = view.info is None or show_estimate(view.info, source_characters("alice") or ALICE_CHARACTERS)
+                if fits and st.button(f"Build '{name}' now", key="build_own"):
                     start(name, state.model, source="alice")
                     st.rerun()
         else:
@@ -79,7 +108,8 @@ def corpus_ready(view: controls.View) -> catalog.CorpusEntry | None:
                       on_click=controls.set_state, kwargs={"corpus": fitting[0]})
         elif (job := jobs.status(own)) is not None and job.running:
             st.info(f"Corpus '{own}' is being built (progress at the top of the page).")
-        elif st.button(f"Build '{own}' (Alice in Wonderland with {state.model})", key="build_own"):
+        elif ((view.info is None or show_estimate(view.info, source_characters("alice") or ALICE_CHARACTERS))
+              and st.button(f"Build '{own}' (Alice in Wonderland with {state.model})", key="build_own")):
             start(own, state.model, source="alice", select=True)
             st.rerun()
         return None

@@ -10,7 +10,7 @@ from pathlib import Path
 from exbert_core import memory
 from exbert_core.corpus import embed
 from exbert_core.corpus.build import CHARS_PER_TOKEN, SAMPLE_MIN, SAMPLE_SHARE, BuildOptions
-from exbert_core.model.loading import LoadedModel, ModelInfo
+from exbert_core.model.loading import ModelInfo
 from exbert_core.progress import format_seconds
 
 
@@ -57,20 +57,19 @@ def bytes_per_token(info: ModelInfo) -> int:
     return (info.layers + 1) * embedding + info.layers * info.heads * info.head_dim + METADATA_BYTES_PER_TOKEN
 
 
-def estimate(loaded: LoadedModel, text_chars: int, out_dir: Path, options: BuildOptions = BuildOptions()) -> BuildEstimate:
-    """Time, disk and memory of building ``text_chars`` characters of text with ``loaded``."""
+def estimate(info: ModelInfo, text_chars: int, out_dir: Path, options: BuildOptions = BuildOptions()) -> BuildEstimate:
+    """Time, disk and memory of building ``text_chars`` characters of text with the model ``info``."""
     tokens = int(text_chars / CHARS_PER_TOKEN)
-    weights = sum(p.numel() for p in loaded.model.parameters())
-    embedding = loaded.model.get_input_embeddings().weight.numel()
+    weights, embedding = info.parameters, info.embedding_parameters
     # The quantiser's sample is parsed and run once more: 10 % of the text, at least 5k tokens.
     again = 1 + min(1.0, max(SAMPLE_MIN / max(tokens, 1), SAMPLE_SHARE))
     seconds = again * (text_chars / PARSE_CHARS_PER_S + tokens * max(weights - embedding, 1) / MODEL_PARAM_TOKENS_PER_S)
-    batch = embed.activation_bytes(loaded.info, options.rows_per_batch(loaded.info) * options.max_tokens)
+    batch = embed.activation_bytes(info, options.rows_per_batch(info) * options.max_tokens)
     out_dir.mkdir(parents=True, exist_ok=True)
     return BuildEstimate(
         tokens=tokens,
         seconds=seconds,
-        disk_bytes=tokens * bytes_per_token(loaded.info),
+        disk_bytes=tokens * bytes_per_token(info),
         memory_bytes=weights * 4 + batch,
         budget_bytes=memory.budget_bytes(),
         free_disk_bytes=shutil.disk_usage(out_dir).free,

@@ -20,13 +20,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from exbert_core.corpus.build import CHARS_PER_TOKEN
 from exbert_core.errors import InvalidText
 
 log = logging.getLogger(__name__)
 
 TABLE_SUFFIXES = (".jsonl", ".csv", ".parquet")
 DEFAULT_TEXT_COLUMN = "text"
-CHARS_PER_TOKEN = 4.2  # as in build.CHARS_PER_TOKEN: for --max-tokens-total before any model runs
 
 
 @dataclass

@@ -20,7 +20,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from exbert_core.corpus import catalog, names
+from exbert_core.corpus import catalog, estimate, names
+from exbert_core.corpus.build import CHARS_PER_TOKEN
 from exbert_core.errors import BuildError
 from exbert_core.model.loading import ModelInfo
 from exbert_core.paths import corpora_dir
@@ -29,8 +30,6 @@ ALLOW_REPLACE_ENV = "EXBERT_ALLOW_REPLACE"
 QUOTA_ENV = "EXBERT_CORPUS_QUOTA_MB"
 DEFAULT_QUOTA_MB = 2048
 DIGEST_CHARS = 10  # 40 bits: names of different texts do not meet by chance
-# Measured on alice (143,234 characters): 36,685 indexed MiniLM tokens, so 0.256 per character.
-TOKENS_PER_CHARACTER = 0.26
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -81,12 +80,12 @@ def bytes_per_token(info: ModelInfo, entries: Iterable[catalog.CorpusEntry] | No
     same = [e for e in (catalog.entries() if entries is None else entries) if e.fits(info.name) and e.tokens]
     if same:
         return sum(e.bytes for e in same) / sum(e.tokens for e in same)
-    return (info.layers - 1) * (info.hidden * 6 / 8 + info.heads * info.head_dim)
+    return estimate.bytes_per_token(info)
 
 
 def estimated_bytes(characters: int, info: ModelInfo) -> int:
     """Disk a corpus of a text of ``characters`` characters takes with ``info``'s model."""
-    return int(characters * TOKENS_PER_CHARACTER * bytes_per_token(info))
+    return int(characters / CHARS_PER_TOKEN * bytes_per_token(info))
 
 
 def check_build(name: str, *, exists: bool, replace: bool, characters: int, info: ModelInfo,
@@ -104,15 +103,18 @@ def check_build(name: str, *, exists: bool, replace: bool, characters: int, info
         raise BuildError(f"A corpus named '{name}' exists, and this server keeps existing corpora as they are "
                          "(links to them must keep showing what their authors saw). Pick another name. "
                          f"The operator can allow replacing corpora with {ALLOW_REPLACE_ENV}=1.")
-    estimate = estimated_bytes(characters, info)
+    problem = estimate.estimate(info, characters, corpora_dir()).problem  # memory budget, free disk
+    if problem:
+        raise BuildError(problem)
+    needed = estimated_bytes(characters, info)
     if quota:
         limit, used = quota_bytes(), used_bytes() + reserved
-        if used + estimate > limit:
+        if used + needed > limit:
             raise BuildError(
-                f"This corpus would take about {_mb(estimate)} of disk, and the corpora on this server "
+                f"This corpus would take about {_mb(needed)} of disk, and the corpora on this server "
                 f"already use {_mb(used)} of the {_mb(limit)} allowed. Use a shorter text, or ask the "
                 f"operator to raise {QUOTA_ENV}.")
-    return estimate
+    return needed
 
 
 def _mb(size: float) -> str:

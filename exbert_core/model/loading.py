@@ -75,6 +75,8 @@ class ModelInfo:
     causal: bool
     has_lm_head: bool
     mask_token: str | None
+    parameters: int = 0  # weights of the loaded model; float32, so 4 bytes each
+    embedding_parameters: int = 0  # of which the input embedding table (looked up, not multiplied)
 
 
 class FairLock:
@@ -263,6 +265,8 @@ def _assemble(name: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
         causal=causal,
         has_lm_head=has_lm_head,
         mask_token=tokenizer.mask_token,
+        parameters=sum(p.numel() for p in model.parameters()),
+        embedding_parameters=model.get_input_embeddings().weight.numel(),
     )
     return LoadedModel(info, model, tokenizer, projections)
 
