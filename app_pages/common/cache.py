@@ -13,7 +13,8 @@ import time
 
 import streamlit as st
 
-from exbert_core.corpus import jobs, search as core_search, store as core_corpus
+from exbert_core import memory
+from exbert_core.corpus import jobs, search as core_search, serve, store as core_corpus
 from exbert_core.corpus.search import SearchResult
 from exbert_core.corpus.store import Corpus
 from exbert_core.errors import ModelLoadError
@@ -36,11 +37,13 @@ def model(name: str) -> loading.LoadedModel:
     return _model(name)
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the model…")
 def _model(name: str) -> loading.LoadedModel:
-    """At most 2 models stay in memory (a third evicts the least recently used: Community Cloud
-    allows about 2.7 GB)."""
-    return loading.load(name)
+    """Models stay in memory within the memory budget (``EXBERT_MEMORY_BUDGET``), least recently
+    used out first (``loading.kept``), together with the corpora's metadata."""
+    if loading.is_kept(name):
+        return loading.kept(name)
+    with st.spinner("Loading the model…"):
+        return loading.kept(name)
 
 
 def _wait_for_preparation(name: str) -> None:
@@ -65,11 +68,15 @@ def _wait_for_preparation(name: str) -> None:
                    state="complete", expanded=False)
 
 
-@st.cache_resource(max_entries=4, show_spinner="Opening the corpus…")
+@st.cache_resource(max_entries=16, show_spinner="Opening the corpus…")
 def corpus(path: str, stamp: int) -> Corpus:
-    """A loaded corpus; ``stamp`` (its manifest's mtime) makes a rebuilt corpus a new entry."""
+    """An opened corpus (its manifests only: metadata and codes are read on first use, under the
+    memory budget); ``stamp`` (its manifest's mtime) makes a rebuilt corpus a new entry. With
+    ``EXBERT_RAY_ADDRESS`` set, its shards are scanned by Ray actors on that cluster."""
     del stamp
-    return core_corpus.load(path)
+    opened = core_corpus.load(path)
+    address = serve.address_from_env()
+    return serve.serve(opened, address) if address else opened
 
 
 @st.cache_resource(show_spinner="Loading spaCy…")
@@ -77,9 +84,12 @@ def spacy_pipeline():
     return annotate.load_spacy()
 
 
-# Byte budgets, not only counts: one analysis of a long sentence under a 30-layer model holds
-# ~100 MB of attention and hidden states.
-@st.cache_data(max_entries=64, max_size="256MB", show_spinner="Analysing the sentence…")
+# Byte budgets from the one memory budget: one analysis of a long sentence under a 30-layer model
+# holds ~100 MB of attention and hidden states.
+_BUDGET = memory.budget_bytes()
+
+
+@st.cache_data(max_entries=64, max_size=_BUDGET // 5, show_spinner="Analysing the sentence…")
 def analysis(model_name: str, sentence: str, masks: tuple[int, ...]) -> tuple[Analysis, list[WordAnnotation | None]]:
     """The analysis of ``sentence`` under ``model_name`` with ``masks``, and each token's spaCy
     annotation."""
@@ -88,7 +98,7 @@ def analysis(model_name: str, sentence: str, masks: tuple[int, ...]) -> tuple[An
     return result, annotate.annotate_analysis(result, spacy_pipeline())
 
 
-@st.cache_data(max_entries=64, max_size="128MB",
+@st.cache_data(max_entries=64, max_size=_BUDGET // 10,
                show_spinner="Searching the corpus (the first search of a layer reads its index)…")
 def search(
     model_name: str,
@@ -109,7 +119,7 @@ def search(
     return core_search.search(reference, loaded, result, position, layer, kind, heads, k)
 
 
-@st.cache_data(max_entries=64, max_size="16MB", show_spinner=False)
+@st.cache_data(max_entries=64, max_size=_BUDGET // 80, show_spinner=False)
 def logit_lens(model_name: str, sentence: str, masks: tuple[int, ...], position: int,
                k: int = TOP_K_PREDICTIONS) -> tuple[tuple[Candidate, ...], ...]:
     """The LM head's top-k for token ``position`` at every layer 1..L (``analysis.lens_at``)."""
@@ -117,7 +127,7 @@ def logit_lens(model_name: str, sentence: str, masks: tuple[int, ...], position:
     return core_analysis.lens_at(model(model_name), result, position, k)
 
 
-@st.cache_data(max_entries=32, max_size="32MB",
+@st.cache_data(max_entries=32, max_size=_BUDGET // 40,
                show_spinner="Searching the corpus at every layer (the first sweep reads every index)…")
 def sweep(
     model_name: str,

@@ -38,6 +38,7 @@ from transformers import (
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
+from exbert_core import memory
 from exbert_core.errors import ModelLoadError
 from exbert_core.limits import MAX_MODEL_PARAMS, MAX_TOKENS_CAP
 from exbert_core.model.names import (
@@ -215,6 +216,17 @@ def load(name: str = DEFAULT_MODEL, progress: Progress | None = None) -> LoadedM
     if not tokenizer.is_fast:
         raise ModelLoadError(f"{name} has no fast tokenizer; alignment needs character offsets.")
     return _assemble(name, model, tokenizer)
+
+
+def kept(name: str) -> LoadedModel:
+    """A loaded model kept under the memory budget (:data:`exbert_core.memory.KEPT`, least recently
+    used out first): loaded on the first call, then shared by every caller of the process."""
+    canonical = resolve_name(name)
+    return memory.KEPT.get(("model", canonical), lambda: load(canonical), lambda m: m.info.parameters * 4)
+
+
+def is_kept(name: str) -> bool:
+    return ("model", resolve_name(name)) in memory.KEPT.keys()
 
 
 def move_to_device(loaded: LoadedModel, device: str = "auto") -> str:
