@@ -109,7 +109,7 @@ visible = figures.visible_positions([t.special for t in tokens], state.hide_spec
 shown_labels = [labels[p] for p in visible]
 layer_attention = analysis.attention[state.layer - 1]  # heads x tokens x tokens
 label = view.layer_label()
-st.caption(f"Model **{markdown_text(info.name)}** · layer-[heads] **{markdown_text(label)}** · corpus "
+st.caption(f"Model **{markdown_text(info.name)}** · layer-[heads] **{label}** · corpus "
            f"**{markdown_text(state.corpus)}** · {len(tokens)} tokens", help=explain.NOTATION)
 
 if analysis.masked and info.mask_token and not info.has_lm_head:
@@ -161,7 +161,7 @@ with left:
                 st.caption(
                     f"Each token on the left attends to the tokens on the right; thicker, darker curves "
                     f"carry more attention. Shown: the strongest links making up {state.threshold} % of each "
-                    f"token's attention, averaged over heads {markdown_text(label)}. Hover a token for its "
+                    f"token's attention, averaged over heads {label}. Hover a token for its "
                     "strongest links; click one to search with it." + shown + limited
                 )
     if heatmap.open is not False:
@@ -233,7 +233,7 @@ if state.token is None:
     st.info("The sentence has no word token to search with.")
     st.stop()
 query_word = labels[state.token]
-st.markdown(f"### Corpus tokens like “{markdown_text(query_word)}” at {markdown_text(label)}",
+st.markdown(f"### Corpus tokens like “{markdown_text(query_word)}” at {label}",
             help=explain.NOTATION)
 entry = build.corpus_ready(view)
 if entry is None:

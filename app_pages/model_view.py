@@ -52,7 +52,7 @@ with st.container(key="model_view"):
         key=K_CHART, on_select=lambda: page.open_picked_head(K_CHART), selection_mode="points", width="content",
         config=page.chart_config(f"model-view-{state.model.split('/')[-1]}"),
     )
-st.caption(f"Outlined: the heads selected for the attention view ({markdown_text(view.layer_label())}).",
+st.caption(f"Outlined: the heads selected for the attention view ({view.layer_label()}).",
            help=explain.NOTATION)
 
 # The same without a pointer: pick a layer and a head, then open them.

@@ -94,10 +94,10 @@ def test_first_run_writes_the_whole_view_into_the_url(first_run):
     assert at.query_params == {
         "model": "minilm", "corpus": "alice", "sentence": PAPER_SENTENCE, "layer": "2", "heads": "all",
         "masks": "", "token": "9", "threshold": "90", "hide_special": "0", "by": "embedding", "k": "50",
-        "view": "auto", "image": "png",
+        "view": "auto", "context": "1", "tab": "matches", "hist": "pos", "image": "png",
     }
-    (link,) = [c.value for c in at.code if "sentence=" in c.value]
-    assert link.startswith("?model=minilm&corpus=alice&sentence=The%20girl")
+    # One "Copy link" at the top copies the address (test_e2e_browser reads the clipboard).
+    assert [c.proto.component_name for c in at.get("bidi_component")].count("exbert_copy_link") == 1
 
 
 def test_every_control_is_found_by_key(first_run):

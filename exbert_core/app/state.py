@@ -133,6 +133,7 @@ class Param:
     side: ``a``, or ``b`` for the second side of a comparison (checked against its facts).
     checks: per kind of facts, (value, facts) -> (value, warning or None).
     what: the value's name in warnings (default: the key).
+    refused: the value shown instead of a refused one (default: the field's default).
     """
 
     parse: Callable[[str], Any]
@@ -142,6 +143,7 @@ class Param:
     side: str = "a"
     checks: Mapping[type, Check] = field(default_factory=dict)
     what: str | None = None
+    refused: Any = None
 
 
 def _param(default: Any, parse: Callable[[str], Any], instead: str, **options: Any) -> Any:
@@ -409,7 +411,8 @@ class AppState:
                           "comparing two sentences", pages=("compare",), what="comparison")
     sentence_b: str = _param(DEFAULT_SENTENCE_B, _sentence, "showing the example sentence", pages=("compare",))
     model_b: str | None = _param(None, _optional(_model), f"showing '{DEFAULT_MODEL}'", pages=("compare",),
-                                 write=lambda v, s: v or other_model(s.model), what="second model")
+                                 write=lambda v, s: v or other_model(s.model), what="second model",
+                                 refused=DEFAULT_MODEL)
     layer_b: int | None = _param(None, _optional(_count("is not a layer")), "the default is used", pages=("compare",),
                                  side="b", write=_maybe, checks={ModelFacts: _layer_b_in})
     token_b: int | None = _param(None, _optional(_count("is not a token position")), "the default is used",
@@ -452,6 +455,8 @@ def from_params(params: Mapping[str, str | Sequence[str]]) -> tuple[AppState, li
         except Refused as refused:
             shown = f" {_show(text)}" if text.strip() else ""
             warnings.append(f"The link's {what}{shown} {refused}; {param.instead}.")
+            if param.refused is not None:
+                changes[name] = param.refused
             continue
         if isinstance(value, Note):
             warnings.append(f"The link's {what} {value.problem}.")

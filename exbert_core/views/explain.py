@@ -1,7 +1,8 @@
 """Plain-language sentences that say what a result shows, for a reader who did not set it up.
 
 Each function returns Markdown: the values it is given (words, corpus and model names) are
-escaped with :func:`~exbert_core.views.labels.markdown_text`; only the emphasis is markup.
+escaped with :func:`~exbert_core.views.labels.markdown_text`; only the emphasis is markup. A
+``label`` is the app's own ``layer-[heads]`` (digits, commas, brackets), shown as it is.
 """
 
 from __future__ import annotations
@@ -37,14 +38,14 @@ def heads_words(layer: int, heads: Sequence[int], n_heads: int) -> str:
 def attention_sentence(layer: int, heads: Sequence[int], n_heads: int, label: str) -> str:
     """What the attention chart shows."""
     return (f"How much each token of the sentence looks at (attends to) every other token, averaged over "
-            f"{heads_words(layer, heads, n_heads)} ({markdown_text(label)}).")
+            f"{heads_words(layer, heads, n_heads)} ({label}).")
 
 
 def matches_sentence(count: int, corpus: str, word: str, layer: int, by: str, label: str) -> str:
     """What the match table shows: ``The 50 tokens of Alice ... that the model represents most
     like "escape" at layer 2``."""
     how = ("represents most like" if by == "embedding"
-           else f"gathers most like (head embedding of {markdown_text(label)})")
+           else f"gathers most like (head embedding of {label})")
     return (f"The {count} tokens of *{markdown_text(corpus)}* that the model {how} "
             f"“{markdown_text(word)}” at layer {layer}.")
 
