@@ -13,15 +13,17 @@ from collections.abc import Sequence
 
 # Characters that start Markdown (CommonMark + GFM) or Streamlit's own syntax anywhere in a line:
 # emphasis, code, links and images, raw HTML and autolinks, strikethrough, tables, LaTeX ($),
-# Streamlit's :colour[...] / :emoji: directives and GFM's e-mail autolinks (@), and entities (&).
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>#~|$:@&])")
+# Streamlit's :colour[...] / :emoji: directives, and entities (&).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>#~|$:&])")
 # "_" makes emphasis only next to a non-alphanumeric character (CommonMark's flanking rule), so
 # hide_special stays readable in the source while _x_ is escaped.
 _FLANKING_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
-_WWW = re.compile(r"(?i)\bwww\.")  # GFM links a bare www.host without a scheme
+# GFM links bare addresses (scheme://..., www.host, name@host) and Streamlit reads :icon: names
+# even when their characters are escaped; an invisible word joiner inside the pattern keeps them
+# text.
+_BARE_LINK = re.compile(r"(?i)(?<=:)|(?<=\bwww)(?=\.)|(?=@)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
-# Appended to the second, third... occurrence of a label (invisible, see distinct_labels).
-_DISTINCT_MARK = "\u2060"  # WORD JOINER: no width, no line break
+_WORD_JOINER = "\u2060"  # no width, no line break: invisible in the text a reader sees
 
 
 def clean_piece(text: str) -> str:
@@ -38,11 +40,12 @@ def clean_piece(text: str) -> str:
 def markdown_text(text: object) -> str:
     """``text`` as literal Markdown inside a line: every character that could start markup is
     backslash-escaped, line breaks become spaces (a value never starts a heading or a list), and
-    bare ``www.`` addresses are not linked. Use for every user or corpus string in Markdown."""
+    bare addresses (``http://``, ``www.``, ``a@b``) and ``:icon:`` names are kept as text (an
+    invisible word joiner splits them). Use for every user or corpus string in Markdown."""
     out = _CONTROL.sub(" ", str(text))
     out = _MARKDOWN_SPECIAL.sub(r"\\\1", out)
     out = _FLANKING_UNDERSCORE.sub(r"\\_", out)
-    return _WWW.sub(lambda m: m.group(0)[:-1] + "\\.", out)
+    return _BARE_LINK.sub(_WORD_JOINER, out)
 
 
 def plotly_text(text: object) -> str:
@@ -61,5 +64,5 @@ def distinct_labels(labels: Sequence[str]) -> list[str]:
     for label in labels:
         count = seen.get(label, 0)
         seen[label] = count + 1
-        out.append(label + _DISTINCT_MARK * count)
+        out.append(label + _WORD_JOINER * count)
     return out
