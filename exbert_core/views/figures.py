@@ -480,7 +480,9 @@ def model_view(
                "zeroline": False, "fixedrange": True, "range": [-0.5 - gap, mosaic.shape[1] - 0.5 + gap]},
         yaxis={"tickmode": "array", "tickvals": [l * step + centre for l in range(n_layers)],
                "ticktext": [f"layer {l + 1}" for l in range(n_layers)], "showgrid": False, "zeroline": False,
-               "fixedrange": True, "range": [mosaic.shape[0] - 0.5 + gap, -0.5 - gap]},
+               "fixedrange": True, "range": [mosaic.shape[0] - 0.5 + gap, -0.5 - gap],
+               # square maps also when a phone narrows the chart, drawn from the top
+               "scaleanchor": "x", "scaleratio": 1, "constrain": "domain", "constraintoward": "top"},
         plot_bgcolor="rgba(0,0,0,0)",
         hovermode="closest",
         clickmode="event+select",
@@ -533,7 +535,9 @@ def layer_sweep_chart(
         xaxis={"tickmode": "array", "tickvals": list(range(len(layers))), "ticktext": ticks,
                "title": {"text": "layer"}},
         yaxis={"range": [0, 1], "tickformat": ".0%", "title": {"text": f"share of the {noun}"}},
-        legend={"traceorder": "normal", "title": {"text": ""}},
+        # Below the chart, so a phone's narrow screen keeps its width for the bars.
+        legend={"traceorder": "normal", "title": {"text": ""}, "orientation": "h", "yanchor": "top", "y": -0.28,
+                "x": 0},
         bargap=0.15,
     )
     return fig
