@@ -28,7 +28,6 @@ K_HIST = "hist_tab"
 K_HEAD_MAPS = "head_maps"
 VIEW_LABELS = {"curves": "Curves", "matrix": "Heat map", "heads": "Every head"}
 RESULT_LABELS = {"matches": "Matches", "summary": "Summary"}
-HIST_LABELS = {"pos": "Part of speech", "dep": "Grammatical role", "ner": "Named entity", "offset": "Offset"}
 FEATURE_TITLES = {"pos": "Part of speech", "dep": "Grammatical role (dependency)", "ner": "Named-entity type"}
 SCROLL_HEIGHT = 900  # px: a long input's curves scroll inside a box of this height
 
@@ -96,12 +95,8 @@ state = view.state
 st.markdown("## Attention & search")
 with st.expander("How to read this page", icon=":material/help:"):
     st.markdown(HOW_TO_READ)
-if not view.ready:
-    st.info("Fix the problem above to see the attention view.")
-    st.stop()
-
-info, analysis = view.info, view.analysis
-assert info is not None and analysis is not None and state.layer is not None
+info, analysis = page.ready(view, "the attention view")
+assert state.layer is not None
 tokens = analysis.tokens
 labels = [clean_piece(t.text) for t in tokens]
 heads = state.selected_heads(info.heads)
@@ -281,7 +276,7 @@ if summary_tab.open is not False:
         everything = [lab for side in hist.values() for feature, counts in side.items() if feature != "offset"
                       for lab in counts]
         describe = figures.describe_labels(sorted(set(everything)))
-        for feature, tab in zip(HIST_LABELS, _tabs(K_HIST, HIST_LABELS, "hist", state.hist)):
+        for feature, tab in zip(explain.FEATURE_NAMES, _tabs(K_HIST, explain.FEATURE_NAMES, "hist", state.hist)):
             if tab.open is False:
                 continue
             with tab:

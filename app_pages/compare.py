@@ -21,7 +21,7 @@ from exbert_core.model.analysis import Analysis
 from exbert_core.model.loading import ModelInfo
 from exbert_core.model.names import OFFLINE_MODELS
 from exbert_core.model.selection import Heads, layer_range
-from exbert_core.views import figures, match_table
+from exbert_core.views import explain, figures, match_table
 from exbert_core.views.labels import clean_piece, markdown_text
 from exbert_core.views.tokens import same_depth, same_token, strongest
 
@@ -33,7 +33,6 @@ K_TOKEN_B = "cmp_token_b"
 K_TOKEN_A = "token_pick"
 K_FEATURE = "cmp_feature"
 MODE_LABELS = {"sentences": "Two sentences, one model", "models": "One sentence, two models"}
-FEATURE_LABELS = {"pos": "Part of speech", "dep": "Grammatical role", "ner": "Named entity"}
 
 
 @dataclass
@@ -139,7 +138,7 @@ def _draw(side: Side, state: app_state.AppState, zmax: float, x_max: int) -> Non
     hist = summary.histograms(result)["matched"][state.feature]
     st.plotly_chart(
         figures.histogram(hist, describe=figures.describe_labels(list(hist)), color=figures.MATCHED_COLOR, x_max=x_max,
-                          title=f"{FEATURE_LABELS[state.feature]} of its {len(result.matches)} nearest tokens in "
+                          title=f"{explain.FEATURE_NAMES[state.feature]} of its {len(result.matches)} nearest tokens in "
                                 f"'{entry.name}'"),
         key=f"cmp_hist_{side.key}", config=page.chart_config(f"compare-{side.key}-{state.feature}-{stem}"))
     nearest: list[str] = []
@@ -179,11 +178,8 @@ with st.container(key="compare_controls"):
         st.selectbox("Model B", options, key=K_MODEL_B, on_change=_on_model_b, accept_new_options=True,
                      width=420, help="An offline model, or any Hugging Face model id (needs internet).")
 
-if not view.ready:
-    st.info("Fix the problem above to compare.")
-    st.stop()
-info, analysis = view.info, view.analysis
-assert info is not None and analysis is not None and state.layer is not None
+info, analysis = page.ready(view, "the comparison")
+assert state.layer is not None
 if state.token is None:
     st.info("Sentence A has no word token to compare.")
     st.stop()
@@ -220,7 +216,7 @@ analysis_b = plain_b if not masks_b else page.required(page.attempt(
 heads_b = state.heads if state.compare == "sentences" else Heads.all()
 
 entries = catalog.entries()
-entry_a = view.corpus if view.corpus is not None and view.corpus.fits(state.model) else entry_for(state.model, entries)
+entry_a = entry_for(state.model, entries, current=state.corpus)
 sides = [
     Side("A", state.model, info, analysis, state.token, state.layer, state.heads, entry_a),
     Side("B", model_b, info_b, analysis_b, token_b, layer_b, heads_b,
@@ -234,7 +230,7 @@ x_max = max([max(summary.histograms(s.result)["matched"][state.feature].values()
 
 page.seed(K_FEATURE, state.feature)
 st.segmented_control("Neighbours by", list(app_state.FEATURES), key=K_FEATURE, required=True,
-                     format_func=FEATURE_LABELS.get,
+                     format_func=explain.FEATURE_NAMES.get,
                      on_change=lambda: session.set_state(feature=st.session_state[K_FEATURE]))
 
 left, right = st.columns(2, gap="large")

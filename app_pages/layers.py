@@ -16,19 +16,13 @@ from exbert_core.views import explain, figures, match_table, sweep, tables
 from exbert_core.views.labels import clean_piece, markdown_text
 
 K_FEATURE = "sweep_feature"
-FEATURE_LABELS = {"pos": "Part of speech", "dep": "Grammatical role", "ner": "Named entity"}
 LENS_SHOWN = 5  # candidates per layer in the chart (the CSV has all of them)
 
 view = sidebar(page_name="layers", groups=("heads", "masks", "search"))
 state = view.state
 
 st.markdown("## Layer sweep & logit lens")
-if not view.ready:
-    st.info("Fix the problem above to see the layer sweep.")
-    st.stop()
-
-info, analysis = view.info, view.analysis
-assert info is not None and analysis is not None
+info, analysis = page.ready(view, "the layer sweep")
 tokens = analysis.tokens
 page.token_picker(analysis, "Token to follow across the layers", selected=state.token,
                   can_mask=info.mask_token is not None)
@@ -90,20 +84,20 @@ with sweep_col, st.container(key="layer_sweep"):
 
     page.seed(K_FEATURE, state.feature)
     st.segmented_control("Feature", list(app_state.FEATURES), key=K_FEATURE, required=True,
-                         format_func=FEATURE_LABELS.get,
+                         format_func=explain.FEATURE_NAMES.get,
                          on_change=lambda: session.set_state(feature=st.session_state[K_FEATURE]))
     layers = [s.layer for s in summaries]
     counts = [s.histograms[state.feature] for s in summaries]
     describe = figures.describe_labels(sorted({label for c in counts for label in c}))
     st.plotly_chart(
         figures.layer_sweep_chart(layers, counts, describe=describe,
-                                  title=f"{FEATURE_LABELS[state.feature]} of the {state.k} nearest corpus tokens"),
+                                  title=f"{explain.FEATURE_NAMES[state.feature]} of the {state.k} nearest corpus tokens"),
         config=page.chart_config(f"layer-sweep-{state.feature}-{stem}"), key="sweep_chart")
     first = ("Layer 0 is the embedding output (before any attention), layers 1-"
              f"{info.layers} the output of each block" if state.by == "embedding"
              else f"Layers 1-{info.layers}: what the selected heads of each block gathered")
     st.caption(f"At every layer, the {state.k} tokens of corpus '{markdown_text(entry.name)}' whose {by_words} is "
-               f"closest to that of “{markdown_text(word)}”, by {FEATURE_LABELS[state.feature].lower()}. {first}. Hover a bar for "
+               f"closest to that of “{markdown_text(word)}”, by {explain.FEATURE_NAMES[state.feature].lower()}. {first}. Hover a bar for "
                "its label's meaning and count.")
     st.download_button("Sweep as CSV (every feature)", match_table.rows_csv(tables.sweep_rows(summaries)),
                        file_name=f"exbert-layer-sweep-{entry.name}-{state.by}-{stem}.csv", mime="text/csv",

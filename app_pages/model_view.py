@@ -25,12 +25,8 @@ view = sidebar(page_name="model_view", groups=("masks", "special"))
 state = view.state
 
 st.markdown("## Model view")
-if not view.ready:
-    st.info("Fix the problem above to see the model view.")
-    st.stop()
-
-info, analysis = view.info, view.analysis
-assert info is not None and analysis is not None and state.layer is not None
+info, analysis = page.ready(view, "the model view")
+assert state.layer is not None
 tokens = analysis.tokens
 visible = figures.visible_positions([t.special for t in tokens], state.hide_special)
 labels = [clean_piece(tokens[p].text) for p in visible]

@@ -478,3 +478,80 @@ def test_every_page_at_desktop_and_phone_sizes(server, browser, viewport):
         if name == "attention" and viewport == DESKTOP and os.environ.get("EXBERT_UPDATE_SCREENSHOT"):
             shutil.copyfile(screen, app_support.ROOT / "docs" / "screenshot.png")
     page.context.close()
+
+
+def sidebar_open(page: Page, viewport: dict) -> None:
+    """On a phone the sidebar is folded away: open it."""
+    if viewport == PHONE:
+        page.get_by_test_id("stExpandSidebarButton").click()
+        expect(page.get_by_test_id("stSidebarCollapseButton")).to_be_visible()
+
+
+def sidebar_close(page: Page, viewport: dict) -> None:
+    if viewport == PHONE:
+        page.get_by_test_id("stSidebarCollapseButton").click()
+        expect(page.get_by_test_id("stExpandSidebarButton")).to_be_visible()
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x800", "390x844"])
+def test_the_paper_workflow_as_a_newcomer(server, browser, viewport):
+    """Sentence, token, mask, layer, heads, matches, histograms, share link, by clicks and keys
+    only, at a laptop's and a phone's size; a screenshot after each step
+    (test-artifacts/workflow-<size>-<step>.png)."""
+    _, base = server
+    size = f"{viewport['width']}x{viewport['height']}"
+    page = new_page(browser, viewport, permissions=["clipboard-read", "clipboard-write"])
+    step = iter(range(1, 20))
+
+    def shot(name: str) -> None:
+        settle(page)
+        page.screenshot(path=str(ARTIFACTS / f"workflow-{size}-{next(step)}-{name}.png"))
+
+    page.goto(base)
+    expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(50)
+    shot("start")
+    sidebar_open(page, viewport)
+    box = page.locator(".st-key-sb_sentence textarea")
+    box.fill(SENTENCE)
+    box.press("Control+Enter")
+    wait_for_query(page, "sentence", SENTENCE)
+    sidebar_close(page, viewport)
+    pills(page).filter(has_text="house").click()
+    wait_for_query(page, "token", "6")
+    expect(page.get_by_text("Corpus tokens like “house” at 2-[all]")).to_be_visible()
+    shot("token")
+    page.get_by_role("button", name="Mask “house”").click()
+    wait_for_query(page, "masks", "6")
+    expect(page.get_by_text("hides “house”", exact=False)).to_be_visible()  # the caveat is about this token
+    shot("mask")
+    sidebar_open(page, viewport)
+    layer = page.locator(".st-key-sb_layer").get_by_role("slider")
+    layer.focus()
+    layer.press("ArrowRight")
+    wait_for_query(page, "layer", "3")
+    sidebar_close(page, viewport)
+    maps = page.locator(".st-key-head_maps_box button.head")
+    maps.nth(0).click()
+    maps.nth(3).click()
+    wait_for_query(page, "heads", "0,3")
+    expect(page.get_by_text("Corpus tokens like “[MASK]” at 3-[0,3]")).to_be_visible()
+    maps.nth(0).scroll_into_view_if_needed()
+    shot("heads")
+    rows = page.locator(".st-key-matches .exbert-matches tbody tr")
+    expect(rows).to_have_count(50)
+    rows.first.scroll_into_view_if_needed()
+    shot("matches")
+    page.get_by_role("tab", name="Summary").click()
+    wait_for_query(page, "tab", "summary")
+    summary = page.locator(".st-key-summary")
+    expect(summary.get_by_text("Part of speech of the 50 matched tokens")).to_be_visible()
+    assert summary.locator("g.trace.bars path").count() > 2
+    summary.scroll_into_view_if_needed()
+    shot("summary")
+    page.get_by_role("button", name="Copy link").click()
+    link = page.evaluate("navigator.clipboard.readText()")
+    query = {k: v[-1] for k, v in parse_qs(urlsplit(link).query).items()}
+    assert {k: query[k] for k in ("sentence", "token", "masks", "layer", "heads", "tab")} == {
+        "sentence": SENTENCE, "token": "6", "masks": "6", "layer": "3", "heads": "0,3", "tab": "summary"}
+    shot("copied")
+    page.context.close()

@@ -26,6 +26,7 @@ from exbert_core.views.labels import clean_piece, distinct_labels, markdown_text
 if TYPE_CHECKING:
     from app_pages.common.sidebar import View
     from exbert_core.model.analysis import Analysis
+    from exbert_core.model.loading import ModelInfo
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,6 +64,15 @@ def attempt(call: Callable[[], T], failed: str, *, problems: list[str] | None = 
     else:
         st.error(markdown_text(message), icon=":material/error:")
     return None
+
+
+def ready(view: View, what: str) -> tuple[ModelInfo, Analysis]:
+    """The view's model and analysis, or a line saying the page waits for the problem above to be
+    fixed (then the page stops)."""
+    if view.info is None or view.analysis is None:
+        st.info(f"Fix the problem above to see {what}.")
+        st.stop()
+    return view.info, view.analysis
 
 
 def required(value: T | None) -> T:

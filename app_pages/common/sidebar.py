@@ -21,8 +21,8 @@ import streamlit as st
 from app_pages.common import cache, page
 from app_pages.common import state as session
 from exbert_core.app import state as app_state
+from exbert_core.app.corpus_choice import corpus_for, fitting
 from exbert_core.app.state import AppState, ModelFacts, TokenFacts
-from exbert_core.app.corpus_choice import corpus_for
 from exbert_core.corpus import catalog
 from exbert_core.model import analysis as core_analysis
 from exbert_core.model.analysis import Analysis
@@ -200,8 +200,8 @@ def _model_option(name: str) -> str:
 
 def _corpus_control(state: AppState) -> catalog.CorpusEntry | None:
     entries = {e.name: e for e in catalog.entries()}
-    fitting = [name for name, e in entries.items() if e.fits(state.model)]
-    options = fitting + [name for name in entries if name not in fitting]
+    fits = [e.name for e in fitting(state.model, list(entries.values()))]
+    options = fits + [name for name in entries if name not in fits]
     for name in (state.corpus, catalog.default_corpus_name(state.model)):
         if name not in options:
             options.append(name)
@@ -210,7 +210,7 @@ def _corpus_control(state: AppState) -> catalog.CorpusEntry | None:
         entry = entries.get(name)
         if entry is None:
             return f"{name} (not built yet)"
-        if not entry.fits(state.model):
+        if name not in fits:
             return f"{name} (built with {entry.model})"
         return f"{name} ({entry.sentences:,} sentences)"
 

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from exbert_core.corpus.sources import SOURCES
 from exbert_core.views.labels import markdown_text
 
+# The annotations the summaries count, as tab and control labels.
+FEATURE_NAMES = {"pos": "Part of speech", "dep": "Grammatical role", "ner": "Named entity", "offset": "Offset"}
+
 NOTATION = ("layer-[heads] is the exBERT paper's notation: 2-[0,3] means heads 0 and 3 of layer 2, "
             "averaged; 2-[all] means every head of layer 2.")
 
