@@ -158,7 +158,7 @@ state = view.state
 st.markdown("## Compare")
 st.caption("The same token side by side: its attention, its predictions and its corpus neighbours. A is the "
            "sentence and model of the sidebar; choose what B changes. Both heat maps use one colour scale, both "
-           "histograms one axis.")
+           "histograms one axis.", help=explain.NOTATION)
 
 with st.container(key="compare_controls"):
     page.seed(K_MODE, state.compare)
