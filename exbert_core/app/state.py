@@ -14,6 +14,13 @@ derived from that table:
 
 Adding a URL parameter is one field here and the page that draws its widget.
 
+Why not Streamlit's ``bind="query-params"``: a bound widget drops its value from the URL when it
+equals the default (a link would change meaning when a default changes) and silently drops a
+value it cannot use (a reader must be told why the view differs from the link); values that
+depend on the loaded model or the sentence (layer, heads, masks, token) can only be checked after
+loading, which a widget binding cannot express; and a control a page does not draw would lose
+its value on a page switch. So the URL is read and written here, from the table.
+
 Pure and light (no streamlit, torch, faiss or spaCy). Positions (``masks``, ``token``) count
 every model token, special tokens included, as in the core API. ``layer`` runs 1..L: the
 attention of block L, the embeddings it outputs and the head contexts inside it (the paper's
