@@ -15,7 +15,7 @@ from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
 from exbert_core.app.state import LONG_INPUT_TOKENS
 from exbert_core.corpus import summary
-from exbert_core.model.selection import Heads
+from exbert_core.model.selection import Heads, block_index
 from exbert_core.views import explain, figures, match_table, serialize, tables
 from exbert_core.views.labels import clean_piece, markdown_text
 from exbert_core.views.tokens import strongest
@@ -102,7 +102,7 @@ labels = [clean_piece(t.text) for t in tokens]
 heads = state.selected_heads(info.heads)
 visible = figures.visible_positions([t.special for t in tokens], state.hide_special)
 shown_labels = [labels[p] for p in visible]
-layer_attention = analysis.attention[state.layer - 1]  # heads x tokens x tokens
+layer_attention = analysis.attention[block_index(state.layer)]  # heads x tokens x tokens
 label = view.layer_label()
 st.caption(f"Model **{markdown_text(info.name)}** · layer-[heads] **{label}** · corpus "
            f"**{markdown_text(state.corpus)}** · {len(tokens)} tokens", help=explain.NOTATION)

@@ -20,7 +20,7 @@ from exbert_core.corpus.search import SearchResult
 from exbert_core.model.analysis import Analysis
 from exbert_core.model.loading import ModelInfo
 from exbert_core.model.names import OFFLINE_MODELS
-from exbert_core.model.selection import Heads, layer_range
+from exbert_core.model.selection import Heads, block_index, layer_range
 from exbert_core.views import explain, figures, match_table
 from exbert_core.views.labels import clean_piece, markdown_text
 from exbert_core.views.tokens import same_depth, same_token, strongest
@@ -88,7 +88,7 @@ def _prepare(side: Side, state: app_state.AppState) -> None:
     side.visible = figures.visible_positions([t.special for t in a.tokens], state.hide_special)
     heads = side.heads.resolve(side.info.heads)
     if heads:
-        matrix = figures.head_mean(a.attention[side.layer - 1], heads)[np.ix_(side.visible, side.visible)]
+        matrix = figures.head_mean(a.attention[block_index(side.layer)], heads)[np.ix_(side.visible, side.visible)]
         side.matrix = figures.renormalize_rows(matrix) if state.hide_special else matrix
     if side.corpus is not None:
         kind = state.by if heads else "embedding"

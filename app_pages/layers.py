@@ -12,6 +12,7 @@ from app_pages.common import build, cache, page
 from app_pages.common import state as session
 from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
+from exbert_core.model.selection import layer_range
 from exbert_core.views import explain, figures, match_table, sweep, tables
 from exbert_core.views.labels import clean_piece, markdown_text
 
@@ -49,7 +50,7 @@ with lens_col, st.container(key="logit_lens"):
         lens = page.attempt(lambda: cache.logit_lens(state.model, analysis.sentence, analysis.masked, position),
                             "The logit lens failed.")
         if lens is not None:
-            layers = list(range(1, info.layers + 1))
+            layers = list(layer_range("heads", info.layers))
             target = "the next token" if info.causal else f"position {position}"
             st.plotly_chart(
                 figures.logit_lens_chart(layers, [[(c.token, c.prob) for c in row[:LENS_SHOWN]] for row in lens],

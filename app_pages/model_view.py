@@ -8,6 +8,7 @@ import streamlit as st
 
 from app_pages.common import page
 from app_pages.common.sidebar import sidebar
+from exbert_core.model.selection import block_index, layer_range
 from exbert_core.views import explain, figures
 from exbert_core.views.labels import clean_piece, markdown_text
 
@@ -53,8 +54,9 @@ st.caption(f"Outlined: the heads selected for the attention view ({view.layer_la
 
 # The same without a pointer: pick a layer and a head, then open them.
 with st.container(key="open_head_row", horizontal=True, vertical_alignment="bottom"):
-    layer = st.selectbox("Layer", list(range(1, info.layers + 1)), index=state.layer - 1, key=K_LAYER, width=120)
-    strongest = np.asarray(attention[layer - 1]).reshape(info.heads, -1).max(-1)
+    layer = st.selectbox("Layer", list(layer_range("heads", info.layers)), index=block_index(state.layer), key=K_LAYER,
+                         width=120)
+    strongest = np.asarray(attention[block_index(layer)]).reshape(info.heads, -1).max(-1)
     head = st.selectbox("Head", list(range(info.heads)), key=K_HEAD, width=220,
                         format_func=lambda h: f"{h} (strongest link {strongest[h]:.0%})")
     st.button("Open in the attention view", key="mv_open", icon=":material/open_in_new:", on_click=_open_picked)
