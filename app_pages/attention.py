@@ -271,8 +271,7 @@ if matches_tab.open is not False:
 if summary_tab.open is not False:
     with summary_tab, st.container(key="summary"):
         st.markdown(explain.summary_sentence(n, title, query_word, state.layer))
-        st.caption("Left: the matched tokens. Right: the tokens each match attends to most. Both use one scale. "
-                   "Hover a bar for its meaning and share.")
+        st.caption("Both charts use one scale. Hover a bar for its meaning and share.")
         everything = [lab for side in hist.values() for feature, counts in side.items() if feature != "offset"
                       for lab in counts]
         describe = figures.describe_labels(sorted(set(everything)))

@@ -55,8 +55,8 @@ def matches_sentence(count: int, corpus: str, word: str, layer: int, by: str, la
 
 def summary_sentence(count: int, corpus: str, word: str, layer: int) -> str:
     """What the two histograms show."""
-    return (f"What kind of words the {count} tokens of *{markdown_text(corpus)}* most like “{markdown_text(word)}” "
-            f"at layer {layer} are (left), and what kind of words they attend to most (right).")
+    return (f"Left: what kind of words the {count} tokens of *{markdown_text(corpus)}* most like "
+            f"“{markdown_text(word)}” at layer {layer} are. Right: what kind of words they attend to most.")
 
 
 def masking_caveat(model: str, masked_words: Sequence[str], selected_word: str, selected_masked: bool) -> str:
