@@ -101,6 +101,8 @@ def test_shared_link_search_and_summary(server, page):
     summary = page.locator(".st-key-summary")
     expect(summary.locator(".main-svg").first).to_be_visible()
     expect(summary.get_by_text("Part of speech of the 50 matched tokens")).to_be_visible()
+    # The open tab is drawn on its own rerun: wait for its second chart too.
+    expect(summary.get_by_text("Part of speech of the tokens they attend to most")).to_be_visible()
     assert summary.locator("g.trace.bars path").count() > 2
     seconds = time.monotonic() - started
     page.screenshot(path=str(ARTIFACTS / "e2e-shared-link.png"))
@@ -551,6 +553,7 @@ def test_the_paper_workflow_as_a_newcomer(server, browser, viewport):
     wait_for_query(page, "tab", "summary")
     summary = page.locator(".st-key-summary")
     expect(summary.get_by_text("Part of speech of the 50 matched tokens")).to_be_visible()
+    expect(summary.get_by_text("Part of speech of the tokens they attend to most")).to_be_visible()
     assert summary.locator("g.trace.bars path").count() > 2
     summary.scroll_into_view_if_needed()
     shot("summary")
