@@ -1,65 +1,62 @@
-"""Attention & search: the paper's Figure 1. The attention of the selected heads, the token to
-search with, the model's predictions, the nearest corpus tokens and their summaries."""
+"""Attention & search: the paper's Figure 1. The attention of the selected heads (curves, heat map,
+per-head maps), the token to search with, the model's predictions, the nearest corpus tokens and
+their summaries."""
 
 from __future__ import annotations
 
 import json
-import logging
 
 import numpy as np
 import streamlit as st
 
-from app_pages.common import build, cache, controls
+from app_pages.common import build, cache, components, page
+from app_pages.common import state as session
+from app_pages.common.sidebar import sidebar
+from exbert_core.app import state as app_state
 from exbert_core.app.state import LONG_INPUT_TOKENS
 from exbert_core.corpus import summary
-from exbert_core.errors import USER_ERRORS
-from exbert_core.views import figures, match_table, serialize, tables
-from exbert_core.views.labels import clean_piece
+from exbert_core.model.selection import Heads, block_index
+from exbert_core.views import explain, figures, match_table, serialize, tables
+from exbert_core.views.labels import clean_piece, markdown_text
+from exbert_core.views.tokens import strongest
 
-log = logging.getLogger(__name__)
 CURVES_NONCE = "curves_nonce"
 K_CONTEXT = "ctx_width"
 K_VIEW = "attention_view"
+K_RESULTS = "results_tab"
+K_HIST = "hist_tab"
+K_HEAD_MAPS = "head_maps"
 VIEW_LABELS = {"curves": "Curves", "matrix": "Heat map", "heads": "Every head"}
+RESULT_LABELS = {"matches": "Matches", "summary": "Summary"}
+FEATURE_TITLES = {"pos": "Part of speech", "dep": "Grammatical role (dependency)", "ner": "Named-entity type"}
 SCROLL_HEIGHT = 900  # px: a long input's curves scroll inside a box of this height
 
-view = controls.sidebar(params=("view", "image"))
-state = view.state
+HOW_TO_READ = f"""
+A language model reads the sentence in the sidebar in **layers** (one after the other); in each layer,
+several **heads** each decide how much every token (a word or a piece of one) *looks at*, or
+**attends to**, every other token.
 
-st.markdown("## Attention & search")
-if not view.ready:
-    st.info("Fix the problem above to see the attention view.")
-    st.stop()
+- **Attention** (left): each token on the left is linked to the tokens it attends to on the right;
+  thicker, darker curves carry more attention. The small blue maps under it are the single heads
+  (row: the token that attends; column: the token it attends to). Click a map to show only that
+  head, then others to add them.
+- **{explain.NOTATION}**
+- **Selected token** (right): the token searched with (click one above the chart, or in the chart), what
+  it attends to most, and what the model predicts there (if it can).
+- **Matches** (below): the tokens of a reference text (by default *Alice in Wonderland*) that the model
+  represents most like the selected one at this layer, each in its sentence. Highlighted: the matching
+  token; underlined: the token it attends to most.
+- **Summary**: what kind of words the matches are (part of speech, grammatical role, named entity), and
+  the same for the tokens they attend to most; *Offset* says where those sit relative to the match.
+- **Masking** a token replaces it by a blank (`[MASK]`): the model must guess it from its context.
 
-info, analysis = view.info, view.analysis
-assert info is not None and analysis is not None and state.layer is not None
-tokens = analysis.tokens
-labels = [clean_piece(t.text) for t in tokens]
-heads = state.selected_heads(info.heads)
-visible = figures.visible_positions([t.special for t in tokens], state.hide_special)
-shown_labels = [labels[p] for p in visible]
-layer_attention = analysis.attention[state.layer - 1]  # heads x tokens x tokens
-st.caption(f"Model **{info.name}** · layer-[heads] **{view.layer_label()}** · corpus **{state.corpus}** · "
-           f"{len(tokens)} tokens")
-
-if analysis.masked and info.mask_token and not info.has_lm_head:
-    st.warning(
-        f"**{info.name} was not trained to fill in masked tokens** (it has no masked-LM head), so a "
-        "masked token's neighbours say little. Measured with MiniLM on *alice*: a masked “escape” "
-        "in the example sentence finds mostly proper nouns at every layer (verbs ≤ 14 %), while the "
-        "unmasked “escape” finds verbs (74 % at layers 1–2). For the paper's masking experiments "
-        "use a masked language model such as `bert-base-uncased` (needs internet).",
-        icon=":material/theater_comedy:",
-    )
-
-# --- The token to search with ------------------------------------------------------------------
-controls.token_picker(view, "Token to search with (or click a token in the attention curves)")
+Every change is kept in the page's address: **Copy link** at the top gives a colleague this exact view.
+"""
 
 
 def _on_curve_pick(chart_key: str, positions: list[int]) -> None:
     event = st.session_state.get(chart_key) or {}
-    points = (event.get("selection") or {}).get("points") or []
-    for point in points:
+    for point in (event.get("selection") or {}).get("points") or []:
         data = point.get("customdata")
         if isinstance(data, list):
             data = data[0] if data else None
@@ -71,17 +68,54 @@ def _on_curve_pick(chart_key: str, positions: list[int]) -> None:
                 continue
             position = positions[-round(y)]
         if not tokens[position].special:
-            controls.pick_token(position)
+            session.set_state(token=position)
             st.session_state[CURVES_NONCE] = st.session_state.get(CURVES_NONCE, 0) + 1
             return
 
 
-def _on_view() -> None:
-    label = st.session_state.get(K_VIEW)
-    chosen = next((v for v, text in VIEW_LABELS.items() if text == label), None)
-    if chosen:
-        controls.set_state(view=chosen)
+def _tab_setter(key: str, labels: dict[str, str], field: str):
+    """``on_change`` of stateful tabs: the open tab's value goes into the state (and the URL)."""
+    def callback() -> None:
+        chosen = next((value for value, text in labels.items() if text == st.session_state.get(key)), None)
+        if chosen:
+            session.set_state(**{field: chosen})
 
+    return callback
+
+
+def _tabs(key: str, labels: dict[str, str], field: str, current: str):
+    """Tabs that remember the open one in the state; only the open tab's code runs."""
+    page.seed(key, labels[current])
+    return st.tabs(list(labels.values()), key=key, on_change=_tab_setter(key, labels, field))
+
+
+view = sidebar(page_name="attention")
+state = view.state
+
+st.markdown("## Attention & search")
+with st.expander("How to read this page", icon=":material/help:"):
+    st.markdown(HOW_TO_READ)
+info, analysis = page.ready(view, "the attention view")
+assert state.layer is not None
+tokens = analysis.tokens
+labels = [clean_piece(t.text) for t in tokens]
+heads = state.selected_heads(info.heads)
+visible = figures.visible_positions([t.special for t in tokens], state.hide_special)
+shown_labels = [labels[p] for p in visible]
+layer_attention = analysis.attention[block_index(state.layer)]  # heads x tokens x tokens
+label = view.layer_label()
+st.caption(f"Model **{markdown_text(info.name)}** · layer-[heads] **{label}** · corpus "
+           f"**{markdown_text(state.corpus)}** · {len(tokens)} tokens", help=explain.NOTATION)
+
+if analysis.masked and info.mask_token and not info.has_lm_head:
+    hidden = [analysis.sentence[tokens[m].start:tokens[m].end] for m in analysis.masked]
+    selected_word = analysis.sentence[tokens[state.token].start:tokens[state.token].end] if state.token is not None else ""
+    st.warning(explain.masking_caveat(info.name, hidden, selected_word, state.token in analysis.masked),
+               icon=":material/theater_comedy:")
+
+# --- The token to search with ------------------------------------------------------------------
+page.token_picker(analysis, "Token to search with (or click a token in the attention curves)", selected=state.token,
+                  can_mask=info.mask_token is not None)
 
 # --- Attention ---------------------------------------------------------------------------------
 long_input = len(tokens) > LONG_INPUT_TOKENS
@@ -89,19 +123,21 @@ current = state.view if state.view != "auto" else ("matrix" if long_input else "
 left, right = st.columns([3, 2], gap="large")
 with left:
     st.markdown(f"#### Attention at layer {state.layer}")
-    controls.seed(K_VIEW, VIEW_LABELS[current])
+    if heads:
+        st.caption(explain.attention_sentence(state.layer, list(heads), info.heads, label))
     # Tabs with state: only the open tab runs (a long input's curves are built only when asked for).
-    curves, heatmap, per_head = st.tabs(list(VIEW_LABELS.values()), key=K_VIEW, on_change=_on_view)
+    curves, heatmap, per_head = _tabs(K_VIEW, VIEW_LABELS, "view", current)
     matrix = figures.head_mean(layer_attention, heads)[np.ix_(visible, visible)]
     if state.hide_special:
         matrix = figures.renormalize_rows(matrix)
     shown = (" With special tokens hidden, each token's attention is rescaled over the tokens shown."
              if state.hide_special else "")
-    stem = f"{state.model.split('/')[-1]}-{view.layer_label()}"
+    stem = f"{state.model.split('/')[-1]}-{label}"
+    no_heads = "No head is selected: click a head's map below, or choose heads in the sidebar."
     if curves.open is not False:
         with curves:
             if not heads:
-                st.info("No head is selected: choose heads in the sidebar (or press *All heads*).")
+                st.info(no_heads)
             else:
                 keep = figures.top_p_mask(matrix, state.threshold / 100)
                 limited = ""
@@ -116,22 +152,22 @@ with left:
                                                   selected=state.token)
                 with st.container(key="attention_curves", height=SCROLL_HEIGHT if long_input else "content"):
                     st.plotly_chart(figure, key=chart_key, on_select=lambda: _on_curve_pick(chart_key, visible),
-                                    selection_mode="points", config=controls.chart_config(f"curves-{stem}"))
+                                    selection_mode="points", config=page.chart_config(f"curves-{stem}"))
                 st.caption(
                     f"Each token on the left attends to the tokens on the right; thicker, darker curves "
                     f"carry more attention. Shown: the strongest links making up {state.threshold} % of each "
-                    f"token's attention, averaged over heads {view.layer_label()}. Hover a token for its "
+                    f"token's attention, averaged over heads {label}. Hover a token for its "
                     "strongest links; click one to search with it." + shown + limited
                 )
     if heatmap.open is not False:
         with heatmap:
             if not heads:
-                st.info("No head is selected: choose heads in the sidebar (or press *All heads*).")
+                st.info(no_heads)
             else:
                 with st.container(key="attention_heatmap"):
                     st.plotly_chart(figures.attention_heatmap(matrix, shown_labels, positions=visible,
                                                               selected=state.token),
-                                    config=controls.chart_config(f"heatmap-{stem}", zoom=long_input), key="heatmap")
+                                    config=page.chart_config(f"heatmap-{stem}", zoom=long_input), key="heatmap")
                 st.caption("Row: the token that attends; column: the token it attends to. The selected "
                            "token's row is outlined." + shown
                            + (" Drag over a region to zoom in (its tokens are then labelled); double-click "
@@ -140,36 +176,47 @@ with left:
         with per_head:
             grid = layer_attention[:, visible][:, :, visible]
             st.plotly_chart(figures.head_grid(grid, shown_labels, selected_heads=heads),
-                            config=controls.chart_config(f"heads-layer{state.layer}"), key="head_grid")
+                            config=page.chart_config(f"heads-layer{state.layer}"), key="head_grid")
             pooled = len(visible) > figures.POOLED_TILE
             st.caption(f"Every head of layer {state.layer}: one small heat map per head (● = selected). "
                        "Hover for the weights."
                        + (" Long input: each cell is the strongest link of a block of tokens." if pooled else ""))
 
+    # The paper's per-head maps, as toggles (the selection is sent once the clicks pause).
+    with st.container(key="head_maps_box"):
+        st.markdown(f"**Heads of layer {state.layer}** · "
+                    + ("click a map to show only that head, then others to add them"
+                       if state.heads.is_all(info.heads) else "click a map to add or remove that head"),
+                    help="Each map is one head: row = the token that attends, column = the token it attends "
+                         "to, darker = more. " + explain.NOTATION)
+        thumbnails = figures.head_thumbnails(layer_attention[:, visible][:, :, visible])
+        components.head_picker(thumbnails, selected=heads, all_heads=state.heads.is_all(info.heads), key=K_HEAD_MAPS,
+                               on_change=lambda chosen: session.set_state(heads=Heads.of(chosen)))
+
 with right:
     position = state.token
     if position is not None:
         word = view.words[position] if view.words else None
-        st.markdown(f"#### Selected: “{clean_piece(tokens[position].text)}” (position {position})")
+        st.markdown(f"#### Selected: “{markdown_text(labels[position])}” (position {position})")
         if word is not None:
-            st.caption(f"word “{word.text}” · part of speech **{word.pos}** · dependency **{word.dep}** · "
-                       f"entity **{word.ner or 'none'}**")
+            st.caption(f"word “{markdown_text(word.text)}” · part of speech **{markdown_text(word.pos)}** · "
+                       f"dependency **{markdown_text(word.dep)}** · entity **{markdown_text(word.ner or 'none')}**")
         if heads and position in visible:
             row = matrix[visible.index(position)]  # as drawn: shown tokens, rescaled if hiding specials
             st.caption("Attends most to: " + ", ".join(
-                f"{shown_labels[j]} {row[j]:.0%}" for j in np.argsort(-row)[:4] if row[j] > 0))
+                f"{markdown_text(shown_labels[t.index])} {t.weight:.0%}" for t in strongest(row)))
         st.markdown("#### Predictions")
         if analysis.predictions is not None:
             candidates = [(c.token, c.prob) for c in analysis.predictions[position]]
             title = (f"Next token after “{labels[position]}”" if info.causal
                      else f"What the model puts at position {position}")
             st.plotly_chart(figures.predictions_bar(candidates, title=title), key="predictions",
-                            config=controls.chart_config(f"predictions-{state.model.split('/')[-1]}-{position}"))
+                            config=page.chart_config(f"predictions-{state.model.split('/')[-1]}-{position}"))
             st.page_link("app_pages/layers.py", label="Its predictions at every layer (logit lens)",
                          icon=":material/stacked_bar_chart:")
         else:
             st.caption(
-                f"{info.name} has no language-model head, so it makes no predictions. The offline "
+                f"{markdown_text(info.name)} has no language-model head, so it makes no predictions. The offline "
                 "model with one is **smollm2** (it predicts the next token); online, "
                 "**bert-base-uncased** predicts masked tokens."
             )
@@ -180,8 +227,9 @@ st.divider()
 if state.token is None:
     st.info("The sentence has no word token to search with.")
     st.stop()
-query_word = clean_piece(tokens[state.token].text)
-st.markdown(f"### Corpus tokens like “{query_word}” at {view.layer_label()}")
+query_word = labels[state.token]
+st.markdown(f"### Corpus tokens like “{markdown_text(query_word)}” at {label}",
+            help=explain.NOTATION)
 entry = build.corpus_ready(view)
 if entry is None:
     st.stop()
@@ -189,72 +237,61 @@ if state.by == "heads" and not heads:
     st.info("Search by head embedding needs at least one head: select heads in the sidebar.")
     st.stop()
 
-try:
-    result = cache.search(state.model, str(entry.path), entry.stamp, analysis.sentence, analysis.masked,
-                          state.token, state.layer, state.by, tuple(heads), state.k)
-except USER_ERRORS as err:
-    st.error(str(err))
-    st.stop()
-except Exception as err:
-    log.exception("Search failed")
-    st.error(f"The search failed ({type(err).__name__}: {err}). Try another layer or token.")
-    st.stop()
+result = page.required(page.attempt(
+    lambda: cache.search(state.model, str(entry.path), entry.stamp, analysis.sentence, analysis.masked,
+                         state.token, state.layer, state.by, tuple(heads), state.k),
+    "The search failed.", hint="Try another layer or token."))
 
-by_words = "embedding" if state.by == "embedding" else "head embedding (selected heads)"
-st.caption(
-    f"The {len(result.matches)} tokens of corpus '{entry.name}' whose {by_words} at layer {state.layer} is "
-    f"closest (cosine) to that of “{query_word}”. Highlighted: the matched word; underlined: the token "
-    "it attends to most (selected heads, special tokens excluded). Hover a word for its part of speech, "
-    "dependency and entity."
-)
+title = explain.corpus_title(entry.name, entry.source)
+search_stem = f"{state.model.split('/')[-1]}-{entry.name}-{label}-{query_word}"
+hist = summary.histograms(result)
+n = len(result.matches)
+with st.container(key="downloads", horizontal=True):
+    st.download_button("Matches as CSV", match_table.matches_csv(result), file_name=f"exbert-{search_stem}.csv",
+                       mime="text/csv", key="download_csv", icon=":material/download:", on_click="ignore")
+    st.download_button("JSON", json.dumps(serialize.search_dict(result), ensure_ascii=False, indent=1),
+                       file_name=f"exbert-{search_stem}.json", mime="application/json",
+                       key="download_json", icon=":material/download:", on_click="ignore")
+    st.download_button("Summary as CSV", match_table.rows_csv(tables.summary_rows(hist)),
+                       file_name=f"exbert-{search_stem}-summary.csv", mime="text/csv", key="download_summary_csv",
+                       icon=":material/download:", on_click="ignore")
 
-search_stem = f"{state.model.split('/')[-1]}-{entry.name}-{view.layer_label()}-{query_word}"
-# Tabs with state: only the open tab's figures are built (a rerun builds 2 charts, not 9).
-matches_tab, summary_tab = st.tabs([f"Matches ({len(result.matches)})", "Summary"], key="result_tabs",
-                                   on_change="rerun")
-with matches_tab, st.container(key="matches"):
-    tools = st.columns([2, 1, 1], vertical_alignment="bottom")
-    width = tools[0].slider("Context shown (tokens each side)", 1, match_table.MAX_WIDTH, 1, key=K_CONTEXT)
-    tools[1].download_button("CSV", match_table.matches_csv(result), file_name=f"exbert-{search_stem}.csv",
-                             mime="text/csv", key="download_csv", icon=":material/download:", on_click="ignore")
-    tools[2].download_button("JSON", json.dumps(serialize.search_dict(result), ensure_ascii=False, indent=1),
-                             file_name=f"exbert-{search_stem}.json", mime="application/json", key="download_json",
-                             icon=":material/download:", on_click="ignore")
-    st.html(match_table.matches_html(result, width=width))
+matches_tab, summary_tab = _tabs(K_RESULTS, {**RESULT_LABELS, "matches": f"Matches ({n})"}, "tab", state.tab)
+if matches_tab.open is not False:
+    with matches_tab, st.container(key="matches"):
+        st.markdown(explain.matches_sentence(n, title, query_word, state.layer, state.by, label))
+        page.seed(K_CONTEXT, state.context)
+        width = st.slider("Context shown (tokens each side)", 1, app_state.MAX_CONTEXT, key=K_CONTEXT, width=360,
+                          on_change=lambda: session.set_state(context=int(st.session_state[K_CONTEXT])))
+        st.caption("Highlighted: the matched token; underlined: the token it attends to most (selected heads, "
+                   "special tokens excluded), with its offset from the match. Hover a word for its part of "
+                   "speech, dependency and entity.")
+        st.html(match_table.matches_html(result, width=width))
 
-with summary_tab:
-    if summary_tab.open is False:
-        st.stop()  # the last section of the page: nothing below to draw
-    hist = summary.histograms(result)
-    n = len(result.matches)
-    everything = [label for side in hist.values() for feature, counts in side.items() if feature != "offset"
-                  for label in counts]
-    describe = figures.describe_labels(sorted(set(everything)))
-    features = {"pos": "Part of speech", "dep": "Grammatical role (dependency)", "ner": "Named-entity type"}
-    with st.container(key="summary"):
-        st.caption("Left: the matched tokens. Right: the tokens each match attends to most. Hover a bar "
-                   "for its meaning and share.")
-        tabs = st.tabs(["Part of speech", "Grammatical role", "Named entity", "Offset"], key="summary_tabs",
-                       on_change="rerun")
-        for tab, (feature, title) in zip(tabs, features.items()):
+if summary_tab.open is not False:
+    with summary_tab, st.container(key="summary"):
+        st.markdown(explain.summary_sentence(n, title, query_word, state.layer))
+        st.caption("Both charts use one scale. Hover a bar for its meaning and share.")
+        everything = [lab for side in hist.values() for feature, counts in side.items() if feature != "offset"
+                      for lab in counts]
+        describe = figures.describe_labels(sorted(set(everything)))
+        for feature, tab in zip(explain.FEATURE_NAMES, _tabs(K_HIST, explain.FEATURE_NAMES, "hist", state.hist)):
             if tab.open is False:
                 continue
             with tab:
+                if feature == "offset":
+                    st.plotly_chart(figures.offset_histogram(hist["max_attention"]["offset"],
+                                                             title="Where the most-attended token sits, relative to the match"),
+                                    config=page.chart_config(f"offset-{search_stem}"), key="hist_offset")
+                    continue
+                matched, attended = hist["matched"][feature], hist["max_attention"][feature]
+                top = max([*matched.values(), *attended.values(), 1])  # one x scale for the pair
                 a, b = st.columns(2)
-                a.plotly_chart(figures.histogram(hist["matched"][feature], describe=describe,
-                                                 title=f"{title} of the {n} matched tokens",
-                                                 color=figures.MATCHED_COLOR),
-                               config=controls.chart_config(f"{feature}-matched-{search_stem}"),
+                a.plotly_chart(figures.histogram(matched, describe=describe, x_max=top, color=figures.MATCHED_COLOR,
+                                                 title=f"{FEATURE_TITLES[feature]} of the {n} matched tokens"),
+                               config=page.chart_config(f"{feature}-matched-{search_stem}"),
                                key=f"hist_matched_{feature}")
-                b.plotly_chart(figures.histogram(hist["max_attention"][feature], describe=describe,
-                                                 title=f"{title} of the tokens they attend to most",
-                                                 color=figures.ATTENDED_COLOR),
-                               config=controls.chart_config(f"{feature}-attended-{search_stem}"),
+                b.plotly_chart(figures.histogram(attended, describe=describe, x_max=top, color=figures.ATTENDED_COLOR,
+                                                 title=f"{FEATURE_TITLES[feature]} of the tokens they attend to most"),
+                               config=page.chart_config(f"{feature}-attended-{search_stem}"),
                                key=f"hist_attended_{feature}")
-        if tabs[-1].open is not False:
-            tabs[-1].plotly_chart(figures.offset_histogram(hist["max_attention"]["offset"],
-                                                           title="Where the most-attended token sits, relative to the match"),
-                                  config=controls.chart_config(f"offset-{search_stem}"), key="hist_offset")
-        st.download_button("Summary as CSV", match_table.rows_csv(tables.summary_rows(hist)),
-                           file_name=f"exbert-{search_stem}-summary.csv", mime="text/csv", key="download_summary_csv",
-                           icon=":material/download:", on_click="ignore")

@@ -40,6 +40,7 @@ with st.container(key="corpora_list"):
                 "fits the selected model": "yes" if e.fits(state.model) else "no",
                 "sentences": e.sentences,
                 "tokens": e.tokens,
+                "shards": len(e.manifest.get("shards") or []),
                 "size (MB)": round(e.bytes / 1e6, 1),
                 "source": e.source,
                 "built": e.built.replace("T", " ")[:16],
@@ -49,6 +50,11 @@ with st.container(key="corpora_list"):
         )
         for e in entries:
             with st.expander(f"Manifest of '{e.name}'"):
+                shards = e.manifest.get("shards") or []
+                if len(shards) > 1:
+                    st.dataframe([{"shard": s.get("dir"), "tokens": s.get("tokens"), "sentences": s.get("sentences"),
+                                   "first token": s.get("first_token")} for s in shards],
+                                 hide_index=True, key=f"shards_{e.name}")
                 st.json(e.manifest, expanded=1)
 
 st.markdown("### Build a corpus")

@@ -5,17 +5,17 @@ the corpus folder."""
 from __future__ import annotations
 
 import json
-import logging
 import time
 
 import streamlit as st
 
-from app_pages.common import build, cache, controls
+from app_pages.common import build, cache, page
+from app_pages.common import state as session
+from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
-from exbert_core.errors import USER_ERRORS
+from exbert_core.app.state import Relations
 from exbert_core.views import figures, head_atlas, match_table, tables
-
-log = logging.getLogger(__name__)
+from exbert_core.views.labels import markdown_text
 K_SAMPLE = "atlas_sample"
 K_RELATION = "atlas_relation"
 K_CHART = "atlas_chart"
@@ -25,7 +25,7 @@ K_TABLE = "atlas_table"
 def _on_row(relations: list[str]) -> None:
     rows = (st.session_state.get(K_TABLE) or {}).get("selection", {}).get("rows") or []
     if rows and 0 <= rows[0] < len(relations):
-        controls.set_state(relation=relations[rows[0]])
+        session.set_state(relation=relations[rows[0]])
 
 
 def _compute(entry, sentences: int) -> head_atlas.HeadAtlas:
@@ -52,8 +52,8 @@ def _compute(entry, sentences: int) -> head_atlas.HeadAtlas:
     return atlas
 
 
-controls.follow_switch()
-view = controls.sidebar(analysis_controls=False, params=("relation", "sample", "image"))
+page.follow_switch()
+view = sidebar(page_name="head_atlas", analysis_controls=False)
 state = view.state
 
 st.markdown("## Head atlas")
@@ -68,22 +68,16 @@ entry = build.corpus_ready(view)
 if entry is None:
     st.stop()
 
-controls.seed(K_SAMPLE, state.sample)
+page.seed(K_SAMPLE, state.sample)
 st.select_slider("Corpus sentences read", list(app_state.ATLAS_SAMPLES), key=K_SAMPLE, width=420,
-                 on_change=lambda: controls.set_state(sample=int(st.session_state[K_SAMPLE])),
+                 on_change=lambda: session.set_state(sample=int(st.session_state[K_SAMPLE])),
                  help="A random sample of the corpus (the same for every model). 1,000 sentences took 29 s "
-                      "with MiniLM on a busy 2-core machine, longer with bigger models; each sample size is computed once and "
-                      "cached with the corpus.")
-try:
-    atlas = _compute(entry, state.sample)
-except USER_ERRORS as err:
-    st.error(str(err))
-    st.stop()
-except Exception as err:
-    log.exception("Head atlas failed")
-    st.error(f"The head atlas failed ({type(err).__name__}: {err}). Try a smaller sample, or compute it "
-             f"from the command line: python scripts/head_atlas.py --corpus {entry.name} --sentences {state.sample}")
-    st.stop()
+                      "with MiniLM on a busy 2-core machine, longer with bigger models; each sample size is "
+                      "computed once and cached with the corpus.")
+atlas = page.required(page.attempt(
+    lambda: _compute(entry, state.sample), "The head atlas failed.",
+    hint=f"Try a smaller sample, or compute it from the command line: python scripts/head_atlas.py "
+         f"--corpus {entry.name} --sentences {state.sample}"))
 
 best = atlas.best_heads()  # most frequent relation first
 relations = [row[0] for row in best]
@@ -91,31 +85,31 @@ if not relations:
     st.info(f"No relation was seen {head_atlas.MIN_COUNT} times in {atlas.sentences} sentences: read more "
             "sentences.")
     st.stop()
-state = controls.page_fitted(view, *app_state.fit_relation(state, relations))
+state = page.page_fitted(view, *app_state.fit(state, Relations(tuple(relations))))
 describe = figures.describe_labels(relations)
 stem = f"{state.model.split('/')[-1]}-{entry.name}-{atlas.sentences}"
 
 with st.container(key="atlas_heatmap"):
-    controls.seed(K_RELATION, state.relation)
+    page.seed(K_RELATION, state.relation)
     st.selectbox("Relation", relations, key=K_RELATION, width=420,
                  format_func=lambda r: f"{r} · {describe.get(r, '')} ({atlas.count[r]:,})",
-                 on_change=lambda: controls.set_state(relation=st.session_state[K_RELATION]))
+                 on_change=lambda: session.set_state(relation=st.session_state[K_RELATION]))
     rel = state.relation
     layer_now = state.layer if state.layer is not None else None
     st.plotly_chart(
         figures.head_atlas_heatmap(
             atlas.accuracy[rel], relation=rel, count=atlas.count[rel], baseline=atlas.baseline[rel],
             description=describe.get(rel),
-            selected=(layer_now, state.selected_heads(view.info.heads)) if layer_now and state.heads else None),
-        key=K_CHART, on_select=lambda: controls.open_picked_head(K_CHART), selection_mode="points", width="content",
-        config=controls.chart_config(f"head-atlas-{rel}-{stem}"),
+            selected=(layer_now, state.selected_heads(view.info.heads)) if layer_now and state.heads.indices else None),
+        key=K_CHART, on_select=lambda: page.open_picked_head(K_CHART), selection_mode="points", width="content",
+        config=page.chart_config(f"head-atlas-{rel}-{stem}"),
     )
     _, layer, head, acc, offset, base = next(row for row in best if row[0] == rel)
-    st.caption(f"{atlas.count[rel]:,} “{rel}” dependents in {atlas.sentences:,} sentences. Outlined: the best "
+    st.caption(f"{atlas.count[rel]:,} “{markdown_text(rel)}” dependents in {atlas.sentences:,} sentences. Outlined: the best "
                f"head, {layer}-{head} ({acc:.0%}; the word at offset {offset:+d} is right {base:.0%} of the time). "
                "**Click a cell** to open that head in the attention view.")
     st.button(f"Open head {layer}-{head} in the attention view", key="atlas_open_best",
-              icon=":material/open_in_new:", on_click=controls.open_head, args=(layer, head))
+              icon=":material/open_in_new:", on_click=page.open_head, args=(layer, head))
 
 with st.container(key="atlas_table_box"):
     st.markdown("#### Best head per relation")

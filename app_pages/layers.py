@@ -5,33 +5,28 @@ layer to layer."""
 from __future__ import annotations
 
 import json
-import logging
 
 import streamlit as st
 
-from app_pages.common import build, cache, controls
+from app_pages.common import build, cache, page
+from app_pages.common import state as session
+from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
-from exbert_core.errors import USER_ERRORS
-from exbert_core.views import figures, match_table, sweep, tables
-from exbert_core.views.labels import clean_piece
+from exbert_core.model.selection import layer_range
+from exbert_core.views import explain, figures, match_table, sweep, tables
+from exbert_core.views.labels import clean_piece, markdown_text
 
-log = logging.getLogger(__name__)
 K_FEATURE = "sweep_feature"
-FEATURE_LABELS = {"pos": "Part of speech", "dep": "Grammatical role", "ner": "Named entity"}
 LENS_SHOWN = 5  # candidates per layer in the chart (the CSV has all of them)
 
-view = controls.sidebar(groups=("heads", "masks", "search"), params=("feature", "image"))
+view = sidebar(page_name="layers", groups=("heads", "masks", "search"))
 state = view.state
 
 st.markdown("## Layer sweep & logit lens")
-if not view.ready:
-    st.info("Fix the problem above to see the layer sweep.")
-    st.stop()
-
-info, analysis = view.info, view.analysis
-assert info is not None and analysis is not None
+info, analysis = page.ready(view, "the layer sweep")
 tokens = analysis.tokens
-controls.token_picker(view, "Token to follow across the layers")
+page.token_picker(analysis, "Token to follow across the layers", selected=state.token,
+                  can_mask=info.mask_token is not None)
 if state.token is None:
     st.info("The sentence has no word token to follow.")
     st.stop()
@@ -39,8 +34,8 @@ position = state.token
 word = "[MASK]" if position in analysis.masked else clean_piece(tokens[position].text)
 heads = state.selected_heads(info.heads)
 stem = f"{state.model.split('/')[-1]}-{word}-{position}"
-st.caption(f"Model **{info.name}** · token **“{word}”** (position {position}) · corpus **{state.corpus}** · "
-           f"{len(tokens)} tokens")
+st.caption(f"Model **{markdown_text(info.name)}** · token **“{markdown_text(word)}”** (position {position}) · "
+           f"corpus **{markdown_text(state.corpus)}** · {len(tokens)} tokens")
 
 sweep_col, lens_col = st.columns([4, 3], gap="large")
 
@@ -48,21 +43,19 @@ sweep_col, lens_col = st.columns([4, 3], gap="large")
 with lens_col, st.container(key="logit_lens"):
     st.markdown("#### Logit lens")
     if not info.has_lm_head:
-        st.caption(f"{info.name} has no language-model head, so it has no logit lens (its layers cannot be "
+        st.caption(f"{markdown_text(info.name)} has no language-model head, so it has no logit lens (its layers cannot be "
                    "read as predictions). The offline model with one is **smollm2** (pick it in the "
                    "sidebar); online, **bert-base-uncased**.")
     else:
-        try:
-            lens = cache.logit_lens(state.model, analysis.sentence, analysis.masked, position)
-        except USER_ERRORS as err:
-            st.error(str(err))
-        else:
-            layers = list(range(1, info.layers + 1))
+        lens = page.attempt(lambda: cache.logit_lens(state.model, analysis.sentence, analysis.masked, position),
+                            "The logit lens failed.")
+        if lens is not None:
+            layers = list(layer_range("heads", info.layers))
             target = "the next token" if info.causal else f"position {position}"
             st.plotly_chart(
                 figures.logit_lens_chart(layers, [[(c.token, c.prob) for c in row[:LENS_SHOWN]] for row in lens],
                                          title=f"Top predictions for {target} after each layer"),
-                config=controls.chart_config(f"logit-lens-{stem}"), key="lens_chart")
+                config=page.chart_config(f"logit-lens-{stem}"), key="lens_chart")
             st.caption("The model's language-model head applied to the token's output after every layer "
                        "(the logit lens): where the final prediction first appears. The last row is the "
                        f"model's own prediction. Shown: the top {LENS_SHOWN}; the CSV has the top "
@@ -73,44 +66,39 @@ with lens_col, st.container(key="logit_lens"):
 
 # --- Layer sweep ---------------------------------------------------------------------------------
 with sweep_col, st.container(key="layer_sweep"):
-    by_words = "token embedding" if state.by == "embedding" else f"head embedding (heads {app_state.format_heads(state.heads)})"
-    st.markdown(f"#### Corpus neighbours of “{word}” at every layer")
+    by_words = "token embedding" if state.by == "embedding" else f"head embedding (heads {state.heads.format()})"
+    st.markdown(f"#### Corpus neighbours of “{markdown_text(word)}” at every layer")
     if analysis.masked and info.mask_token and not info.has_lm_head:
-        st.caption(f"{info.name} has no masked-LM head: a masked token's neighbours say little (see the "
-                   "Attention page).")
+        hidden = [analysis.sentence[tokens[m].start:tokens[m].end] for m in analysis.masked]
+        st.caption(explain.masking_caveat(info.name, hidden, analysis.sentence[tokens[position].start:tokens[position].end],
+                                          position in analysis.masked))
     entry = build.corpus_ready(view)
     if entry is None:
         st.stop()
     if state.by == "heads" and not heads:
         st.info("Search by head embedding needs at least one head: select heads in the sidebar.")
         st.stop()
-    try:
-        summaries = cache.sweep(state.model, str(entry.path), entry.stamp, analysis.sentence, analysis.masked,
-                                position, state.by, tuple(heads), state.k)
-    except USER_ERRORS as err:
-        st.error(str(err))
-        st.stop()
-    except Exception as err:
-        log.exception("Layer sweep failed")
-        st.error(f"The layer sweep failed ({type(err).__name__}: {err}). Try another token.")
-        st.stop()
+    summaries = page.required(page.attempt(
+        lambda: cache.sweep(state.model, str(entry.path), entry.stamp, analysis.sentence, analysis.masked,
+                            position, state.by, tuple(heads), state.k),
+        "The layer sweep failed.", hint="Try another token."))
 
-    controls.seed(K_FEATURE, state.feature)
+    page.seed(K_FEATURE, state.feature)
     st.segmented_control("Feature", list(app_state.FEATURES), key=K_FEATURE, required=True,
-                         format_func=FEATURE_LABELS.get,
-                         on_change=lambda: controls.set_state(feature=st.session_state[K_FEATURE]))
+                         format_func=explain.FEATURE_NAMES.get,
+                         on_change=lambda: session.set_state(feature=st.session_state[K_FEATURE]))
     layers = [s.layer for s in summaries]
     counts = [s.histograms[state.feature] for s in summaries]
     describe = figures.describe_labels(sorted({label for c in counts for label in c}))
     st.plotly_chart(
         figures.layer_sweep_chart(layers, counts, describe=describe,
-                                  title=f"{FEATURE_LABELS[state.feature]} of the {state.k} nearest corpus tokens"),
-        config=controls.chart_config(f"layer-sweep-{state.feature}-{stem}"), key="sweep_chart")
+                                  title=f"{explain.FEATURE_NAMES[state.feature]} of the {state.k} nearest corpus tokens"),
+        config=page.chart_config(f"layer-sweep-{state.feature}-{stem}"), key="sweep_chart")
     first = ("Layer 0 is the embedding output (before any attention), layers 1-"
              f"{info.layers} the output of each block" if state.by == "embedding"
              else f"Layers 1-{info.layers}: what the selected heads of each block gathered")
-    st.caption(f"At every layer, the {state.k} tokens of corpus '{entry.name}' whose {by_words} is closest "
-               f"to that of “{word}”, by {FEATURE_LABELS[state.feature].lower()}. {first}. Hover a bar for "
+    st.caption(f"At every layer, the {state.k} tokens of corpus '{markdown_text(entry.name)}' whose {by_words} is "
+               f"closest to that of “{markdown_text(word)}”, by {explain.FEATURE_NAMES[state.feature].lower()}. {first}. Hover a bar for "
                "its label's meaning and count.")
     st.download_button("Sweep as CSV (every feature)", match_table.rows_csv(tables.sweep_rows(summaries)),
                        file_name=f"exbert-layer-sweep-{entry.name}-{state.by}-{stem}.csv", mime="text/csv",

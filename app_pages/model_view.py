@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_pages.common import controls
-from exbert_core.views import figures
-from exbert_core.views.labels import clean_piece
+from app_pages.common import page
+from app_pages.common.sidebar import sidebar
+from exbert_core.model.selection import block_index, layer_range
+from exbert_core.views import explain, figures
+from exbert_core.views.labels import clean_piece, markdown_text
 
 K_CHART = "model_view_chart"
 K_LAYER = "mv_layer"
@@ -16,20 +18,16 @@ K_HEAD = "mv_head"
 
 
 def _open_picked() -> None:  # reads the menus at the click (args would hold the values drawn before)
-    controls.open_head(st.session_state[K_LAYER], st.session_state[K_HEAD])
+    page.open_head(st.session_state[K_LAYER], st.session_state[K_HEAD])
 
 
-controls.follow_switch()
-view = controls.sidebar(groups=("masks", "special"), params=("image",))
+page.follow_switch()
+view = sidebar(page_name="model_view", groups=("masks", "special"))
 state = view.state
 
 st.markdown("## Model view")
-if not view.ready:
-    st.info("Fix the problem above to see the model view.")
-    st.stop()
-
-info, analysis = view.info, view.analysis
-assert info is not None and analysis is not None and state.layer is not None
+info, analysis = page.ready(view, "the model view")
+assert state.layer is not None
 tokens = analysis.tokens
 visible = figures.visible_positions([t.special for t in tokens], state.hide_special)
 labels = [clean_piece(tokens[p].text) for p in visible]
@@ -38,7 +36,7 @@ if state.hide_special:
     attention = figures.renormalize_rows(attention)
 pooled = len(visible) > figures.MODEL_VIEW_TILE
 
-st.caption(f"Model **{info.name}**: {info.layers} layers × {info.heads} heads · {len(tokens)} tokens. Every "
+st.caption(f"Model **{markdown_text(info.name)}**: {info.layers} layers × {info.heads} heads · {len(tokens)} tokens. Every "
            "map shows one head: row = the token that attends, column = the token it attends to (darker = "
            "more). **Click a map** to open that head in the attention view."
            + (" With special tokens hidden, each row is rescaled over the tokens shown." if state.hide_special else "")
@@ -48,15 +46,17 @@ st.caption(f"Model **{info.name}**: {info.layers} layers × {info.heads} heads �
 with st.container(key="model_view"):
     st.plotly_chart(
         figures.model_view(attention, labels, layer=state.layer, heads=state.selected_heads(info.heads)),
-        key=K_CHART, on_select=lambda: controls.open_picked_head(K_CHART), selection_mode="points", width="content",
-        config=controls.chart_config(f"model-view-{state.model.split('/')[-1]}"),
+        key=K_CHART, on_select=lambda: page.open_picked_head(K_CHART), selection_mode="points", width="content",
+        config=page.chart_config(f"model-view-{state.model.split('/')[-1]}"),
     )
-st.caption(f"Outlined: the heads selected for the attention view ({view.layer_label()}).")
+st.caption(f"Outlined: the heads selected for the attention view ({view.layer_label()}).",
+           help=explain.NOTATION)
 
 # The same without a pointer: pick a layer and a head, then open them.
 with st.container(key="open_head_row", horizontal=True, vertical_alignment="bottom"):
-    layer = st.selectbox("Layer", list(range(1, info.layers + 1)), index=state.layer - 1, key=K_LAYER, width=120)
-    strongest = np.asarray(attention[layer - 1]).reshape(info.heads, -1).max(-1)
+    layer = st.selectbox("Layer", list(layer_range("heads", info.layers)), index=block_index(state.layer), key=K_LAYER,
+                         width=120)
+    strongest = np.asarray(attention[block_index(layer)]).reshape(info.heads, -1).max(-1)
     head = st.selectbox("Head", list(range(info.heads)), key=K_HEAD, width=220,
                         format_func=lambda h: f"{h} (strongest link {strongest[h]:.0%})")
     st.button("Open in the attention view", key="mv_open", icon=":material/open_in_new:", on_click=_open_picked)

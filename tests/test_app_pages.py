@@ -6,6 +6,7 @@ a link's query parameters restore the view; bad parameters give warnings and def
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -99,10 +100,10 @@ def test_first_run_writes_the_whole_view_into_the_url(first_run):
         "model": "minilm", "corpus": "alice", "corpus_build": catalog.entry_of("alice").build_id,
         "sentence": PAPER_SENTENCE, "layer": "2", "heads": "all",
         "masks": "", "token": "9", "threshold": "90", "hide_special": "0", "by": "embedding", "k": "50",
-        "view": "auto", "image": "png",
+        "view": "auto", "context": "1", "tab": "matches", "hist": "pos", "image": "png",
     }
-    (link,) = [c.value for c in at.code if "sentence=" in c.value]
-    assert link.startswith("?model=minilm&corpus=alice&corpus_build=") and "&sentence=The%20girl" in link
+    # One "Copy link" at the top copies the address (test_e2e_browser reads the clipboard).
+    assert [c.proto.component_name for c in at.get("bidi_component")].count("exbert_copy_link") == 1
 
 
 def test_every_control_is_found_by_key(first_run):
@@ -317,3 +318,105 @@ def test_corpora_page_lists_and_builds_corpora(first_run):
     table_html = matches_table(at)
     assert 0 < n_rows(table_html) <= 50  # the tiny corpus has fewer tokens than k
     assert re.search(r"escape", table_html)
+
+
+# --- Issue 13: links are checked before they are used, and shown as text --------------------------
+
+
+def test_bad_masks_in_a_link_are_checked_before_the_analysis(first_run):
+    """Special tokens or positions past the end are never masked: the warning and the view agree."""
+    at = new_app({"masks": "0,16"}).run()
+    assert_clean(at)
+    assert "Mask positions 0, 16 are not a word token" in link_warning(at)
+    left = chart(at, "curves_0")["data"][-2]["text"]
+    assert left[0] == "[CLS]" and left[-1] == "[SEP]" and "[MASK]" not in left
+    at = new_app({"masks": "99"}).run()
+    assert_clean(at)
+    assert not at.error and "Mask position 99 is not a word token" in link_warning(at)
+    assert n_rows(matches_table(at)) == 50  # the whole view, not only the text box
+
+
+def _rendered(markdown: str) -> str:
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").enable("strikethrough").enable("table").render(markdown)
+
+
+def test_a_link_cannot_put_markup_in_the_app_s_messages(first_run):
+    """An image or a link in a link's value is shown as its text (the reader's browser fetches nothing)."""
+    at = new_app({"corpus": "![i](http://host.example/px.png?c=1)", "layer": "[login](http://host.example/login)",
+                  "model": "<img src=http://host.example/x.png>"}).run()
+    assert_clean(at)
+    warning = link_warning(at)
+    rendered = _rendered(warning)
+    assert "<img" not in rendered and "<a " not in rendered and "host.example" in rendered
+    shown = html.unescape(re.sub(r"<[^>]+>", "", rendered)).replace("\u2060", "")  # invisible word joiners
+    assert "![i](http://host.example/px.png?c=1)" in shown
+
+
+def test_a_corpus_sentence_typed_as_markdown_is_shown_as_text(first_run):
+    sentence = "Click [here](http://host.example) or **now** _please_ :red[x]"
+    at = new_app({"sentence": sentence}).run()
+    assert_clean(at)
+    pills = at.pills(key="token_pick")
+    for label in [pills.proto.options[i].content for i in range(len(pills.proto.options))]:
+        assert not re.search(r"<(?!/?p>)", _rendered(label)), label
+    assert at.pills(key="token_pick").value in range(1, 30)
+
+
+# --- Issue 11: what the page says --------------------------------------------------------------------
+
+
+def link_warning(at: AppTest) -> str:
+    (warning,) = [w.value for w in at.warning if "This link had problems" in w.value]
+    return warning
+
+
+def test_the_masking_caveat_is_about_the_masked_token(first_run):
+    at = new_app({"masks": "7", "token": "7"}).run()
+    assert_clean(at)
+    (caveat,) = [w.value for w in at.warning if "not trained to fill in masked" in w.value]
+    assert "“pub”" in caveat and "escape" not in caveat
+    at = new_app({"masks": "7", "token": "9"}).run()
+    (caveat,) = [w.value for w in at.warning if "not trained to fill in masked" in w.value]
+    assert "“pub” is masked" in caveat and "The selected token “escape” is not masked" in caveat
+
+
+def test_the_page_explains_itself(first_run):
+    at = new_app().run()
+    assert_clean(at)
+    (how,) = [e for e in at.expander if e.label == "How to read this page"]
+    text = " ".join(m.value for m in how.markdown)
+    for words in ("layer", "head", "attends to", "Matches", "Summary", "Masking", "2-[0,3] means heads 0 and 3"):
+        assert words in text
+    assert any(m.value == "The 50 tokens of *Alice's Adventures in Wonderland* that the model represents most like "
+                          "“escape” at layer 2." for m in at.markdown)
+    assert any("averaged over all 12 heads of layer 2 (2-[all])" in c.value for c in at.caption)
+
+
+def test_an_over_long_input_is_a_warning_not_an_error(first_run):
+    at = new_app({"sentence": " ".join(["Alice ran to the small house."] * 80)}).run()
+    assert_clean(at)
+    assert not at.error
+    assert any("longer than 512 tokens" in w.value for w in at.warning)
+
+
+def test_matched_and_attended_histograms_share_their_scale(first_run):
+    at = new_app({"tab": "summary", "hist": "dep", "context": "3"}).run()
+    assert_clean(at)
+    matched, attended = chart(at, "hist_matched_dep"), chart(at, "hist_attended_dep")
+    assert matched["layout"]["xaxis"]["range"] == attended["layout"]["xaxis"]["range"]
+    top = max(max(matched["data"][0]["x"]), max(attended["data"][0]["x"]))
+    assert matched["layout"]["xaxis"]["range"][1] == pytest.approx(top * 1.18)
+    # The link's tab and histogram are open; the matches tab is not built.
+    assert not [h for h in at.html if "exbert-matches" in h.proto.body]
+    assert (at.query_params["tab"], at.query_params["hist"], at.query_params["context"]) == ("summary", "dep", "3")
+
+
+def test_reset_returns_every_control_to_its_default(first_run):
+    at = new_app({"layer": "5", "heads": "1", "token": "7", "k": "9", "tab": "summary"}).run()
+    at.button(key="reset_view").click().run()
+    assert_clean(at)
+    params = at.query_params
+    assert (params["layer"], params["heads"], params["token"], params["k"], params["tab"]) == ("2", "all", "9", "50",
+                                                                                              "matches")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -9,6 +11,7 @@ from conftest import PAPER_SENTENCE
 
 from exbert_core.app import state as app_state
 from exbert_core.app.state import AppState, clean_piece, fit_model, fit_tokens, from_params, to_params
+from exbert_core.model.selection import Heads
 
 # The paper sentence under MiniLM: [CLS] + 15 word tokens + [SEP]; "escape" is position 9.
 TEXTS = ["[CLS]", "the", "girl", "ran", "to", "a", "local", "pub", "to", "escape", "the", "din", "of",
@@ -20,13 +23,13 @@ def test_no_parameters_give_the_defaults():
     state, warnings = from_params({})
     assert state == AppState() and warnings == []
     assert state.model == "minilm" and state.corpus == "alice" and state.sentence == PAPER_SENTENCE
-    assert (state.layer, state.heads, state.masks, state.token) == (None, None, (), None)
+    assert (state.layer, state.heads, state.masks, state.token) == (None, Heads.all(), (), None)
     assert (state.threshold, state.hide_special, state.by, state.k) == (90, False, "embedding", 50)
 
 
 def test_every_control_round_trips_through_the_url():
     state = AppState(model="smollm2", corpus="alice-smollm2", corpus_build="0badf00d", sentence="A cat, a hat & 50% <b>!",
-                     layer=7, heads=(0, 3), masks=(2, 4), token=5, threshold=55, hide_special=True,
+                     layer=7, heads=Heads.of((0, 3)), masks=(2, 4), token=5, threshold=55, hide_special=True,
                      by="heads", k=80)
     params = to_params(state)
     assert set(params) == set(app_state.PARAMS)
@@ -46,12 +49,12 @@ def test_share_url_is_a_link_that_parses_back():
 
 
 def test_heads_spellings():
-    assert app_state.parse_heads("all") is None
-    assert app_state.parse_heads("none") == ()
-    assert app_state.parse_heads(" 3, 0,3 ") == (0, 3)
-    assert app_state.parse_heads("1;2") is False and app_state.parse_heads("-1") is False
-    assert app_state.format_heads(None) == "all" and app_state.format_heads(()) == "none"
-    assert app_state.format_heads((0, 4)) == "0,4"
+    assert from_params({"heads": "all"})[0].heads == Heads.all()
+    assert from_params({"heads": "none"})[0].heads == Heads.of(())
+    assert from_params({"heads": " 3, 0,3 "})[0].heads == Heads.of((0, 3))
+    assert from_params({"heads": "1;2"})[1] and from_params({"heads": "-1"})[1]  # refused with a warning
+    assert app_state.format_heads(Heads.all()) == "all" and app_state.format_heads(Heads.of(())) == "none"
+    assert app_state.format_heads(Heads.of((0, 4))) == "0,4"
 
 
 @pytest.mark.parametrize(
@@ -59,7 +62,7 @@ def test_heads_spellings():
     [
         ("layer", "three", "layer", None, "not a layer number"),
         ("layer", "-1", "layer", None, "not a layer number"),
-        ("heads", "0,x", "heads", None, "showing all heads"),
+        ("heads", "0,x", "heads", Heads.all(), "showing all heads"),
         ("masks", "9,a", "masks", (), "no token is masked"),
         ("token", "-3", "token", None, "default token"),
         ("threshold", "0", "threshold", 90, "percentage"),
@@ -105,24 +108,24 @@ def test_long_sentences_are_cut_with_a_warning():
 
 def test_fit_model_fills_defaults_without_warnings():
     state, warnings = fit_model(AppState(), layers=6, heads=12, can_mask=True)
-    assert state.layer == 2 and state.heads is None and warnings == []
+    assert state.layer == 2 and state.heads == Heads.all() and warnings == []
     assert fit_model(AppState(), layers=1, heads=4, can_mask=True)[0].layer == 1
 
 
 def test_fit_model_clamps_what_the_model_does_not_have():
-    state, warnings = fit_model(AppState(layer=40, heads=(0, 2, 20), masks=(3,)),
+    state, warnings = fit_model(AppState(layer=40, heads=Heads.of((0, 2, 20)), masks=(3,)),
                                 layers=30, heads=9, can_mask=False, model_label="smollm2")
-    assert (state.layer, state.heads, state.masks) == (2, (0, 2), ())
+    assert (state.layer, state.heads, state.masks) == (2, Heads.of((0, 2)), ())
     assert len(warnings) == 3
     assert "Layer 40" in warnings[0] and "head 20" in warnings[1] and "no mask token" in warnings[2]
 
 
 def test_fit_model_normalises_heads():
-    assert fit_model(AppState(heads=tuple(range(12))), layers=6, heads=12, can_mask=True)[0].heads is None
-    assert fit_model(AppState(heads=()), layers=6, heads=12, can_mask=True)[0].heads == ()
-    state, warnings = fit_model(AppState(heads=(50, 60)), layers=6, heads=12, can_mask=True)
-    assert state.heads is None and warnings  # nothing valid left: all heads, with a warning
-    assert AppState(heads=(1, 2)).selected_heads(12) == (1, 2)
+    assert fit_model(AppState(heads=Heads.of(range(12))), layers=6, heads=12, can_mask=True)[0].heads == Heads.all()
+    assert fit_model(AppState(heads=Heads.of(())), layers=6, heads=12, can_mask=True)[0].heads == Heads.of(())
+    state, warnings = fit_model(AppState(heads=Heads.of((50, 60))), layers=6, heads=12, can_mask=True)
+    assert state.heads == Heads.all() and warnings  # nothing valid left: all heads, with a warning
+    assert AppState(heads=Heads.of((1, 2))).selected_heads(12) == (1, 2)
     assert AppState().selected_heads(3) == (0, 1, 2)
 
 
@@ -218,3 +221,104 @@ def test_head_to_dependent_relation_survives_a_link():
 
     state, warnings = app_state.from_params({"relation": "det (head->dep)"})
     assert state.relation == "det (head->dep)" and not warnings
+
+
+# --- The table: every field is a URL parameter; pages' parameters come from it --------------------
+
+
+def test_the_table_declares_every_field_and_each_page_s_parameters():
+    from dataclasses import fields
+
+    assert [f.name for f in fields(AppState)] == list(app_state.TABLE)
+    assert set(app_state.PARAMS) | set(app_state.EXTRA_PARAMS) == set(app_state.TABLE)
+    assert app_state.page_params("attention") == ("view", "context", "tab", "hist", "image")
+    assert app_state.page_params("compare") == ("image", "feature", "compare", "sentence_b", "model_b", "layer_b",
+                                                "token_b")
+    assert app_state.page_params("corpora") == ()
+    with pytest.raises(ValueError):
+        app_state.page_params("nowhere")
+
+
+def test_the_attention_page_s_view_travels_in_the_link():
+    state = AppState(context=4, tab="summary", hist="offset")
+    params = to_params(state, app_state.page_params("attention"))
+    assert (params["context"], params["tab"], params["hist"]) == ("4", "summary", "offset")
+    assert from_params(params) == (state, [])
+
+
+@pytest.mark.parametrize(
+    "key, value, default, fragment",
+    [
+        ("context", "99", 1, "context width '99' is not a number from 1 to 10"),
+        ("tab", "graphs", "matches", "results tab 'graphs' is not 'matches' or 'summary'"),
+        ("hist", "colour", "pos", "histogram 'colour' is not 'pos', 'dep', 'ner' or 'offset'"),
+    ],
+)
+def test_bad_view_parameters_warn(key, value, default, fragment):
+    state, warnings = from_params({key: value})
+    assert getattr(state, key) == default and len(warnings) == 1 and fragment in warnings[0]
+
+
+def test_masks_and_token_are_checked_against_the_tokens_in_one_step():
+    facts = app_state.TokenFacts(tuple(TEXTS), tuple(SPECIAL))
+    state, warnings = app_state.fit(AppState(masks=(0, 16), token=None), facts)
+    assert state.masks == () and state.token == 9
+    assert warnings == ["Mask positions 0, 16 are not a word token of this sentence (positions 1-15); they were "
+                        "ignored."]
+
+
+def test_an_over_long_sentence_is_cut_with_a_warning_not_refused():
+    state, warnings = from_params({"sentence": "a " * app_state.MAX_SENTENCE_CHARS})
+    assert len(state.sentence) == app_state.MAX_SENTENCE_CHARS
+    assert warnings == [f"The link's sentence is longer than {app_state.MAX_SENTENCE_CHARS} characters; it was cut."]
+
+
+# --- Text shown to readers -------------------------------------------------------------------------
+
+HOSTILE = [
+    "![i](http://host/px.png?c=1)", "[login](http://host/login)", "<img src=x onerror=alert(1)>",
+    "http://host/login", "www.host.example", "mail@host.example", "<http://host>", "**bold** _it_ `code`",
+    ":red[alert] :material/warning:", "$x^2$", "# heading", "a | b", "~~gone~~", "&lt;b&gt;", "line\n# two",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_markdown_text_renders_as_the_literal_text(value):
+    """Rendered by a CommonMark parser, an escaped value is one paragraph of plain text: no link, image,
+    HTML, code or emphasis, and the reader sees the value (line breaks as spaces)."""
+    from markdown_it import MarkdownIt
+
+    from exbert_core.views.labels import markdown_text
+
+    rendered = MarkdownIt("commonmark").enable("strikethrough").enable("table").render(
+        f"The link's corpus '{markdown_text(value)}' is not a corpus name.")
+    assert rendered.count("<p>") == 1 and not re.search(r"<(?!/?p>)", rendered), rendered
+    shown = html.unescape(rendered.removeprefix("<p>").removesuffix("</p>\n")).replace("\u2060", "")
+    assert shown == f"The link's corpus '{' '.join(value.splitlines())}' is not a corpus name."
+
+
+def test_markdown_text_breaks_streamlit_s_own_syntax_and_gfm_autolinks():
+    from exbert_core.views.labels import markdown_text
+
+    joiner = "\u2060"  # invisible
+    assert markdown_text(":red[x]") == f"\\:{joiner}red\\[x\\]"
+    assert markdown_text(":material/warning:") == f"\\:{joiner}material/warning\\:{joiner}"
+    assert markdown_text("$1") == "\\$1"
+    assert markdown_text("http://host") == f"http\\:{joiner}//host"  # no "://": GFM does not link it
+    assert markdown_text("www.host.org") == f"www{joiner}.host.org"
+    assert markdown_text("a@b.org") == f"a{joiner}@b.org"
+    assert markdown_text("hide_special _x_") == "hide_special \\_x\\_"  # intraword "_" never emphasises
+
+
+def test_distinct_labels_look_the_same_but_differ():
+    from exbert_core.views.labels import distinct_labels
+
+    labels = distinct_labels(["to", "a", "to", "to"])
+    assert len(set(labels)) == 4
+    assert [label.replace("\u2060", "") for label in labels] == ["to", "a", "to", "to"]
+
+
+def test_plotly_text_keeps_quotes_readable():
+    from exbert_core.views.labels import plotly_text
+
+    assert plotly_text('say "hi" <b> & \'x\'') == "say \"hi\" &lt;b&gt; &amp; 'x'"

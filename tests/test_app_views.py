@@ -7,9 +7,11 @@ widgets are found by key; bad parameters give warnings and defaults. Real model,
 
 from __future__ import annotations
 
+import base64
 import json
 
 import app_support
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -47,6 +49,14 @@ def charts(at: AppTest) -> dict[str, dict]:
         key = element.proto.id.rsplit("-", 1)[-1]
         out[key] = {"spec": json.loads(element.proto.spec), "config": json.loads(element.proto.config or "{}")}
     return out
+
+
+def _array(value) -> np.ndarray:
+    """A Plotly array as sent to the browser (a list, or typed-array ``bdata``)."""
+    if isinstance(value, dict):
+        shape = [int(n) for n in str(value.get("shape", "-1")).split(",")]
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
+    return np.asarray(value, dtype=float)
 
 
 def link_warning(at: AppTest) -> str:
@@ -193,3 +203,19 @@ def test_long_input_opens_the_heat_map_and_bad_view_warns():
     assert "download_summary_csv" in {b.key for b in at.download_button}
     assert {k for k in charts(at) if k.startswith("hist")} == {"hist_matched_pos", "hist_attended_pos"}
 
+
+
+def test_compare_draws_both_sides_on_one_scale():
+    """Side by side, the heat maps share one colour scale and the histograms one axis (issue 11, 2)."""
+    at = open_page("compare", {"token": "9", "sentence_b": "Nobody could escape the Queen of Hearts."})
+    assert_clean(at)
+    found = charts(at)
+    heat_a, heat_b = found["cmp_heat_a"]["spec"], found["cmp_heat_b"]["spec"]
+    zmax = heat_a["data"][0]["zmax"]
+    assert heat_b["data"][0]["zmax"] == zmax
+    assert zmax == pytest.approx(max(_array(heat_a["data"][0]["z"]).max(), _array(heat_b["data"][0]["z"]).max()),
+                                 abs=1e-3)
+    hist_a, hist_b = found["cmp_hist_a"]["spec"], found["cmp_hist_b"]["spec"]
+    assert hist_a["layout"]["xaxis"]["range"] == hist_b["layout"]["xaxis"]["range"]
+    assert hist_a["layout"]["xaxis"]["range"][1] == pytest.approx(
+        max(hist_a["data"][0]["x"] + hist_b["data"][0]["x"]) * 1.18)

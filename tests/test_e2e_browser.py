@@ -1,16 +1,20 @@
 """End to end in a real browser: `streamlit run app.py` on a free port, driven by Debian's
 Chromium through Playwright for Python. A shared link opens the view it describes; a token is
 selected (by its button and by clicking the chart), the search runs, matches and histograms
-show, and the view survives a reload of its URL. Screenshots go to test-artifacts/.
+show, and the view survives a reload of its URL. Screenshots of every page at 1280x800 and
+390x844 go to test-artifacts/ (``EXBERT_UPDATE_SCREENSHOT=1`` also writes docs/screenshot.png).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import app_support
 import pytest
@@ -21,6 +25,9 @@ import app_probe  # noqa: E402
 
 ARTIFACTS = app_support.ROOT / "test-artifacts"
 SENTENCE = "Alice ran to a small house to escape the rain."  # [CLS] alice ran to a small house ...
+PAPER = "The girl ran to a local pub to escape the din of her city."  # "to" at 4 and 8, "the" at 1 and 10
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 90_000
 MAX_RSS_MB = 1500  # the issue's budget for the app with the default model
 expect.set_options(timeout=TIMEOUT_MS)  # a search on a busy CI machine can take seconds
@@ -94,6 +101,8 @@ def test_shared_link_search_and_summary(server, page):
     summary = page.locator(".st-key-summary")
     expect(summary.locator(".main-svg").first).to_be_visible()
     expect(summary.get_by_text("Part of speech of the 50 matched tokens")).to_be_visible()
+    # The open tab is drawn on its own rerun: wait for its second chart too.
+    expect(summary.get_by_text("Part of speech of the tokens they attend to most")).to_be_visible()
     assert summary.locator("g.trace.bars path").count() > 2
     seconds = time.monotonic() - started
     page.screenshot(path=str(ARTIFACTS / "e2e-shared-link.png"))
@@ -231,3 +240,327 @@ def test_app_memory_stays_within_budget(server):
     peak = app_probe.peak_rss_mb(process.pid)
     (ARTIFACTS / "e2e-metrics.json").write_text(json.dumps({"peak_rss_mb": round(peak, 1)}))
     assert peak < MAX_RSS_MB, f"peak RSS {peak:.0f} MB"
+
+
+# --- Issue 11: the right token, marks on words, heads, phones, links ----------------------------------
+
+
+def new_page(browser, viewport: dict, **options) -> Page:
+    page = browser.new_context(viewport=viewport, **options).new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    return page
+
+
+def pills(page: Page, key: str = "token_pick"):
+    return page.locator(f".st-key-{key} button")
+
+
+def checked(page: Page, key: str = "token_pick") -> list[int]:
+    """Indices of the highlighted pills of the picker ``key`` (once it is drawn)."""
+    pills(page, key).first.wait_for()
+    return pills(page, key).evaluate_all(
+        "buttons => buttons.flatMap((b, i) => b.getAttribute('aria-checked') === 'true' ? [i] : [])")
+
+
+def test_a_repeated_word_selects_the_token_clicked(server, page):
+    """Every token picker selects exactly the token clicked, and highlights the URL's token: on the
+    paper's sentence the first "to" (4) and the first "the" (1), not their last occurrences."""
+    _, base = server
+    page.goto(f"{base}/?sentence={quote(PAPER)}&token=1")
+    expect(page.get_by_text("Corpus tokens like “the” at 2-[all]")).to_be_visible()
+    assert checked(page) == [0]  # pill 0 is position 1 (the pills skip [CLS])
+    pills(page).nth(3).click()  # the first "to"
+    wait_for_query(page, "token", "4")
+    expect(page.get_by_text("Corpus tokens like “to” at 2-[all]")).to_be_visible()
+    expect(pills(page).nth(3)).to_have_attribute("aria-checked", "true")
+    assert checked(page) == [3]
+    pills(page).nth(9).click()  # the second "the"
+    wait_for_query(page, "token", "10")
+    expect(pills(page).nth(9)).to_have_attribute("aria-checked", "true")
+    assert checked(page) == [9]
+
+    page.goto(f"{base}/layers?sentence={quote(PAPER)}&token=4")
+    expect(page.get_by_text("Corpus neighbours of “to” at every layer")).to_be_visible()
+    assert checked(page) == [3]
+    pills(page).nth(7).click()  # the second "to"
+    wait_for_query(page, "token", "8")
+    expect(pills(page).nth(7)).to_have_attribute("aria-checked", "true")
+
+    sentence_b = "The cat ran to the door to escape."  # "to" at 4 and 7, "the" at 1 and 5
+    page.goto(f"{base}/compare?sentence={quote(PAPER)}&token=4&sentence_b={quote(sentence_b)}")
+    expect(page.locator(".st-key-compare_b .main-svg").first).to_be_visible()
+    assert checked(page) == [3] and checked(page, "cmp_token_b") == [3]  # B follows A's word: its first "to"
+    pills(page, "cmp_token_b").nth(6).click()  # B's second "to"
+    wait_for_query(page, "token_b", "7")
+    expect(pills(page, "cmp_token_b").nth(6)).to_have_attribute("aria-checked", "true")
+    pills(page).nth(7).click()  # A's second "to"
+    wait_for_query(page, "token", "8")
+    expect(pills(page).nth(7)).to_have_attribute("aria-checked", "true")
+
+
+MARKS_JS = """() => [...document.querySelectorAll('.exbert-matches tbody *')].filter(el => {
+  const s = getComputedStyle(el), purple = 'rgb(123, 94, 167)';
+  return (s.textDecorationLine.includes('underline') && s.textDecorationColor === purple)
+      || (parseFloat(s.borderBottomWidth) >= 2 && s.borderBottomColor === purple);
+}).map(el => ({text: el.textContent.trim(), height: el.getBoundingClientRect().height,
+               lines: el.getClientRects().length}))"""
+
+
+def test_the_attended_mark_sits_on_its_word(server, page):
+    """The "attends most to" mark is drawn on the word: one line high, wherever the row wraps."""
+    _, base = server
+    page.goto(f"{base}/?token=9")
+    expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(50)
+    marks = page.evaluate(MARKS_JS)
+    assert len(marks) >= 50  # at least the "attends most to" column of every row
+    off_the_word = [m for m in marks if m["height"] > 36 or m["lines"] != 1 or not m["text"]]
+    assert not off_the_word, off_the_word[:3]
+
+
+def test_two_clicks_on_the_head_maps_choose_two_heads_in_one_rerun(server, page):
+    """From all heads, clicking the maps of heads 0 and 3 shows 2-[0,3] after one rerun (one new
+    history entry), and the browser's Back returns to all heads."""
+    _, base = server
+    page.goto(f"{base}/?token=9&layer=2&heads=all")
+    maps = page.locator(".st-key-head_maps_box button.head")
+    expect(maps).to_have_count(12)
+    expect(page.get_by_text("Corpus tokens like “escape” at 2-[all]")).to_be_visible()
+    entries = page.evaluate("history.length")
+    maps.nth(0).click()
+    maps.nth(3).click()
+    wait_for_query(page, "heads", "0,3")
+    expect(page.get_by_text("Corpus tokens like “escape” at 2-[0,3]")).to_be_visible()
+    assert page.evaluate("history.length") - entries == 1
+    assert maps.evaluate_all("bs => bs.flatMap((b, i) => b.getAttribute('aria-pressed') === 'true' ? [i] : [])") == [0, 3]
+    maps.nth(3).click()  # a selected head: removed
+    wait_for_query(page, "heads", "0")
+    page.go_back()
+    wait_for_query(page, "heads", "0,3")
+    page.go_back()
+    wait_for_query(page, "heads", "all")
+    expect(page.get_by_text("Corpus tokens like “escape” at 2-[all]")).to_be_visible()
+
+
+def test_on_a_phone_every_token_shows_and_the_matches_stack(server, browser):
+    """390x844: every token pill is on screen (no hidden scroll), and each match is a card that
+    fits the screen."""
+    _, base = server
+    page = new_page(browser, PHONE)
+    page.goto(f"{base}/?sentence={quote(PAPER)}&token=9")
+    expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(50)
+    boxes = pills(page).evaluate_all("bs => bs.map(b => b.getBoundingClientRect().toJSON())")
+    assert len(boxes) == 15
+    assert all(0 <= b["left"] and b["right"] <= PHONE["width"] for b in boxes), boxes
+    table = page.locator(".st-key-matches .exbert-matches")
+    assert table.locator("thead").evaluate("t => getComputedStyle(t).display") == "none"
+    assert table.evaluate("t => t.scrollWidth <= t.clientWidth + 1")
+    rows = table.locator("tbody tr").evaluate_all("rs => rs.slice(0, 10).map(r => r.getBoundingClientRect().toJSON())")
+    assert all(r["right"] <= PHONE["width"] and r["height"] < 420 for r in rows), rows
+    table.locator("tbody tr").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "e2e-phone-matches.png"))
+    page.context.close()
+
+
+def test_the_link_holds_the_whole_view(server, browser):
+    """The results tab, the histogram and the context width are in the URL; Back returns to the
+    previous view; Copy link copies the view's link; Reset returns to the defaults."""
+    _, base = server
+    page = new_page(browser, DESKTOP, permissions=["clipboard-read", "clipboard-write"])
+    page.goto(f"{base}/?token=9")
+    expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(50)
+    page.get_by_role("tab", name="Summary").click()
+    wait_for_query(page, "tab", "summary")
+    page.get_by_role("tab", name="Grammatical role").click()
+    wait_for_query(page, "hist", "dep")
+    expect(page.get_by_text("Grammatical role (dependency) of the 50 matched tokens")).to_be_visible()
+    page.go_back()
+    wait_for_query(page, "hist", "pos")
+    expect(page.get_by_text("Part of speech of the 50 matched tokens")).to_be_visible()
+    page.get_by_role("tab", name=re.compile(r"Matches")).click()
+    wait_for_query(page, "tab", "matches")
+    slider = page.locator(".st-key-ctx_width").get_by_role("slider")
+    slider.focus()
+    slider.press("ArrowRight")
+    slider.press("ArrowRight")
+    wait_for_query(page, "context", "3")
+    expect(page.locator(".st-key-matches .exbert-matches th", has_text="+3")).to_have_count(1)
+
+    page.get_by_role("button", name="Copy link").click()
+    expect(page.get_by_role("button", name="Link copied")).to_be_visible()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == page.evaluate("location.href") and "context=3" in copied and "tab=matches" in copied
+    again = new_page(browser, DESKTOP)
+    again.goto(copied.replace("tab=matches", "tab=summary").replace("hist=pos", "hist=ner"))
+    expect(again.get_by_text("Named-entity type of the 50 matched tokens")).to_be_visible()
+    expect(again.get_by_role("tab", name="Named entity")).to_have_attribute("aria-selected", "true")
+    again.context.close()
+
+    page.get_by_role("button", name="Reset to defaults").click()
+    wait_for_query(page, "context", "1")
+    assert query_of(page)["tab"] == "matches" and query_of(page)["layer"] == "2"
+    page.context.close()
+
+
+def test_a_link_cannot_make_the_reader_s_browser_fetch_or_follow(server, page):
+    """Issue 13, 3: an image or a link inside a link's value is shown as text: no image is
+    fetched, no link is drawn in the app's warning."""
+    _, base = server
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    values = {"corpus": "![i](http://host.invalid/px.png?c=1)", "layer": "[login](http://host.invalid/login)",
+              "model": "http://host.invalid/x", "by": "www.host.invalid :material/warning:"}
+    page.goto(f"{base}/?" + "&".join(f"{key}={quote(value)}" for key, value in values.items()))
+    warning = page.locator("[data-testid='stAlert']", has_text="This link had problems")
+    expect(warning).to_contain_text("looks like a file path")
+    shown = warning.inner_text().replace("\u2060", "")
+    for value in values.values():
+        assert value in shown
+    assert warning.locator("img, a, [role=img]").count() == 0
+    page.wait_for_selector(app_probe.ATTENTION_CHART)
+    assert not [url for url in requests if urlsplit(url).hostname == "host.invalid"]
+
+
+def test_quotes_in_a_sentence_stay_quotes_in_the_charts(server, page):
+    """Issue 13, 9: a '"' token reads '"' in the chart, not '&quot;'."""
+    _, base = server
+    sentence = 'She said “no” and then "run" to him.'
+    page.goto(f"{base}/?sentence={quote(sentence)}")
+    page.wait_for_selector(app_probe.ATTENTION_CHART)
+    labels = chart_tokens(page)
+    assert '"' in labels and not [label for label in labels if "&" in label], labels
+
+
+PAGES = [  # name, path and query, what shows when the page is drawn
+    ("attention", "/?token=9", ".st-key-matches .exbert-matches tbody tr"),
+    ("attention-summary", "/?token=9&tab=summary", ".st-key-summary g.trace.bars"),
+    ("model-view", "/model_view?token=9", ".st-key-model_view .main-svg"),
+    ("layer-sweep", "/layers?token=9", ".st-key-sweep_chart .main-svg"),
+    ("head-atlas", "/head_atlas?sample=100", ".st-key-atlas_heatmap .main-svg"),
+    ("compare", "/compare?token=9", ".st-key-compare_b .main-svg"),
+    ("compare-models", "/compare?token=9&compare=models", ".st-key-compare_b .main-svg"),
+    ("corpora", "/corpora", ".st-key-corpora_list"),
+]
+
+
+def settle(page: Page) -> None:
+    """Wait until the app has finished its run (Streamlit's running indicator, which shows after a
+    short delay, is gone)."""
+    time.sleep(0.8)
+    page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=TIMEOUT_MS)
+    time.sleep(0.5)
+
+
+def shoot(page: Page, name: str, viewport: dict) -> None:
+    """The screen, and the whole page (the viewport stretched to the page's height)."""
+    size = f"{viewport['width']}x{viewport['height']}"
+    screen = ARTIFACTS / f"page-{name}-{size}.png"
+    page.screenshot(path=str(screen))
+    height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
+    page.set_viewport_size({"width": viewport["width"], "height": min(int(height), 12000)})
+    time.sleep(0.5)
+    page.screenshot(path=str(ARTIFACTS / f"page-{name}-{size}-full.png"))
+    page.set_viewport_size(viewport)
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x800", "390x844"])
+def test_every_page_at_desktop_and_phone_sizes(server, browser, viewport):
+    """Every page draws without an error, and nothing is wider than a phone's screen; the
+    screenshots are for people to look at (test-artifacts/page-*.png)."""
+    _, base = server
+    page = new_page(browser, viewport)
+    for name, path, ready in PAGES:
+        page.goto(base + path)
+        page.wait_for_selector(ready)
+        settle(page)
+        assert page.locator("[data-testid='stException']").count() == 0, name
+        assert not page.get_by_text("Unexpected error").count(), name
+        main = page.locator("[data-testid='stMain']")
+        overflow = main.evaluate("m => m.scrollWidth - m.clientWidth")
+        assert overflow <= 1, f"{name} is {overflow} px wider than the screen"
+        shoot(page, name, viewport)
+        if name == "attention" and viewport == DESKTOP:  # the README's picture: tokens, curves, heads
+            page.locator(".st-key-token_pick_row").evaluate(  # below Streamlit's top bar
+                "row => { row.scrollIntoView(); document.querySelector('[data-testid=stMain]').scrollBy(0, -110); }")
+            time.sleep(0.5)
+            page.screenshot(path=str(ARTIFACTS / "screenshot.png"))
+            if os.environ.get("EXBERT_UPDATE_SCREENSHOT"):
+                shutil.copyfile(ARTIFACTS / "screenshot.png", app_support.ROOT / "docs" / "screenshot.png")
+    page.context.close()
+
+
+def sidebar_open(page: Page, viewport: dict) -> None:
+    """On a phone the sidebar is folded away: open it."""
+    if viewport == PHONE:
+        page.get_by_test_id("stExpandSidebarButton").click()
+        expect(page.get_by_test_id("stSidebarCollapseButton")).to_be_visible()
+
+
+def sidebar_close(page: Page, viewport: dict) -> None:
+    if viewport == PHONE:
+        page.get_by_test_id("stSidebarCollapseButton").click()
+        expect(page.get_by_test_id("stExpandSidebarButton")).to_be_visible()
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x800", "390x844"])
+def test_the_paper_workflow_as_a_newcomer(server, browser, viewport):
+    """Sentence, token, mask, layer, heads, matches, histograms, share link, by clicks and keys
+    only, at a laptop's and a phone's size; a screenshot after each step
+    (test-artifacts/workflow-<size>-<step>.png)."""
+    _, base = server
+    size = f"{viewport['width']}x{viewport['height']}"
+    page = new_page(browser, viewport, permissions=["clipboard-read", "clipboard-write"])
+    step = iter(range(1, 20))
+
+    def shot(name: str) -> None:
+        settle(page)
+        page.screenshot(path=str(ARTIFACTS / f"workflow-{size}-{next(step)}-{name}.png"))
+
+    page.goto(base)
+    expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(50)
+    shot("start")
+    sidebar_open(page, viewport)
+    box = page.locator(".st-key-sb_sentence textarea")
+    box.fill(SENTENCE)
+    box.press("Control+Enter")
+    wait_for_query(page, "sentence", SENTENCE)
+    sidebar_close(page, viewport)
+    pills(page).filter(has_text="house").click()
+    wait_for_query(page, "token", "6")
+    expect(page.get_by_text("Corpus tokens like “house” at 2-[all]")).to_be_visible()
+    shot("token")
+    page.get_by_role("button", name="Mask “house”").click()
+    wait_for_query(page, "masks", "6")
+    expect(page.get_by_text("hides “house”", exact=False)).to_be_visible()  # the caveat is about this token
+    shot("mask")
+    sidebar_open(page, viewport)
+    layer = page.locator(".st-key-sb_layer").get_by_role("slider")
+    layer.focus()
+    layer.press("ArrowRight")
+    wait_for_query(page, "layer", "3")
+    sidebar_close(page, viewport)
+    maps = page.locator(".st-key-head_maps_box button.head")
+    maps.nth(0).click()
+    maps.nth(3).click()
+    wait_for_query(page, "heads", "0,3")
+    expect(page.get_by_text("Corpus tokens like “[MASK]” at 3-[0,3]")).to_be_visible()
+    maps.nth(0).scroll_into_view_if_needed()
+    shot("heads")
+    rows = page.locator(".st-key-matches .exbert-matches tbody tr")
+    expect(rows).to_have_count(50)
+    rows.first.scroll_into_view_if_needed()
+    shot("matches")
+    page.get_by_role("tab", name="Summary").click()
+    wait_for_query(page, "tab", "summary")
+    summary = page.locator(".st-key-summary")
+    expect(summary.get_by_text("Part of speech of the 50 matched tokens")).to_be_visible()
+    expect(summary.get_by_text("Part of speech of the tokens they attend to most")).to_be_visible()
+    assert summary.locator("g.trace.bars path").count() > 2
+    summary.scroll_into_view_if_needed()
+    shot("summary")
+    page.get_by_role("button", name="Copy link").click()
+    link = page.evaluate("navigator.clipboard.readText()")
+    query = {k: v[-1] for k, v in parse_qs(urlsplit(link).query).items()}
+    assert {k: query[k] for k in ("sentence", "token", "masks", "layer", "heads", "tab")} == {
+        "sentence": SENTENCE, "token": "6", "masks": "6", "layer": "3", "heads": "0,3", "tab": "summary"}
+    shot("copied")
+    page.context.close()

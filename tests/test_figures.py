@@ -95,7 +95,8 @@ def test_token_strings_are_escaped_everywhere():
     assert curves.data[-2].text[0] == "<b>&lt;s&gt;</b>" and curves.data[-1].text[1] == "a&amp;b"
     assert "<s>" not in curves.to_json().replace("\\u003c", "<").replace("<b>", "")
     heat = figures.attention_heatmap(m, labels)
-    assert list(heat.layout.yaxis.ticktext) == ["&lt;s&gt;", "a&amp;b", "&quot;q&quot;", "&lt;/s&gt;"]
+    # Plotly reads tags and a few entities in text, not &quot;: quotes stay quotes (issue 13, 9).
+    assert list(heat.layout.yaxis.ticktext) == ["&lt;s&gt;", "a&amp;b", '"q"', "&lt;/s&gt;"]
     grid = figures.head_grid(np.stack([m, m]), labels)
     assert "&lt;s&gt;" in grid.data[0].customdata[0][0]
     hist = figures.histogram({"<script>": 2}, title="<i>t</i>")
@@ -145,7 +146,7 @@ def test_offset_histogram_is_ordered_by_offset():
 def test_predictions_bar():
     fig = figures.predictions_bar([(" escape", 0.6), ("<run>", 0.3), (" ", 0.1)], title="next")
     assert list(fig.data[0].x) == [0.1, 0.3, 0.6]
-    assert list(fig.layout.yaxis.ticktext) == ["&#x27; &#x27;", "&lt;run&gt;", "escape"]
+    assert list(fig.layout.yaxis.ticktext) == ["' '", "&lt;run&gt;", "escape"]
 
 
 def test_renormalize_rows():
@@ -282,3 +283,43 @@ def test_head_atlas_heatmap_outlines_the_best_head_and_is_clickable():
     assert (chosen.x0, chosen.y0) == (3.5, 1.5)
     assert len(targets.customdata) == 72 and list(targets.customdata[3 * 12 + 7]) == [4, 7]
     assert "80% of 120" in targets.hovertext[3 * 12 + 7]
+
+
+def test_pairs_share_one_scale():
+    """Charts shown side by side take one scale (issue 11, 2): the heat maps' darkest colour, the
+    histograms' axis."""
+    small, large = np.full((2, 2), 0.2), np.array([[0.9, 0.1], [0.5, 0.5]])
+    zmax = figures.shared_max(small, large)
+    assert zmax == pytest.approx(0.9) and figures.shared_max(np.zeros((2, 2))) == 1.0
+    left = figures.attention_heatmap(small, ["a", "b"], zmax=zmax)
+    right = figures.attention_heatmap(large, ["a", "b"], zmax=zmax)
+    assert left.data[0].zmax == right.data[0].zmax == pytest.approx(0.9)
+    assert figures.attention_heatmap(small, ["a", "b"]).data[0].zmax == pytest.approx(0.2)  # alone: its own
+    a = figures.histogram({"VERB": 3}, title="a", x_max=40)
+    b = figures.histogram({"NOUN": 40, "VERB": 2}, title="b", x_max=40)
+    assert a.layout.xaxis.range == b.layout.xaxis.range == (0, pytest.approx(40 * 1.18))
+
+
+def test_head_thumbnails_are_the_paper_s_blue_matrices(paper):
+    """One PNG per head, one pixel per token pair, darker where a head attends more; one scale."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    layer = paper.attention[1]  # heads x tokens x tokens
+    thumbnails = figures.head_thumbnails(layer)
+    assert len(thumbnails) == layer.shape[0]
+    images = [np.asarray(Image.open(io.BytesIO(base64.b64decode(t.split(",", 1)[1]))).convert("RGB"), dtype=float)
+              for t in thumbnails]
+    n = len(paper.tokens)
+    assert all(image.shape == (n, n, 3) for image in images)
+    darkness = np.stack([765 - image.sum(-1) for image in images])  # heads x n x n
+    # Darker pixels are stronger links: the order of the weights is the order of the darkness.
+    h, i = 8, 5
+    strong, weak = int(np.argmax(layer[h, i])), int(np.argmin(layer[h, i]))
+    assert darkness[h, i, strong] > darkness[h, i, weak]
+    # One scale for all heads: the darkest pixel of the layer is its largest weight.
+    assert np.unravel_index(np.argmax(darkness), darkness.shape) == np.unravel_index(np.argmax(layer), layer.shape)
+    long = figures.head_thumbnails(np.random.default_rng(0).random((2, 300, 300)).astype(np.float32))
+    assert Image.open(io.BytesIO(base64.b64decode(long[0].split(",", 1)[1]))).size == (60, 60)  # pooled

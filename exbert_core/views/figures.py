@@ -1,9 +1,13 @@
 """Plotly figures for the app: pure functions of arrays, token strings and counts (no streamlit).
 
-Every string that reaches a figure (tokens, labels) is HTML-escaped: Plotly renders a subset of
-HTML in text, so a token like RoBERTa's ``<s>`` would otherwise vanish or restyle the label.
-Token strings are shown with :func:`exbert_core.app.state.clean_piece` (byte-level ``Ġ``/``▁``
-markers removed, WordPiece ``##`` continuations kept).
+Every string that reaches a figure (tokens, labels) is escaped with
+:func:`exbert_core.views.labels.plotly_text`: Plotly renders a subset of HTML in text, so a token
+like RoBERTa's ``<s>`` would otherwise vanish or restyle the label. Token strings are shown with
+:func:`exbert_core.views.labels.clean_piece` (byte-level ``Ġ``/``▁`` markers removed, WordPiece
+``##`` continuations kept).
+
+Charts shown side by side take their scale as an argument (``zmax``, ``x_max``), so a pair can
+share one.
 
 Shapes: a layer's attention is ``[heads, tokens, tokens]`` (rows attend *from*, columns *to*);
 the views show one ``[tokens, tokens]`` matrix, the mean of the selected heads (the heads summed
@@ -12,13 +16,17 @@ and divided by their number, so each row still sums to 1).
 
 from __future__ import annotations
 
-import html
+import base64
+import io
 import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import sequential, unlabel_rgb
 from plotly.subplots import make_subplots
+
+from exbert_core.views.labels import plotly_text
 
 ACCENT = "#e4572e"  # the selected token's links and the matched token
 LINK = "#1f6fb2"  # other links
@@ -37,10 +45,7 @@ _REMOVED_BUTTONS = ["zoom2d", "pan2d", "zoomIn2d", "zoomOut2d", "autoScale2d", "
                     "hoverCompareCartesian"]
 
 
-def esc(text: str) -> str:
-    """Escape a string for Plotly text (and HTML)."""
-    return html.escape(str(text), quote=True)
-
+esc = plotly_text  # every string shown in a figure
 
 # ---------------------------------------------------------------------------------------------
 # Attention arrays
@@ -56,6 +61,13 @@ def head_mean(layer_attention: np.ndarray, heads: Sequence[int]) -> np.ndarray:
     if not selected:
         return np.zeros(attention.shape[1:], dtype=np.float32)
     return attention[selected].mean(axis=0)
+
+
+def shared_max(*arrays: np.ndarray) -> float:
+    """One colour scale for maps shown together: their largest value (1.0 when all are empty or
+    zero)."""
+    top = max((float(np.max(a)) for a in arrays if np.size(a)), default=0.0)
+    return top if top > 0 else 1.0
 
 
 def renormalize_rows(matrix: np.ndarray) -> np.ndarray:
@@ -260,9 +272,11 @@ def attention_heatmap(
     positions: Sequence[int] | None = None,
     selected: int | None = None,
     title: str | None = None,
+    zmax: float | None = None,
 ) -> go.Figure:
     """The same ``[n, n]`` matrix as a heat map: rows attend from, columns to. The selected
-    position's row is outlined."""
+    position's row is outlined. ``zmax``: the weight of the darkest colour (default: the
+    matrix's maximum; pass one value to maps shown side by side, see :func:`shared_max`)."""
     m = _square(matrix, labels)
     n = len(labels)
     positions = list(range(n)) if positions is None else [int(p) for p in positions]
@@ -280,7 +294,7 @@ def attention_heatmap(
     fig = go.Figure(
         go.Heatmap(
             z=np.round(m, 3 if long else 4).astype(np.float32), x=axis, y=axis, **hover, colorscale="Blues", zmin=0,
-            zmax=float(m.max()) if m.size and m.max() > 0 else 1.0,
+            zmax=zmax if zmax is not None else shared_max(m),
             colorbar={"title": {"text": "weight"}, "thickness": 12},
         )
     )
@@ -356,6 +370,32 @@ def head_grid(
         title={"text": esc(title)} if title else None,
     )
     return fig
+
+
+THUMBNAIL_CELLS = 64  # a head thumbnail of a long input is pooled to at most this many cells a side
+_BLUES = np.array([unlabel_rgb(c) for c in sequential.Blues], dtype=np.float64)  # Plotly's "Blues"
+
+
+def head_thumbnails(layer_attention: np.ndarray, *, cells: int = THUMBNAIL_CELLS) -> list[str]:
+    """The paper's blue matrices: one small PNG per head of a layer (``[heads, n, n]`` for the
+    shown tokens; row = the token that attends), as ``data:`` URIs, one cell per pixel (pooled to
+    at most ``cells`` a side, block maximum). All heads share one colour scale, so maps compare."""
+    from PIL import Image  # Streamlit's dependency; only the app draws thumbnails
+
+    a = pool(np.asarray(layer_attention, dtype=np.float32), cells)
+    if a.ndim != 3 or a.shape[1] != a.shape[2]:
+        raise ValueError(f"expected [heads, tokens, tokens], got shape {a.shape}")
+    scaled = np.clip(a / shared_max(a), 0.0, 1.0) * (len(_BLUES) - 1)
+    low = np.floor(scaled).astype(int)
+    high = np.minimum(low + 1, len(_BLUES) - 1)
+    part = (scaled - low)[..., None]
+    rgb = np.round(_BLUES[low] * (1 - part) + _BLUES[high] * part).astype(np.uint8)  # heads x n x n x 3
+    out = []
+    for head in rgb:
+        buffer = io.BytesIO()
+        Image.fromarray(head).save(buffer, format="PNG")
+        out.append("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,7 +480,9 @@ def model_view(
                "zeroline": False, "fixedrange": True, "range": [-0.5 - gap, mosaic.shape[1] - 0.5 + gap]},
         yaxis={"tickmode": "array", "tickvals": [l * step + centre for l in range(n_layers)],
                "ticktext": [f"layer {l + 1}" for l in range(n_layers)], "showgrid": False, "zeroline": False,
-               "fixedrange": True, "range": [mosaic.shape[0] - 0.5 + gap, -0.5 - gap]},
+               "fixedrange": True, "range": [mosaic.shape[0] - 0.5 + gap, -0.5 - gap],
+               # square maps also when a phone narrows the chart, drawn from the top
+               "scaleanchor": "x", "scaleratio": 1, "constrain": "domain", "constraintoward": "top"},
         plot_bgcolor="rgba(0,0,0,0)",
         hovermode="closest",
         clickmode="event+select",
@@ -493,7 +535,9 @@ def layer_sweep_chart(
         xaxis={"tickmode": "array", "tickvals": list(range(len(layers))), "ticktext": ticks,
                "title": {"text": "layer"}},
         yaxis={"range": [0, 1], "tickformat": ".0%", "title": {"text": f"share of the {noun}"}},
-        legend={"traceorder": "normal", "title": {"text": ""}},
+        # Below the chart, so a phone's narrow screen keeps its width for the bars.
+        legend={"traceorder": "normal", "title": {"text": ""}, "orientation": "h", "yanchor": "top", "y": -0.28,
+                "x": 0},
         bargap=0.15,
     )
     return fig
@@ -623,9 +667,11 @@ def histogram(
     describe: Mapping[str, str] | None = None,
     color: str = MATCHED_COLOR,
     noun: str = "matches",
+    x_max: int | None = None,
 ) -> go.Figure:
     """Horizontal bars, most frequent on top. ``describe`` maps a label to plain words
-    (``VERB`` -> ``verb``), shown on the axis and in the hover."""
+    (``VERB`` -> ``verb``), shown on the axis and in the hover. ``x_max``: the largest count the
+    axis must hold (default: this histogram's; pass one value to histograms shown side by side)."""
     labels = list(counts)[::-1]
     values = [int(counts[label]) for label in labels]
     total = sum(values) or 1
@@ -641,7 +687,7 @@ def histogram(
         height=max(150, 24 * len(labels) + 70),
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
         title={"text": esc(title), "font": {"size": 14}},
-        xaxis={"title": {"text": f"number of {noun}"}, "range": [0, max(values, default=1) * 1.18]},
+        xaxis={"title": {"text": f"number of {noun}"}, "range": [0, (x_max or max(values, default=1)) * 1.18]},
         yaxis={"tickmode": "array", "tickvals": list(range(len(labels))), "ticktext": ticks},
         bargap=0.25,
     )

@@ -1,7 +1,10 @@
 """The corpus view: search matches as an HTML table and as CSV (pure, no streamlit).
 
 Every corpus string is HTML-escaped here, attribute values included; the only markup is the
-table itself, the highlight spans and inline styles (no scripts, no classes a page must define).
+table, its own style sheet (scoped to ``.exbert-matches``), the marks on words and hover titles
+(no scripts). The matched token and the token it attends to most are marked on the word itself
+(a highlight, an underline), never on a table cell, so a mark stays on its word when a sentence
+wraps. Below 600 px the table becomes a stacked list: one card per match.
 """
 
 from __future__ import annotations
@@ -18,10 +21,34 @@ from exbert_core.views.labels import clean_piece
 MAX_WIDTH = 10  # context offsets shown each side at most
 
 _MATCH_STYLE = "background:#ffd6a5;color:#111;border-radius:3px;padding:0 2px;font-weight:600"
-_ATTENDED_STYLE = "border-bottom:3px solid #7b5ea7;padding:0 1px"
-_BOTH_STYLE = _MATCH_STYLE + ";border-bottom:3px solid #7b5ea7"
-_CELL = "padding:3px 6px;border-bottom:1px solid rgba(128,128,128,0.25);vertical-align:top"
-_CTX = _CELL + ";text-align:center;white-space:nowrap;font-family:monospace"
+# An underline is drawn with the word's own text, so it cannot leave the word (a border could).
+_ATTENDED_STYLE = ("text-decoration:underline;text-decoration-color:#7b5ea7;text-decoration-thickness:3px;"
+                   "text-underline-offset:3px;text-decoration-skip-ink:none")
+_BOTH_STYLE = _MATCH_STYLE + ";" + _ATTENDED_STYLE
+_STYLE_SHEET = """<style>
+.exbert-matches { overflow-x: auto; max-height: 640px; overflow-y: auto; }
+.exbert-matches table { border-collapse: collapse; font-size: 0.9rem; width: 100%; }
+.exbert-matches th, .exbert-matches td { padding: 3px 6px; border-bottom: 1px solid rgba(128,128,128,0.25);
+  vertical-align: top; }
+.exbert-matches .num { text-align: right; }
+.exbert-matches .ctx { text-align: center; white-space: nowrap; font-family: monospace; }
+.exbert-matches .attended { white-space: nowrap; }
+.exbert-matches .sentence { text-align: left; }
+@media (max-width: 600px) {
+  .exbert-matches { max-height: none; overflow: visible; }
+  .exbert-matches table, .exbert-matches tbody { display: block; }
+  .exbert-matches thead { display: none; }
+  .exbert-matches tr { display: flex; flex-wrap: wrap; align-items: baseline; gap: 2px 4px; padding: 8px 0;
+    border-bottom: 1px solid rgba(128,128,128,0.35); }
+  .exbert-matches td { display: block; border: none; padding: 0 2px; }
+  .exbert-matches td.rank::before { content: "#"; }
+  .exbert-matches td.score { color: rgba(128,128,128,0.9); margin-right: 8px; }
+  .exbert-matches td.ctx:empty { display: none; }
+  .exbert-matches td.attended { flex-basis: 100%; white-space: normal; }
+  .exbert-matches td.attended::before { content: "attends most to: "; color: rgba(128,128,128,0.9); }
+  .exbert-matches td.sentence { flex-basis: 100%; }
+}
+</style>"""
 
 
 def esc(text: object) -> str:
@@ -81,42 +108,41 @@ def highlighted_sentence(match: Match) -> str:
 
 def matches_html(result: SearchResult, *, width: int = 1, query: str = "") -> str:
     """An HTML table: rank, score, the context strip (offsets -width..+width, the match in the
-    middle), the token the match attends to most (with its offset) and the sentence."""
+    middle), the token the match attends to most (with its offset) and the sentence. Below 600 px
+    wide it is a stacked list (its style sheet holds the rule)."""
     width = max(0, min(int(width), MAX_WIDTH))
     offsets = range(-width, width + 1)
-    head = "".join(
-        f'<th style="{_CTX}">{"match" if o == 0 else f"{o:+d}"}</th>' for o in offsets
-    )
+    head = "".join(f'<th class="ctx">{"match" if o == 0 else f"{o:+d}"}</th>' for o in offsets)
     rows = []
     for rank, m in enumerate(result.matches, start=1):
         cells = []
         for o, tok in zip(offsets, context_window(m, width)):
             if tok is None:
-                cells.append(f'<td style="{_CTX}"></td>')
+                cells.append('<td class="ctx"></td>')
                 continue
-            style = _CTX + (";" + _MATCH_STYLE if o == 0 else "")
-            if m.max_attention and tok.row == m.max_attention.token.row:
-                style += ";" + _ATTENDED_STYLE
-            cells.append(f'<td style="{style}" title="{esc(annotation_text(tok))}">{esc(clean_piece(tok.token))}</td>')
+            attended = bool(m.max_attention and tok.row == m.max_attention.token.row)
+            style = _BOTH_STYLE if o == 0 and attended else _MATCH_STYLE if o == 0 else _ATTENDED_STYLE if attended else ""
+            word = esc(clean_piece(tok.token))
+            marked = f'<span style="{style}">{word}</span>' if style else word
+            cells.append(f'<td class="ctx" title="{esc(annotation_text(tok))}">{marked}</td>')
         if m.max_attention:
             a = m.max_attention
-            attended = (f'<span style="{_ATTENDED_STYLE}" title="{esc(annotation_text(a.token))}">'
-                        f"{esc(clean_piece(a.token.token))}</span> ({a.offset:+d})")
+            attended_cell = (f'<span style="{_ATTENDED_STYLE}" title="{esc(annotation_text(a.token))}">'
+                             f"{esc(clean_piece(a.token.token))}</span> ({a.offset:+d})")
         else:
-            attended = ""
+            attended_cell = ""
         rows.append(
-            f'<tr><td style="{_CELL};text-align:right">{rank}</td>'
-            f'<td style="{_CELL};text-align:right">{m.score:.3f}</td>'
+            f'<tr><td class="num rank">{rank}</td>'
+            f'<td class="num score">{m.score:.3f}</td>'
             + "".join(cells)
-            + f'<td style="{_CELL};white-space:nowrap">{attended}</td>'
-            f'<td style="{_CELL}">{highlighted_sentence(m)}</td></tr>'
+            + f'<td class="attended">{attended_cell}</td>'
+            f'<td class="sentence">{highlighted_sentence(m)}</td></tr>'
         )
-    caption = f"<caption style=\"caption-side:top;text-align:left;padding:4px 0\">{esc(query)}</caption>" if query else ""
+    caption = f'<caption style="caption-side:top;text-align:left;padding:4px 0">{esc(query)}</caption>' if query else ""
     return (
-        '<div class="exbert-matches" style="overflow-x:auto;max-height:640px;overflow-y:auto">'
-        f'<table style="border-collapse:collapse;font-size:0.9rem;width:100%">{caption}'
-        f'<thead><tr><th style="{_CELL}">#</th><th style="{_CELL}">score</th>{head}'
-        f'<th style="{_CELL}">attends most to</th><th style="{_CELL};text-align:left">sentence</th></tr></thead>'
+        f'<div class="exbert-matches">{_STYLE_SHEET}<table>{caption}'
+        f'<thead><tr><th>#</th><th>score</th>{head}'
+        f'<th>attends most to</th><th class="sentence">sentence</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 

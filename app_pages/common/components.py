@@ -1,0 +1,138 @@
+"""Two small browser components (``st.components.v2``) for what Streamlit's widgets cannot do:
+
+- :func:`copy_link`: one button that copies the page's address (always a link to the current
+  view) to the clipboard, also on plain-HTTP deployments (``navigator.clipboard`` needs HTTPS;
+  the fallback is a selected text field and the browser's copy command).
+- :func:`head_picker`: the per-head attention maps as buttons. Clicks change the selection in the
+  browser at once; the selection is sent to the server once the clicks pause, so choosing heads
+  0 and 3 out of all is two clicks and one rerun. From "all heads", a click keeps only the head
+  clicked; after that a click adds or removes a head.
+
+Only our own markup is rendered: the data are numbers and ``data:image/png`` URIs made by
+:func:`exbert_core.views.figures.head_thumbnails`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import streamlit as st
+
+_BUTTON_CSS = """
+button {
+  font: inherit; font-size: 0.95rem; color: var(--st-text-color, #31333f);
+  background: var(--st-background-color, #fff); cursor: pointer;
+  border: 1px solid var(--st-border-color, rgba(49, 51, 63, 0.2)); border-radius: 0.5rem;
+  padding: 0.25rem 0.75rem; min-height: 2.5rem; white-space: nowrap;
+  display: inline-flex; align-items: center; gap: 0.4rem;
+}
+button:hover { border-color: var(--st-primary-color, #e4572e); color: var(--st-primary-color, #e4572e); }
+"""
+
+_COPY_JS = """
+export default function (component) {
+  const { parentElement } = component;
+  const button = parentElement.querySelector("button");
+  const label = button.querySelector("span");
+  const field = parentElement.querySelector("input");
+  const say = (text) => { label.textContent = text; setTimeout(() => { label.textContent = "Copy link"; }, 2000); };
+  button.onclick = async () => {
+    const link = window.location.href;
+    try {
+      await navigator.clipboard.writeText(link);
+      say("Link copied");
+      return;
+    } catch (err) {
+      // plain HTTP: no clipboard API; copy from a selected field instead
+    }
+    field.hidden = false;
+    field.value = link;
+    field.select();
+    say(document.execCommand("copy") ? "Link copied" : "Press Ctrl+C to copy");
+  };
+}
+"""
+
+_COPY_HTML = """
+<button type="button" title="Copy a link to this view: it opens exactly what you see">
+  <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true"><path fill="currentColor"
+    d="M3.9 12a3.1 3.1 0 0 1 3.1-3.1h4V7H7a5 5 0 0 0 0 10h4v-1.9H7A3.1 3.1 0 0 1 3.9 12zM8 13h8v-2H8v2zm9-6h-4v1.9h4a3.1
+    3.1 0 0 1 0 6.2h-4V17h4a5 5 0 0 0 0-10z"/></svg>
+  <span>Copy link</span></button>
+<input type="text" readonly hidden aria-label="Link to this view" size="40">
+"""
+
+_HEADS_CSS = _BUTTON_CSS + """
+.grid { display: flex; flex-wrap: wrap; gap: 6px; }
+button.head { padding: 3px; min-height: 0; display: flex; flex-direction: column; align-items: center;
+  border: 2px solid transparent; border-radius: 6px; opacity: 0.45; }
+button.head[aria-pressed="true"] { border-color: #e4572e; opacity: 1; }
+button.head:hover { opacity: 0.9; }
+button.head img { width: var(--tile); height: var(--tile); image-rendering: pixelated; display: block; }
+button.head span { font-size: 0.75rem; line-height: 1.2; color: var(--st-text-color, #31333f); }
+"""
+
+_HEADS_JS = """
+export default function (component) {
+  const { data, parentElement, setTriggerValue } = component;
+  const grid = parentElement.querySelector(".grid");
+  grid.style.setProperty("--tile", `${data.tile}px`);
+  const n = data.maps.length;
+  let chosen = new Set(data.all ? [...Array(n).keys()] : data.selected);
+  let all = data.all;
+  let timer = null;
+  const paint = () => grid.querySelectorAll("button").forEach((b) => {
+    b.setAttribute("aria-pressed", String(chosen.has(Number(b.dataset.head))));
+  });
+  const click = (head) => {
+    if (all) { chosen = new Set([head]); all = false; }
+    else if (chosen.has(head)) { chosen.delete(head); }
+    else { chosen.add(head); all = chosen.size === n; }
+    paint();
+    clearTimeout(timer);  // one rerun for a burst of clicks
+    timer = setTimeout(() => setTriggerValue("heads", [...chosen].sort((a, b) => a - b)), data.delay);
+  };
+  grid.replaceChildren(...data.maps.map((src, head) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "head";
+    button.dataset.head = String(head);
+    button.title = `head ${head}: click to show ${data.all ? "only this head" : "or hide it"}`;
+    const img = document.createElement("img");
+    img.src = src;
+    img.alt = `attention map of head ${head}`;
+    const label = document.createElement("span");
+    label.textContent = `head ${head}`;
+    button.append(img, label);
+    button.onclick = () => click(head);
+    return button;
+  }));
+  paint();
+  return () => clearTimeout(timer);
+}
+"""
+
+_copy = st.components.v2.component("exbert_copy_link", html=_COPY_HTML, css=_BUTTON_CSS, js=_COPY_JS)
+_heads = st.components.v2.component("exbert_head_picker", html='<div class="grid"></div>', css=_HEADS_CSS,
+                                    js=_HEADS_JS)
+
+COMMIT_DELAY_MS = 900  # clicks within this pause are sent together
+
+
+def copy_link() -> None:
+    """The "Copy link" button (the page's address is kept equal to the view)."""
+    _copy(key="copy_link", width="content")
+
+
+def head_picker(maps: Sequence[str], *, selected: Sequence[int], all_heads: bool, key: str,
+                on_change: Callable[[list[int]], None], tile: int = 64) -> None:
+    """Per-head maps as toggles. ``maps``: one image URI per head; ``on_change(heads)`` gets the
+    new selection (sorted head indices, possibly empty)."""
+
+    def changed() -> None:
+        value = (st.session_state.get(key) or {}).get("heads")
+        if isinstance(value, list) and all(isinstance(h, int) for h in value):
+            on_change(value)
+
+    _heads(key=key, data={"maps": list(maps), "selected": list(selected), "all": all_heads, "tile": tile,
+                          "delay": COMMIT_DELAY_MS}, on_heads_change=changed)

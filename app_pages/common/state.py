@@ -1,0 +1,116 @@
+"""The session's :class:`~exbert_core.app.state.AppState`, read from and written to the URL.
+
+- The state lives in ``st.session_state[STATE]``. It is read from the URL when the session starts
+  (opening a link) and when the reader goes Back or Forward in the browser (each change of the
+  view is a new history entry); otherwise only widget callbacks change it (:func:`set_state`).
+- After the controls are drawn, the URL is rewritten from the state (only when it changed), so
+  the address bar is always a link to the current view.
+- A link's problems are kept together and shown while the view is still the link's; problems
+  found later are shown once (:func:`note`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from exbert_core.app import state as app_state
+from exbert_core.app.state import AppState
+
+STATE = "exbert_state"
+URL_WARNINGS = "exbert_url_warnings"
+URL_VIEW = "exbert_url_view"
+STARTING = "exbert_starting"
+NOTES = "exbert_notes"
+
+
+def _read_url() -> None:
+    state, warnings = app_state.from_params(st.query_params.to_dict())
+    st.session_state[STATE] = state
+    st.session_state[URL_WARNINGS] = list(warnings)
+    st.session_state[STARTING] = True
+
+
+def begin_run() -> AppState:
+    """The state for this run: read from the URL on the session's first run and after the
+    browser's Back or Forward, else the session's."""
+    ctx = get_script_run_ctx()
+    if STATE not in st.session_state or (ctx is not None and ctx.is_history_navigation):
+        _read_url()
+    return get_state()
+
+
+def get_state() -> AppState:
+    if STATE not in st.session_state:
+        _read_url()
+    return st.session_state[STATE]
+
+
+def set_state(**changes: Any) -> AppState:
+    state = replace(get_state(), **changes)
+    st.session_state[STATE] = state
+    return state
+
+
+def reset() -> None:
+    """Every control back to its default (a new history entry: Back returns to the view before)."""
+    st.session_state[STATE] = AppState()
+    st.session_state[URL_WARNINGS] = []
+
+
+def starting() -> bool:
+    """Whether this run opens a link (the session's first run, or Back/Forward)."""
+    return bool(st.session_state.get(STARTING))
+
+
+def note(message: str, kind: str = "warning") -> None:
+    """A plain-text message shown once, at the top of the next page drawn (``kind``: warning or
+    success)."""
+    st.session_state.setdefault(NOTES, []).append((kind, message))
+
+
+def take_notes() -> list[tuple[str, str]]:
+    return st.session_state.pop(NOTES, [])
+
+
+def fitted(state: AppState, warnings: list[str]) -> AppState:
+    """Store a state checked against what is loaded; a link's problems are kept with the link,
+    later ones shown once."""
+    st.session_state[STATE] = state
+    if starting():
+        st.session_state[URL_WARNINGS].extend(warnings)
+    else:
+        for warning in warnings:
+            note(warning)
+    return state
+
+
+def link_warnings(params: tuple[str, ...]) -> list[str]:
+    """The link's problems while the view is still the link's (they go once the reader changes
+    something)."""
+    warnings = st.session_state.get(URL_WARNINGS) or []
+    if warnings and not starting() and st.session_state.get(URL_VIEW) != app_state.to_params(get_state(), params):
+        st.session_state[URL_WARNINGS] = warnings = []
+    return list(warnings)
+
+
+def finish_run(params: tuple[str, ...]) -> None:
+    """Write the URL from the state; the first run of a link remembers the view it opened."""
+    wanted = app_state.to_params(get_state(), params)
+    if starting():
+        st.session_state[URL_VIEW] = wanted
+    # to_dict() leaves out, and from_dict() keeps, Streamlit's own embed parameters.
+    if st.query_params.to_dict() != wanted:
+        st.query_params.from_dict(wanted)
+
+
+def end_start() -> None:
+    st.session_state[STARTING] = False
+
+
+def link(params: tuple[str, ...]) -> str:
+    """The link to the current view (absolute in a browser; relative under AppTest)."""
+    return app_state.share_url(st.context.url, app_state.to_params(get_state(), params))

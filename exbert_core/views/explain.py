@@ -1,0 +1,79 @@
+"""Plain-language sentences that say what a result shows, for a reader who did not set it up.
+
+Each function returns Markdown: the values it is given (words, corpus and model names) are
+escaped with :func:`~exbert_core.views.labels.markdown_text`; only the emphasis is markup. A
+``label`` is the app's own ``layer-[heads]`` (digits, commas, brackets), shown as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from exbert_core.corpus.sources import SOURCES
+from exbert_core.views.labels import markdown_text
+
+# The annotations the summaries count, as tab and control labels.
+FEATURE_NAMES = {"pos": "Part of speech", "dep": "Grammatical role", "ner": "Named entity", "offset": "Offset"}
+
+NOTATION = ("layer-[heads] is the exBERT paper's notation: 2-[0,3] means heads 0 and 3 of layer 2, "
+            "averaged; 2-[all] means every head of layer 2.")
+
+
+def corpus_title(name: str, source: str) -> str:
+    """A corpus as a reader knows it: the book's title for a named source (``alice`` ->
+    *Alice's Adventures in Wonderland*), else ``corpus 'name'`` (plain text)."""
+    description = SOURCES.get(source)
+    if description and name:
+        return description.split(" (")[0]
+    return f"corpus '{name}'"
+
+
+def heads_words(layer: int, heads: Sequence[int], n_heads: int) -> str:
+    """``all 12 heads`` / ``head 3`` / ``heads 0 and 3`` of a layer, for a sentence."""
+    if len(heads) == n_heads:
+        return f"all {n_heads} heads of layer {layer}"
+    if len(heads) == 1:
+        return f"head {heads[0]} of layer {layer}"
+    listed = ", ".join(map(str, heads[:-1])) + f" and {heads[-1]}"
+    return f"heads {listed} of layer {layer}"
+
+
+def attention_sentence(layer: int, heads: Sequence[int], n_heads: int, label: str) -> str:
+    """What the attention chart shows."""
+    return (f"How much each token of the sentence looks at (attends to) every other token, averaged over "
+            f"{heads_words(layer, heads, n_heads)} ({label}).")
+
+
+def matches_sentence(count: int, corpus: str, word: str, layer: int, by: str, label: str) -> str:
+    """What the match table shows: ``The 50 tokens of Alice ... that the model represents most
+    like "escape" at layer 2``."""
+    how = ("represents most like" if by == "embedding"
+           else f"gathers most like (head embedding of {label})")
+    return (f"The {count} tokens of *{markdown_text(corpus)}* that the model {how} "
+            f"“{markdown_text(word)}” at layer {layer}.")
+
+
+def summary_sentence(count: int, corpus: str, word: str, layer: int) -> str:
+    """What the two histograms show."""
+    return (f"Left: what kind of words the {count} tokens of *{markdown_text(corpus)}* most like "
+            f"“{markdown_text(word)}” at layer {layer} are. Right: what kind of words they attend to most.")
+
+
+def masking_caveat(model: str, masked_words: Sequence[str], selected_word: str, selected_masked: bool) -> str:
+    """Why masking says little with a model that has no masked-language-model head, for the
+    tokens masked in this view (``masked_words``: the hidden words) and the selected token."""
+    hidden = ", ".join(f"“{markdown_text(w)}”" for w in masked_words)
+    plural = len(masked_words) > 1
+    name = markdown_text(model)
+    opening = (f"**{name} was not trained to fill in masked tokens** (it has no masked-language-model head), "
+               f"and {hidden} {'are' if plural else 'is'} masked. ")
+    if selected_masked:
+        effect = (f"The selected token is the mask that hides “{markdown_text(selected_word)}”: its corpus "
+                  f"neighbours show what {name} makes of a mask, not of “{markdown_text(selected_word)}”, so "
+                  "they say little about the hidden word.")
+    else:
+        effect = (f"The selected token “{markdown_text(selected_word)}” is not masked, but the "
+                  f"mask{'s' if plural else ''} change{'' if plural else 's'} its context in a way {name} "
+                  "never saw in training: compare with the unmasked sentence before reading much into it.")
+    return (opening + effect + " For the paper's masking experiments use a masked language model such as "
+            "`bert-base-uncased` (needs internet).")
