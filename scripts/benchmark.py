@@ -364,6 +364,37 @@ def bench_scale(source: str, search_source: str) -> None:
     rate = mapped.codes.nbytes / single / 1e9
     print(f"scan rate of one thread over 6-bit embedding codes: {rate:.1f} GB/s "
           f"({one.num_tokens:,} tokens x {mapped.codes.shape[1]} B in {single * 1000:.1f} ms)")
+    project(rate)
+
+
+# Where one machine ends, on paper: disk, shards, memory and search time from the measured scan rate.
+MODELS_ON_PAPER = {"MiniLM": (6, 12, 384, 32), "bert-base": (12, 12, 768, 64)}  # layers, heads, hidden, head dim
+CORPORA_ON_PAPER = {"WikiText-103": 103e6, "English Wikipedia": 4e9}
+MACHINE_CORES, MACHINE_CACHE_GB = 16, 48  # a search machine: cores, and RAM left for the page cache
+
+
+def project(rate_gb_s: float, shard_tokens: float = 5e6) -> None:
+    from exbert_core.corpus.estimate import bytes_per_token
+    from exbert_core.model.loading import ModelInfo
+
+    print(f"\n== on paper: shards of {shard_tokens / 1e6:.0f}M tokens; machines of {MACHINE_CORES} cores with "
+          f"{MACHINE_CACHE_GB} GB of page cache; one thread scans {rate_gb_s:.1f} GB/s ==")
+    print(f"{'corpus':<19}{'model':<11}{'disk':>9}{'shards':>8}{'one layer':>11}{'machines':>10}"
+          f"{'actor cache':>13}{'token query':>13}")
+    for corpus, tokens in CORPORA_ON_PAPER.items():
+        for model, (layers, heads, hidden, head_dim) in MODELS_ON_PAPER.items():
+            info = ModelInfo(model, "bert", layers, heads, hidden, head_dim, 512, False, False, None)
+            disk = tokens * bytes_per_token(info)
+            embedding = -(-hidden * 6 // 8)
+            layer = tokens * (embedding + heads * head_dim)  # one layer's codes: what a search reads hot
+            machines = max(1, -(-layer / 1e9 // MACHINE_CACHE_GB))
+            seconds = tokens * embedding / 1e9 / (rate_gb_s * MACHINE_CORES * machines)
+            print(f"{corpus:<19}{model:<11}{_size(disk):>9}{-(-tokens // shard_tokens):>8,.0f}{_size(layer):>11}"
+                  f"{machines:>10,.0f}{_size(layer / machines):>13}{seconds * 1000:>10,.0f} ms")
+
+
+def _size(nbytes: float) -> str:
+    return f"{nbytes / 1e12:.1f} TB" if nbytes >= 1e12 else f"{nbytes / 1e9:.0f} GB"
 
 
 def bench_views() -> None:
