@@ -36,19 +36,25 @@ def exact_vectors(corpus: Corpus, loaded: LoadedModel, kind: str, layer: int) ->
     """The exact float32 search vectors of every corpus token at ``layer`` (row order), by running
     the model again: ``[tokens, hidden]`` unit embeddings, or ``[tokens, heads * head_dim]`` per-head
     unit contexts. For measuring recall; memory: tokens x width x 4 bytes."""
+    return exact_layer(corpus, loaded, layer, (kind,))[kind]
+
+
+def exact_layer(corpus: Corpus, loaded: LoadedModel, layer: int,
+                kinds: tuple[str, ...] = ("embedding", "heads")) -> dict[str, np.ndarray]:
+    """:func:`exact_vectors` of several kinds at ``layer``, in one run of the model."""
     corpus.check_model(loaded)
     info = loaded.info
-    width = info.hidden if kind == "embedding" else info.heads * info.head_dim
-    out = np.zeros((corpus.num_tokens, width), dtype=np.float32)
+    width = {"embedding": info.hidden, "heads": info.heads * info.head_dim}
+    out = {kind: np.zeros((corpus.num_tokens, width[kind]), dtype=np.float32) for kind in kinds}
 
     class Collect:
         def embedding(self, at: int, rows: np.ndarray, x: np.ndarray) -> None:
-            if kind == "embedding" and at == layer:
-                out[rows] = x
+            if "embedding" in out and at == layer:
+                out["embedding"][rows] = x
 
         def heads(self, at: int, rows: np.ndarray, x: np.ndarray) -> None:
-            if kind == "heads" and at == layer:
-                out[rows] = x.reshape(len(rows), -1)
+            if "heads" in out and at == layer:
+                out["heads"][rows] = x.reshape(len(rows), -1)
 
     for shard in corpus.shards:
         ids = shard.sentences().column("ids").to_pylist()
