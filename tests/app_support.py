@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from unittest import mock
 from pathlib import Path
 
 from exbert_core import paths
@@ -51,17 +52,9 @@ def app_data_dir() -> Path:
 def app_environment() -> Iterator[Path]:
     """The environment the app runs in during the tests: the isolated data dir, and the hub
     switched off so that an unknown model fails fast and the same way everywhere."""
-    saved = {key: os.environ.get(key) for key in ("EXBERT_DATA_DIR", "HF_HUB_OFFLINE")}
-    os.environ["EXBERT_DATA_DIR"] = str(app_data_dir())
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
+    wanted = {"EXBERT_DATA_DIR": str(app_data_dir()), "HF_HUB_OFFLINE": "1"}
+    with mock.patch.dict(os.environ, wanted):
         yield app_data_dir()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def alice_dir() -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from unittest import mock
 from pathlib import Path
 
 from exbert_core import paths
@@ -36,13 +37,5 @@ def make_fresh_data_dir(root: Path, characters: int) -> Path:
 def environment(root: Path, **extra: str) -> Iterator[Path]:
     """The app's environment with ``root`` as data dir (the hub off, ``extra`` variables set)."""
     wanted = {"EXBERT_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1", **extra}
-    saved = {key: os.environ.get(key) for key in wanted}
-    os.environ.update(wanted)
-    try:
+    with mock.patch.dict(os.environ, wanted):
         yield root
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
