@@ -80,7 +80,7 @@ def _measured_here() -> str:
 try:
     quota = policy.quota_bytes()
 except USER_ERRORS as err:
-    st.error(str(err))
+    st.error(banner.md(str(err)))
     st.stop()
 st.caption(
     f"With the model selected in the sidebar: **{state.model}**. {_measured_here()} Corpora on this server "
@@ -107,7 +107,7 @@ def _start(name: str, text: str, *, exists: bool, replace: bool, source: str | N
         estimate = policy.check_build(name, exists=exists, replace=replace, characters=len(text), info=info,
                                       reserved=_reserved())
     except USER_ERRORS as err:
-        st.error(str(err))
+        st.error(banner.md(str(err)))
         return
     build.start(name, state.model, source=source, text=text, file_name=file_name, select=True,
                 reserved_bytes=estimate)
@@ -132,7 +132,7 @@ with named:
                 path = sources.fetch_source(source)
             text = path.read_text(encoding="utf-8")
         except USER_ERRORS as err:
-            st.error(str(err))
+            st.error(banner.md(str(err)))
         else:
             _start(name, text, exists=catalog.entry_of(name) is not None, source=path.stem,
                    replace=bool(st.session_state.get("build_source_replace")))
@@ -151,7 +151,7 @@ with upload:
             try:
                 text = sources.read_user_text(file.getvalue())
             except USER_ERRORS as err:
-                st.error(f"{banner.md(file.name)}: {err}")
+                st.error(f"{banner.md(file.name)}: {banner.md(str(err))}")
             else:
                 name = policy.upload_name(prefix, text, state.model)
                 if catalog.entry_of(name) is not None:  # the same text with the same model: built once

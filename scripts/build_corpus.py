@@ -54,21 +54,25 @@ def main() -> int:
     args = parser.parse_args()
 
     report = inputs.InputReport()
+    # What chose the texts is kept in the manifest's source, so that its rebuild hint rebuilds them.
+    sample = {"max_tokens_total": args.max_tokens_total} if args.max_tokens_total else {}
     if args.source:
         path = sources.fetch_source(args.source, progress=lambda msg: print(msg, file=sys.stderr))
-        text, source = path.read_text(encoding="utf-8"), {"name": path.stem}
+        text = inputs.sample_text(path.read_text(encoding="utf-8"), args.max_tokens_total)
+        source = {"name": path.stem, **sample}
     elif args.text:
-        text, source = sources.read_user_text(args.text), {"file": args.text.name}
+        text = inputs.sample_text(sources.read_user_text(args.text), args.max_tokens_total)
+        source = {"file": args.text.name, **sample}
     elif args.input:
         text = list(inputs.read(args.input, text_column=args.text_column, max_tokens_total=args.max_tokens_total,
                                 report=report))
-        source = {"input": str(args.input), "read": report.summary()}
+        source = {"input": str(args.input), "text_column": args.text_column, **sample, "read": report.summary()}
         print(f"Read {report.summary()}", file=sys.stderr)
     else:
         text = list(inputs.hugging_face(args.hf_dataset, args.hf_config, args.split, text_column=args.text_column,
                                         max_tokens_total=args.max_tokens_total, report=report))
         source = {"hf_dataset": args.hf_dataset, "config": args.hf_config, "split": args.split,
-                  "read": report.summary()}
+                  "text_column": args.text_column, **sample, "read": report.summary()}
         print(f"Read {report.summary()}", file=sys.stderr)
     if not text:
         raise InvalidText("The input holds no text to build a corpus from.")

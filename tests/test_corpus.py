@@ -15,7 +15,7 @@ from conftest import ROOT
 from tiny_models import tiny
 
 from exbert_core.corpus import codes, evaluation, manifest as corpus_manifest, store as corpus, vectors
-from exbert_core.corpus.manifest import index_file, sha256
+from exbert_core.corpus.manifest import sha256
 from exbert_core.errors import CorpusError, InputError
 
 SHARD = "shard-0000"

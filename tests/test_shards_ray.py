@@ -176,6 +176,26 @@ def test_inputs_refuse_what_they_cannot_read(tmp_path):
     assert len(list(inputs.read(many, max_tokens_total=200))) == 2  # ~500 characters each
 
 
+def test_a_sample_of_one_text_ends_at_a_paragraph():
+    text = "First paragraph here.\n\nSecond one, a little longer than the first.\n\nThird."
+    sample = inputs.sample_text(text, 1000)
+    assert sample == text
+    cut = inputs.sample_text(text * 200, 1000)
+    assert cut.endswith("first.") or cut.endswith("here.") or cut.endswith("Third.")
+    assert 0 < len(cut) <= 1000 * inputs.CHARS_PER_TOKEN and (text * 200).startswith(cut)
+
+
+def test_a_bad_row_costs_only_itself(tmp_path):
+    rows = b'id,text\n1,"First good row."\n2,"bad \xff byte"\n3,"Third good row."\n'
+    (tmp_path / "t.csv").write_bytes(rows)
+    report = inputs.InputReport()
+    assert list(inputs.read(tmp_path / "t.csv", report=report)) == ["First good row.", "Third good row."]
+    assert report.skipped == {"not UTF-8": 1}
+    (tmp_path / "t.jsonl").write_text('{"text": "ok"}\n{"text": "lone \\ud800"}\n', encoding="utf-8")
+    report = inputs.InputReport()
+    assert list(inputs.read(tmp_path / "t.jsonl", report=report)) == ["ok"] and report.skipped == {"not UTF-8": 1}
+
+
 def run(script: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], capture_output=True, text=True,
                           timeout=timeout)

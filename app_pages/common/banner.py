@@ -8,7 +8,6 @@ page (a new corpus can be searched, a model is ready) and says once how the job 
 
 from __future__ import annotations
 
-import re
 
 import streamlit as st
 
@@ -16,6 +15,7 @@ from app_pages.common import controls
 from exbert_core.corpus import jobs
 from exbert_core.corpus.jobs import JobStatus
 from exbert_core.progress import format_seconds
+from exbert_core.views.labels import markdown_text
 
 POLL_S = 1.5
 SEEN = "exbert_jobs_seen"  # key -> start time of the jobs this session saw running
@@ -27,12 +27,8 @@ NEXT_STAGE = {
     "download": "then the weights are converted",
     "extract": "then the weights are converted",
 }
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-
-
-def md(text: str) -> str:
-    """``text`` shown literally in Markdown (file and corpus names come from visitors)."""
-    return _MARKDOWN.sub(r"\\\1", text)
+# File and corpus names come from visitors: every text from a job is shown literally.
+md = markdown_text
 
 
 def describe(status: JobStatus) -> str:

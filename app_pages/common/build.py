@@ -100,7 +100,11 @@ def corpus_ready(view: controls.View) -> catalog.CorpusEntry | None:
             st.page_link("app_pages/corpora.py", label="Go to the Corpora page", icon=":material/library_books:")
         return None
     if not entry.fits(state.model):
-        fitting = [e.name for e in catalog.entries() if e.fits(state.model)]
+        built = catalog.entries()
+        fitting = [e.name for e in built if e.fits(state.model)]
+        # The model's own name may be taken by a corpus of another model (two hub ids that end
+        # alike): never offer to build over it; existing corpora are replaced on the Corpora page only.
+        own_taken = any(e.name == own for e in built)
         st.warning(f"Corpus '{name}' was built with model '{entry.model}', so it cannot be searched "
                    f"with '{state.model}'. Pick a corpus built with '{state.model}' or build one.")
         if fitting:
@@ -108,6 +112,10 @@ def corpus_ready(view: controls.View) -> catalog.CorpusEntry | None:
                       on_click=controls.set_state, kwargs={"corpus": fitting[0]})
         elif (job := jobs.status(own)) is not None and job.running:
             st.info(f"Corpus '{own}' is being built (progress at the top of the page).")
+        elif own_taken:
+            st.info(f"A corpus named '{own}' exists but was built with another model. Build one with "
+                    f"'{state.model}' under another name on the Corpora page.")
+            st.page_link("app_pages/corpora.py", label="Go to the Corpora page", icon=":material/library_books:")
         elif ((view.info is None or show_estimate(view.info, source_characters("alice") or ALICE_CHARACTERS))
               and st.button(f"Build '{own}' (Alice in Wonderland with {state.model})", key="build_own")):
             start(own, state.model, source="alice", select=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import logging
 import shutil
@@ -128,8 +129,9 @@ def _build_locked(
     ranges_path = partial / QUANTISER
     if not ranges_path.is_file():
         ranges = _sample_ranges(paragraphs, loaded, nlp, options, report)
-        with ranges_path.open("wb") as f:
-            np.savez(f, **ranges)
+        buffer = io.BytesIO()
+        np.savez(buffer, **ranges)
+        atomic.write_bytes(ranges_path, buffer.getvalue())  # a killed build leaves none or all of it
     with np.load(ranges_path) as stored:
         ranges = {key: stored[key] for key in stored.files}
     quantiser_sha = sha256(ranges_path)
@@ -239,11 +241,16 @@ def _shard_pieces(paragraphs: list[str], shard_tokens: int) -> list[list[str]]:
     return pieces
 
 
+def sample_tokens(total: float) -> float:
+    """Tokens in the quantiser's sample of a text of ``total`` tokens: 10 %, at least 5k, at most 50k."""
+    return min(total, max(SAMPLE_MIN, min(SAMPLE_MAX, SAMPLE_SHARE * total)))
+
+
 def sample_paragraphs(paragraphs: list[str], seed: int) -> list[str]:
-    """A random sample of whole paragraphs from the whole text, about 10 % of its tokens (at least
-    5k, at most 50k tokens): the quantiser's training data."""
+    """A random sample of whole paragraphs from the whole text (:func:`sample_tokens` of its
+    tokens): the quantiser's training data."""
     total = sum(len(p) for p in paragraphs) / CHARS_PER_TOKEN
-    wanted = min(total, max(SAMPLE_MIN, min(SAMPLE_MAX, SAMPLE_SHARE * total))) * CHARS_PER_TOKEN
+    wanted = sample_tokens(total) * CHARS_PER_TOKEN
     order = np.random.default_rng(seed).permutation(len(paragraphs))
     chosen, size = [], 0
     for i in order:
@@ -410,7 +417,8 @@ def _write_metadata(folder: Path, encoded: Iterable[EncodedSentence], loaded: Lo
         for enc in encoded:
             sid = first + len(group)
             group.append(enc)
-            texts = loaded.tokenizer.convert_ids_to_tokens(list(enc.ids))
+            with loaded.lock:  # the shared tokenizer (see text.encode)
+                texts = loaded.tokenizer.convert_ids_to_tokens(list(enc.ids))
             for position, word_index in enumerate(enc.word_of):
                 if enc.special[position]:
                     continue

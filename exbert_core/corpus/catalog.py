@@ -38,9 +38,10 @@ class CorpusEntry:
 
     @property
     def build_id(self) -> str:
-        """A short checksum of what was built (model, format and every file's sha256; not the
-        build time): a link records it, so a page can tell when the corpus changed since."""
-        content = {key: self.manifest.get(key) for key in ("model", "format_version", "files")}
+        """A short checksum of what was built (model, format, the quantiser's sha256 and every
+        shard's manifest sha256, which covers its files; not the build time): a link records it,
+        so a page can tell when the corpus changed since."""
+        content = {key: self.manifest.get(key) for key in ("model", "format_version", "files", "shards")}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:BUILD_ID_CHARS]
 
     def fits(self, model: str) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from exbert_core import memory
 from exbert_core.corpus import embed
-from exbert_core.corpus.build import CHARS_PER_TOKEN, SAMPLE_MIN, SAMPLE_SHARE, BuildOptions
+from exbert_core.corpus.build import CHARS_PER_TOKEN, BuildOptions, sample_tokens
 from exbert_core.model.loading import ModelInfo
 from exbert_core.progress import format_seconds
 
@@ -61,8 +61,7 @@ def estimate(info: ModelInfo, text_chars: int, out_dir: Path, options: BuildOpti
     """Time, disk and memory of building ``text_chars`` characters of text with the model ``info``."""
     tokens = int(text_chars / CHARS_PER_TOKEN)
     weights, embedding = info.parameters, info.embedding_parameters
-    # The quantiser's sample is parsed and run once more: 10 % of the text, at least 5k tokens.
-    again = 1 + min(1.0, max(SAMPLE_MIN / max(tokens, 1), SAMPLE_SHARE))
+    again = 1 + sample_tokens(tokens) / max(tokens, 1)  # the quantiser's sample is parsed and run once more
     seconds = again * (text_chars / PARSE_CHARS_PER_S + tokens * max(weights - embedding, 1) / MODEL_PARAM_TOKENS_PER_S)
     batch = embed.activation_bytes(info, options.rows_per_batch(info) * options.max_tokens)
     out_dir.mkdir(parents=True, exist_ok=True)

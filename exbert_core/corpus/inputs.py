@@ -60,6 +60,11 @@ def _keep(value: object, report: InputReport) -> str | None:
     if not isinstance(value, str):
         report.skip("not text")
         return None
+    try:
+        value.encode("utf-8")  # lone surrogates: a CSV row's bad bytes, a JSON "\ud800"
+    except UnicodeEncodeError:
+        report.skip("not UTF-8")
+        return None
     if "\x00" in value:
         report.skip("binary")
         return None
@@ -92,7 +97,8 @@ def _jsonl(path: Path, column: str, report: InputReport) -> Iterator[str]:
 def _csv(path: Path, column: str, report: InputReport) -> Iterator[str]:
     csv.field_size_limit(1 << 30)
     with path.open("rb") as raw:
-        stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+        # Bad bytes become lone surrogates, so that only their row is skipped (in _keep).
+        stream = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
         try:
             reader = csv.DictReader(stream)
             if reader.fieldnames is None or column not in reader.fieldnames:
@@ -102,9 +108,6 @@ def _csv(path: Path, column: str, report: InputReport) -> Iterator[str]:
                 text = _keep(row.get(column), report)
                 if text is not None:
                     yield text
-        except UnicodeDecodeError as err:
-            report.skip("not UTF-8")
-            log.warning("%s: stopped at a non-UTF-8 byte (offset %d)", path.name, err.start)
         except csv.Error as err:
             report.skip("unreadable line")
             log.warning("%s: %s", path.name, err)
@@ -118,8 +121,14 @@ def _parquet(path: Path, column: str, report: InputReport) -> Iterator[str]:
     if column not in parquet.schema_arrow.names:
         raise InvalidText(f"{path.name}: no column '{column}' (columns: {', '.join(parquet.schema_arrow.names)}). "
                           "Name the text column with --text-column.")
-    for batch in parquet.iter_batches(columns=[column], batch_size=2048):
-        for value in batch.column(0).to_pylist():
+    for group in range(parquet.num_row_groups):
+        try:  # a damaged row group costs its rows, not the file
+            values = parquet.read_row_group(group, columns=[column]).column(0).to_pylist()
+        except (pa.ArrowException, OSError) as err:
+            report.skip("rows in an unreadable row group")
+            log.warning("%s: row group %d cannot be read (%s)", path.name, group, err)
+            continue
+        for value in values:
             text = _keep(value, report)
             if text is not None:
                 yield text
@@ -133,6 +142,19 @@ def _text_file(path: Path, report: InputReport) -> Iterator[str]:
     text = _keep(data, report)
     if text is not None:
         yield text
+
+
+def sample_text(text: str, max_tokens_total: int | None) -> str:
+    """About the first ``max_tokens_total`` tokens of one text (estimated from characters), cut at
+    the last paragraph break before that, else at a line break, else at a space."""
+    if max_tokens_total is None or len(text) <= max_tokens_total * CHARS_PER_TOKEN:
+        return text
+    budget = int(max_tokens_total * CHARS_PER_TOKEN)
+    for separator in ("\n\n", "\n", " "):
+        cut = text.rfind(separator, 0, budget)
+        if cut > 0:
+            return text[:cut]
+    return text[:budget]
 
 
 def read(path: Path, *, text_column: str = DEFAULT_TEXT_COLUMN, max_tokens_total: int | None = None,
@@ -179,7 +201,10 @@ def hugging_face(name: str, config: str | None, split: str, *, text_column: str 
                           "Download its files and build from them with --input.")
     fs = HfFileSystem()
     pattern = f"datasets/{name}@~parquet/{config or 'default'}/{split}/*.parquet"
-    files = sorted(fs.glob(pattern))
+    try:
+        files = sorted(fs.glob(pattern))
+    except Exception as err:  # the hub client's errors: unknown data set, gated, network
+        raise InvalidText(f"The data set '{name}' cannot be listed on the hub ({type(err).__name__}: {err}).") from err
     if not files:
         raise InvalidText(f"No Parquet files for data set '{name}', config '{config}', split '{split}' ({pattern}).")
     report = report if report is not None else InputReport()
@@ -187,8 +212,12 @@ def hugging_face(name: str, config: str | None, split: str, *, text_column: str 
     used = 0.0
     for file in files:
         report.files += 1
-        with fs.open(file, "rb") as f:
-            table = pq.read_table(f, columns=[text_column])
+        try:
+            with fs.open(file, "rb") as f:
+                table = pq.read_table(f, columns=[text_column])
+        except (pa.ArrowException, OSError, KeyError) as err:
+            raise InvalidText(f"{file}: no readable column '{text_column}' ({err}). "
+                              "Name the text column with --text-column.") from err
         for value in table.column(0).to_pylist():
             text = _keep(value, report)
             if text is not None:

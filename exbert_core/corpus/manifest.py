@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -54,19 +55,21 @@ def file_entry(path: Path) -> dict[str, Any]:
 
 
 def rebuild_hint(name: str, source: dict | None = None, model: str | None = None) -> str:
-    """How to rebuild corpus ``name`` from its own source (never a different text)."""
+    """How to rebuild corpus ``name`` from its own source (never a different text): the input and
+    the options that chose its texts (split, text column, sample size), as the build recorded them."""
     source = source if isinstance(source, dict) else {}
-    model_arg = f" --model {model}" if isinstance(model, str) and model else ""
-    if isinstance(source.get("name"), str) and source["name"]:
-        origin = f"--source {source['name']}"
-    elif isinstance(source.get("file"), str) and source["file"]:
-        origin = f"--text {source['file']}"
-    elif isinstance(source.get("input"), str) and source["input"]:
-        origin = f"--input {source['input']}"
-    elif isinstance(source.get("hf_dataset"), str) and source["hf_dataset"]:
-        origin = f"--hf-dataset {source['hf_dataset']}" + (f" --hf-config {source['config']}" if source.get("config") else "")
-    else:
-        origin = "--text YOUR_TEXT.txt"
+
+    def given(key: str) -> str | None:
+        value = source.get(key)
+        return shlex.quote(str(value)) if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "" else None
+
+    origins = (("name", "--source"), ("file", "--text"), ("input", "--input"), ("hf_dataset", "--hf-dataset"))
+    origin = next((f"{flag} {given(key)}" for key, flag in origins if given(key)), "--text YOUR_TEXT.txt")
+    for key, flag in (("config", "--hf-config"), ("split", "--split"), ("text_column", "--text-column"),
+                      ("max_tokens_total", "--max-tokens-total")):
+        if given(key) and not origin.startswith("--text YOUR"):
+            origin += f" {flag} {given(key)}"
+    model_arg = f" --model {shlex.quote(model)}" if isinstance(model, str) and model else ""
     return (f"Rebuild it on the app's Corpora page, or: python scripts/build_corpus.py {origin} "
             f"--name {name}{model_arg}")
 

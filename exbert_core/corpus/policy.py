@@ -48,7 +48,7 @@ def quota_bytes() -> int:
         megabytes = float(raw)
     except ValueError:
         megabytes = -1.0
-    if megabytes < 0:
+    if not 0 <= megabytes < 2**40:  # also nan and inf
         raise BuildError(f"{QUOTA_ENV}={raw!r} is not a size in MB; set it to a number such as 2048.")
     return int(megabytes * 1024 * 1024)
 
@@ -75,8 +75,8 @@ def upload_name(base: str, text: str, model: str) -> str:
 
 def bytes_per_token(info: ModelInfo, entries: Iterable[catalog.CorpusEntry] | None = None) -> float:
     """Disk per indexed token for ``info``'s model: measured on the corpora of that model on this
-    server when there are some, else from the model's size (every layer but the recomputed
-    first stored: 6-bit token embeddings and 8-bit head embeddings)."""
+    server when there are some, else from the model's size (every layer stored: 6-bit token
+    embeddings and 8-bit head embeddings)."""
     same = [e for e in (catalog.entries() if entries is None else entries) if e.fits(info.name) and e.tokens]
     if same:
         return sum(e.bytes for e in same) / sum(e.tokens for e in same)

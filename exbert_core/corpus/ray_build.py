@@ -23,13 +23,15 @@ import spacy
 
 from exbert_core.corpus import build as corpus_build
 from exbert_core.corpus.manifest import shard_dir
+from exbert_core.errors import BuildError
 from exbert_core.model.loading import LoadedModel
 from exbert_core.progress import Progress, Step
 
 log = logging.getLogger(__name__)
 
 PACKAGE = Path(__file__).resolve().parent.parent  # exbert_core/
-_ENV_KEYS = ("EXBERT_DATA_DIR", "HF_HUB_OFFLINE", "EXBERT_MEMORY_BUDGET", "HF_HOME", "XDG_CACHE_HOME")
+_ENV_KEYS = ("EXBERT_DATA_DIR", "HF_HUB_OFFLINE", "EXBERT_MEMORY_BUDGET", "EXBERT_HUB_MODELS", "HF_HOME",
+             "XDG_CACHE_HOME")
 
 
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
@@ -96,7 +98,7 @@ class _EmbedShard:
 def engine(address: str | None = None, workers: int | None = None, device: str = "auto") -> corpus_build.ShardEngine:
     """A shard engine for :func:`exbert_core.corpus.build.build` that runs on Ray: ``workers``
     actors per stage (default: what the cluster's CPUs allow), one GPU per model actor when the
-    cluster has GPUs (``device`` auto) or never (``cpu``)."""
+    cluster has GPUs (``device`` auto), always (``cuda``: BuildError without one) or never (``cpu``)."""
 
     def build_shards(
         partial: Path, missing: dict[int, list[str]], loaded: LoadedModel, nlp: spacy.language.Language,
@@ -110,6 +112,8 @@ def engine(address: str | None = None, workers: int | None = None, device: str =
         connect(address, num_cpus=workers)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         gpus = int(ray.cluster_resources().get("GPU", 0)) if device != "cpu" else 0
+        if device == "cuda" and not gpus:
+            raise BuildError("--device cuda: the Ray cluster has no GPU. Use --device auto or cpu.")
         pool = max(1, min(workers or cpus, len(missing)))
         report(Step("embed", f"Building {len(missing)} shard(s) on Ray: {pool} worker(s) per stage"
                              + (f", {gpus} GPU(s)" if gpus else ""), 0, len(missing), "shards"))

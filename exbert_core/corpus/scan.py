@@ -26,7 +26,7 @@ import torch
 
 from exbert_core.corpus.codes import MappedIndex
 
-SPLIT_ROWS = 150_000  # shards with more rows are scanned as several row ranges in parallel
+SPLIT_ROWS = 50_000  # ranges of more rows are scanned as several parts in parallel (one per core)
 SUM_BLOCK_ROWS = 32_768  # rows decoded at once when summing heads: 32k x 32 dims x 4 B = 4 MB per head
 POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="exbert-scan")
 
@@ -99,6 +99,8 @@ def _summed_top_k(mapped: MappedIndex, rows: int, query: np.ndarray, heads: Sequ
     ``vmin + (c + 0.5) / 255 * vdiff``, so a head's score is ``q . vmin + q . vdiff * 0.5 / 255 +
     (q * vdiff / 255) . c``: one float product per head on the raw codes, plus a constant."""
     vmin, vdiff = mapped.ranges
+    if rows == 0:  # a shard with nothing indexed
+        return np.empty(0, np.float32), np.empty(0, np.int64)
     with warnings.catch_warnings():  # the mapped codes are read-only, and only ever read here
         warnings.simplefilter("ignore", UserWarning)
         codes = torch.from_numpy(mapped.codes.reshape(-1, rows, mapped.index.d))  # [heads, rows, head_dim]

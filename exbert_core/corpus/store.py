@@ -94,9 +94,11 @@ class Shard:
             except (pa.ArrowException, OSError, ValueError) as err:
                 raise self._fail(f"{file} cannot be read ({type(err).__name__})") from err
 
-        table = memory.KEPT.get(("corpus", str(self.path.parent.resolve()), self.path.name, file), read,
-                                lambda t: t.nbytes)
-        return table
+        # Keyed by the file's checksum too: a corpus rebuilt under the same name while the app
+        # runs never gets the old build's table back.
+        sha = self.manifest.files.get(file, {}).get("sha256", "")
+        key = ("corpus", str(self.path.parent.resolve()), self.path.name, file, sha)
+        return memory.KEPT.get(key, read, lambda t: t.nbytes)
 
     def tokens(self) -> pa.Table:
         """One row per indexed token, row number = local row (see build.TOKEN_COLUMNS)."""

@@ -154,9 +154,13 @@ def encode(loaded: LoadedModel, sentence: CorpusSentence, max_tokens: int) -> li
 
     Raises BuildError for a ``max_tokens`` that :func:`check_max_tokens` refuses."""
     check_max_tokens(loaded, max_tokens)
-    tokenizer = loaded.tokenizer
+    # Under the model's lock: the fast tokenizer is shared with the app's sessions, and a call
+    # that switches its truncation on or off while another reads it fails ("Already borrowed").
     # verbose=False: a too-long sentence is expected here; it is split below.
-    enc = tokenizer(sentence.text, return_offsets_mapping=True, return_special_tokens_mask=True, verbose=False)
+    with loaded.lock:
+        enc = loaded.tokenizer(
+            sentence.text, return_offsets_mapping=True, return_special_tokens_mask=True, verbose=False
+        )
     if len(enc["input_ids"]) <= max_tokens or len(sentence.words) < 2:
         ids = enc["input_ids"][:max_tokens]
         special = [bool(s) for s in enc["special_tokens_mask"][:max_tokens]]

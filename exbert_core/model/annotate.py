@@ -47,7 +47,8 @@ class WordAnnotation:
 
 @functools.lru_cache(maxsize=1)
 def load_spacy() -> Language:
-    """The English spaCy pipeline (cached). Raises RuntimeError naming the package to install."""
+    """The English spaCy pipeline, loaded anew (callers keep it). Raises RuntimeError naming the
+    package to install."""
     for name in SPACY_PIPELINES:
         try:
             return spacy.load(name)
