@@ -128,6 +128,11 @@ def test_the_rebuild_hint_names_the_corpus_own_source(copy_of_sample):
         opened.shards[0].tokens()
     assert "--text sample_corpus.txt" in str(err.value) and "--source alice" not in str(err.value)
     assert corpus_manifest.rebuild_hint("x", {"name": "brown"}, "smollm2").endswith("--source brown --name x --model smollm2")
+    sampled = {"hf_dataset": "wikitext", "config": "wikitext-103-raw-v1", "split": "validation",
+               "text_column": "text", "max_tokens_total": 5000}
+    assert corpus_manifest.rebuild_hint("w", sampled, "minilm").endswith(
+        "--hf-dataset wikitext --hf-config wikitext-103-raw-v1 --split validation --text-column text "
+        "--max-tokens-total 5000 --name w --model minilm")
 
 
 @pytest.mark.parametrize("damage", ["manifest", "tokens", "missing_tokens", "truncated_tokens", "shard_manifest"])

@@ -163,6 +163,11 @@ def test_a_corpus_build_id_changes_with_its_files_not_with_its_build_time(sample
     manifest["built"], manifest["build_seconds"] = "2030-01-01T00:00:00+00:00", 1.0
     path.write_text(json.dumps(manifest))
     assert catalog.entry_of("copy").build_id == first  # the same files: the same build
+    shard = dict(manifest["shards"][0])
+    manifest["shards"][0]["manifest_sha256"] = "1" * 64  # a shard's text rebuilt, the same quantiser
+    path.write_text(json.dumps(manifest))
+    assert catalog.entry_of("copy").build_id != first
+    manifest["shards"][0] = shard
     name = next(iter(manifest["files"]))
     manifest["files"][name]["sha256"] = "0" * 64
     path.write_text(json.dumps(manifest))
