@@ -41,7 +41,7 @@ with st.container(key="corpora_list"):
                 "sentences": e.sentences,
                 "tokens": e.tokens,
                 "shards": len(e.manifest.get("shards") or []),
-                "size (MB)": round(e.bytes / 1e6, 1),
+                "size (MB)": round(e.bytes / policy.MB, 1),
                 "source": e.source,
                 "built": e.built.replace("T", " ")[:16],
                 "build": e.build_id,
@@ -84,7 +84,7 @@ except USER_ERRORS as err:
     st.stop()
 st.caption(
     f"With the model selected in the sidebar: **{state.model}**. {_measured_here()} Corpora on this server "
-    f"use {policy.used_bytes() / 2**20:,.0f} MB of the {quota / 2**20:,.0f} MB allowed."
+    f"use {policy.used_bytes() / policy.MB:,.0f} MB of the {quota / policy.MB:,.0f} MB allowed."
     + ("" if policy.allow_replace() else " Existing corpora are kept as they are: a new build needs a new name.")
 )
 

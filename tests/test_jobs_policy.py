@@ -12,7 +12,7 @@ import pytest
 from conftest import SAMPLE_TEXT
 
 from exbert_core.app import state as app_state
-from exbert_core.corpus import catalog, jobs, policy, store
+from exbert_core.corpus import catalog, estimate, jobs, policy, store
 from exbert_core.errors import BuildError
 from exbert_core.progress import Step
 
@@ -150,6 +150,17 @@ def test_disk_per_token_is_measured_on_this_servers_corpora(sample_corpus_dir, m
     assert policy.bytes_per_token(minilm.info, [fake]) == pytest.approx(measured, rel=1e-6)
     from_size = policy.bytes_per_token(minilm.info, [])
     assert 0.5 < from_size / measured < 2  # the formula used before any corpus of the model exists
+
+
+def test_build_time_is_told_from_this_servers_own_builds(sample_corpus_dir, minilm, data_dir):
+    manifest = {**json.loads((sample_corpus_dir / "manifest.json").read_text()), "build_seconds": 20.0}
+    built = catalog.CorpusEntry("a", sample_corpus_dir, "minilm", 10, 40_000, 1, "", "", 0, manifest)
+    other = catalog.CorpusEntry("b", sample_corpus_dir, "smollm2", 10, 1_000, 1, "", "", 0, manifest)
+    assert policy.tokens_per_s(minilm.info, [built, other]) == pytest.approx(2_000)
+    assert policy.tokens_per_s(minilm.info, [other]) is None
+    told = estimate.estimate(minilm.info, 400_000, data_dir, tokens_per_s=2_000)
+    assert told.seconds == pytest.approx(told.tokens / 2_000) and "earlier builds on this server" in told.summary()
+    assert "2-core CPU" in estimate.estimate(minilm.info, 400_000, data_dir).summary()
 
 
 def test_a_corpus_build_id_changes_with_its_files_not_with_its_build_time(sample_corpus_dir, tmp_path, monkeypatch):

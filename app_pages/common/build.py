@@ -7,12 +7,12 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.common import banner, cache, controls
-from exbert_core.corpus import catalog, estimate, jobs
+from exbert_core.corpus import catalog, jobs, policy
 from exbert_core.corpus.jobs import JobStatus
 from exbert_core.corpus.names import DEFAULT_CORPUS
 from exbert_core.model.loading import ModelInfo
 from exbert_core.model.names import DEFAULT_MODEL
-from exbert_core.paths import corpora_dir, sources_dir
+from exbert_core.paths import sources_dir
 
 ALICE_CHARACTERS = 143_234  # before the text is fetched: its size, for the estimate
 
@@ -34,7 +34,7 @@ def start(name: str, model_name: str, *, source: str | None = None, text: str | 
 def show_estimate(info: ModelInfo, characters: int) -> bool:
     """Say what building ``characters`` of text with ``info``'s model will take (time, disk,
     memory), or why it would not fit; returns whether it fits."""
-    plan = estimate.estimate(info, characters, corpora_dir())
+    plan = policy.plan(info, characters)
     if plan.problem:
         st.error(plan.problem, icon=":material/block:")
         return False
@@ -77,8 +77,7 @@ def corpus_ready(view: controls.View) -> catalog.CorpusEntry | None:
                     start(name, state.model, source="alice")
                     st.rerun()
             elif first_run:  # the first run builds the default corpus by itself, if it fits
-                plan = estimate.estimate(view.info, source_characters("alice") or ALICE_CHARACTERS, corpora_dir()) \
-                    if view.info else None
+                plan = policy.plan(view.info, source_characters("alice") or ALICE_CHARACTERS) if view.info else None
                 if plan is not None and plan.problem:
                     st.error(plan.problem, icon=":material/block:")
                     return None

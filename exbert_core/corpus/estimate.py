@@ -25,6 +25,7 @@ class BuildEstimate:
     memory_bytes: int  # what the build adds to the process: the model's weights and one batch
     budget_bytes: int
     free_disk_bytes: int
+    measured_here: bool = False  # seconds from earlier builds with this model on this server
 
     @property
     def problem(self) -> str | None:
@@ -40,7 +41,8 @@ class BuildEstimate:
 
     def summary(self) -> str:
         """One sentence for a reader: tokens, time, disk, memory."""
-        return (f"about {self.tokens:,} tokens: {format_seconds(self.seconds)} on a 2-core CPU, "
+        where = "going by earlier builds on this server" if self.measured_here else "on a 2-core CPU"
+        return (f"about {self.tokens:,} tokens: {format_seconds(self.seconds)} {where}, "
                 f"{self.disk_bytes / 1e6:,.0f} MB on disk, {self.memory_bytes / 1e6:,.0f} MB of memory while it runs")
 
 
@@ -57,12 +59,16 @@ def bytes_per_token(info: ModelInfo) -> int:
     return (info.layers + 1) * embedding + info.layers * info.heads * info.head_dim + METADATA_BYTES_PER_TOKEN
 
 
-def estimate(info: ModelInfo, text_chars: int, out_dir: Path, options: BuildOptions = BuildOptions()) -> BuildEstimate:
-    """Time, disk and memory of building ``text_chars`` characters of text with the model ``info``."""
+def estimate(info: ModelInfo, text_chars: int, out_dir: Path, options: BuildOptions = BuildOptions(),
+             tokens_per_s: float | None = None) -> BuildEstimate:
+    """Time, disk and memory of building ``text_chars`` characters of text with the model ``info``;
+    ``tokens_per_s``: the whole-build rate measured on this machine for this model, when known
+    (else the time comes from the model's size and the rates measured on the project's machine)."""
     tokens = int(text_chars / CHARS_PER_TOKEN)
     weights, embedding = info.parameters, info.embedding_parameters
     again = 1 + sample_tokens(tokens) / max(tokens, 1)  # the quantiser's sample is parsed and run once more
-    seconds = again * (text_chars / PARSE_CHARS_PER_S + tokens * max(weights - embedding, 1) / MODEL_PARAM_TOKENS_PER_S)
+    seconds = tokens / tokens_per_s if tokens_per_s else \
+        again * (text_chars / PARSE_CHARS_PER_S + tokens * max(weights - embedding, 1) / MODEL_PARAM_TOKENS_PER_S)
     batch = embed.activation_bytes(info, options.rows_per_batch(info) * options.max_tokens)
     out_dir.mkdir(parents=True, exist_ok=True)
     return BuildEstimate(
@@ -72,4 +78,5 @@ def estimate(info: ModelInfo, text_chars: int, out_dir: Path, options: BuildOpti
         memory_bytes=weights * 4 + batch,
         budget_bytes=memory.budget_bytes(),
         free_disk_bytes=shutil.disk_usage(out_dir).free,
+        measured_here=bool(tokens_per_s),
     )

@@ -28,7 +28,8 @@ from exbert_core.paths import corpora_dir
 
 ALLOW_REPLACE_ENV = "EXBERT_ALLOW_REPLACE"
 QUOTA_ENV = "EXBERT_CORPUS_QUOTA_MB"
-DEFAULT_QUOTA_MB = 2048
+DEFAULT_QUOTA_MB = 2000
+MB = 1_000_000  # the app's sizes are decimal megabytes, as on the Corpora page and in the estimates
 DIGEST_CHARS = 10  # 40 bits: names of different texts do not meet by chance
 _TRUE = ("1", "true", "yes", "on")
 
@@ -39,18 +40,18 @@ def allow_replace() -> bool:
 
 
 def quota_bytes() -> int:
-    """The disk all corpora may use (``EXBERT_CORPUS_QUOTA_MB``, in MiB); a bad value is an error
+    """The disk all corpora may use (``EXBERT_CORPUS_QUOTA_MB``, in MB); a bad value is an error
     that names the setting."""
     raw = os.environ.get(QUOTA_ENV, "").strip()
     if not raw:
-        return DEFAULT_QUOTA_MB * 1024 * 1024
+        return DEFAULT_QUOTA_MB * MB
     try:
         megabytes = float(raw)
     except ValueError:
         megabytes = -1.0
     if not 0 <= megabytes < 2**40:  # also nan and inf
         raise BuildError(f"{QUOTA_ENV}={raw!r} is not a size in MB; set it to a number such as 2048.")
-    return int(megabytes * 1024 * 1024)
+    return int(megabytes * MB)
 
 
 def used_bytes(folder: Path | None = None) -> int:
@@ -83,6 +84,21 @@ def bytes_per_token(info: ModelInfo, entries: Iterable[catalog.CorpusEntry] | No
     return estimate.bytes_per_token(info)
 
 
+def tokens_per_s(info: ModelInfo, entries: Iterable[catalog.CorpusEntry] | None = None) -> float | None:
+    """The build rate of ``info``'s model measured on this server (its corpora's tokens over their
+    build times, from their manifests), or None before the first build with it."""
+    same = [e for e in (catalog.entries() if entries is None else entries)
+            if e.fits(info.name) and e.tokens and e.manifest.get("build_seconds")]
+    seconds = sum(float(e.manifest["build_seconds"]) for e in same)
+    return sum(e.tokens for e in same) / seconds if same and seconds > 0 else None
+
+
+def plan(info: ModelInfo, characters: int) -> estimate.BuildEstimate:
+    """What building ``characters`` of text with ``info``'s model will take on this server: time
+    from this server's own builds with the model when there are some."""
+    return estimate.estimate(info, characters, corpora_dir(), tokens_per_s=tokens_per_s(info))
+
+
 def estimated_bytes(characters: int, info: ModelInfo) -> int:
     """Disk a corpus of a text of ``characters`` characters takes with ``info``'s model."""
     return int(characters / CHARS_PER_TOKEN * bytes_per_token(info))
@@ -103,7 +119,7 @@ def check_build(name: str, *, exists: bool, replace: bool, characters: int, info
         raise BuildError(f"A corpus named '{name}' exists, and this server keeps existing corpora as they are "
                          "(links to them must keep showing what their authors saw). Pick another name. "
                          f"The operator can allow replacing corpora with {ALLOW_REPLACE_ENV}=1.")
-    problem = estimate.estimate(info, characters, corpora_dir()).problem  # memory budget, free disk
+    problem = plan(info, characters).problem  # memory budget, free disk
     if problem:
         raise BuildError(problem)
     needed = estimated_bytes(characters, info)
@@ -118,4 +134,4 @@ def check_build(name: str, *, exists: bool, replace: bool, characters: int, info
 
 
 def _mb(size: float) -> str:
-    return f"{size / 1024 / 1024:,.0f} MB"
+    return f"{size / MB:,.0f} MB"
