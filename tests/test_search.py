@@ -87,6 +87,39 @@ def test_max_attention_is_exact_and_in_the_same_sentence(sample_corpus, minilm, 
         assert att.weight == pytest.approx(float(row.max()), abs=1e-4)
 
 
+def test_a_causal_models_max_attention_runs_only_what_the_token_sees(nlp, tmp_path, monkeypatch):
+    """For a causal model the pass stops each sentence at its last matched token; the answer is
+    the full sentence's (a random-weight GPT-2: mechanics, not meaning)."""
+    from conftest import SAMPLE_TEXT
+    from tiny_models import tiny
+
+    from exbert_core.corpus import build, store
+
+    gpt2 = tiny("gpt2")
+    corpus = store.load(str(build.build(SAMPLE_TEXT, "causal", tmp_path, gpt2, nlp=nlp)))
+    query = analysis.analyze(gpt2, RIVER, logit_lens=False)
+    layer, heads = 2, (0, 3)
+    run: list[int] = []
+    real = forward.in_batches
+
+    def counted(loaded, sequences, *args, **kwargs):
+        run.extend(len(seq) for seq in sequences)
+        return real(loaded, sequences, *args, **kwargs)
+
+    monkeypatch.setattr(forward, "in_batches", counted)
+    found = search.search(corpus, gpt2, query, 5, layer, "heads", heads, k=20)
+    assert len(found.matches) == 20
+    seen = {m.sentence_id: max(n.token.position for n in found.matches if n.sentence_id == m.sentence_id) + 1
+            for m in found.matches}
+    assert sorted(run) == sorted(seen.values())  # each sentence up to its last matched token
+    for match in found.matches:
+        again = analysis.analyze(gpt2, match.sentence, logit_lens=False)
+        row = again.attention[layer - 1, list(heads)].sum(0)[match.token.position]
+        row = np.where([t.special for t in again.tokens], -1, row)
+        assert match.max_attention.token.position <= match.token.position  # it sees nothing later
+        assert float(row[match.max_attention.token.position]) == pytest.approx(float(row.max()), abs=1e-5)
+
+
 def test_summary_counts_sum_to_k_and_match_the_matches(sample_corpus, minilm, river):
     found = search.search(sample_corpus, minilm, river, position_of(river, "escape"), 2, "embedding", k=25)
     assert len(found.matches) == 25
