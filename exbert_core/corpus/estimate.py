@@ -46,10 +46,13 @@ class BuildEstimate:
                 f"{self.disk_bytes / 1e6:,.0f} MB on disk, {self.memory_bytes / 1e6:,.0f} MB of memory while it runs")
 
 
-# Measured by scripts/benchmark.py (build section) on the project's 2-core machine; a model's
-# speed scales with its parameters per token (its non-embedding weights).
+# Fitted to scripts/benchmark.py's build section on the project's 2-core machine (MiniLM on
+# moby-dick 1,929 tokens/s, SmolLM2 on alice 375 tokens/s): per token, spaCy's parse, a fixed
+# cost (quantising and writing every layer's codes, metadata) and the model's multiply-adds,
+# which scale with its non-embedding weights (11M for MiniLM, 106M for SmolLM2).
 PARSE_CHARS_PER_S = 60_000
-MODEL_PARAM_TOKENS_PER_S = 21e6 * 2_400  # MiniLM: 21M non-embedding weights, ~2,400 tokens/s
+TOKEN_OVERHEAD_S = 190e-6
+MODEL_PARAM_TOKENS_PER_S = 51e9
 METADATA_BYTES_PER_TOKEN = 130
 
 
@@ -68,7 +71,8 @@ def estimate(info: ModelInfo, text_chars: int, out_dir: Path, options: BuildOpti
     weights, embedding = info.parameters, info.embedding_parameters
     again = 1 + sample_tokens(tokens) / max(tokens, 1)  # the quantiser's sample is parsed and run once more
     seconds = tokens / tokens_per_s if tokens_per_s else \
-        again * (text_chars / PARSE_CHARS_PER_S + tokens * max(weights - embedding, 1) / MODEL_PARAM_TOKENS_PER_S)
+        again * (text_chars / PARSE_CHARS_PER_S
+                 + tokens * (TOKEN_OVERHEAD_S + max(weights - embedding, 1) / MODEL_PARAM_TOKENS_PER_S))
     batch = embed.activation_bytes(info, options.rows_per_batch(info) * options.max_tokens)
     out_dir.mkdir(parents=True, exist_ok=True)
     return BuildEstimate(
