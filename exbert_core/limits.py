@@ -24,7 +24,7 @@ MIN_SPLIT_TOKENS = 8
 MAX_ATLAS_SENTENCES = 100_000
 # Size of a user's text in MB (1 MB = 1,000,000 bytes, as Streamlit's browser uploader counts on Linux and macOS): `.streamlit/config.toml` has the same `maxUploadSize`.
 MAX_UPLOAD_MB = 20
-# The same limit in bytes, for the core's check of uploads and `--text` files: a 20 MB text is ~16x moby-dick: ~4.5M tokens, ~25 min of build, ~14 GB on disk.
+# The same limit in bytes, for the core's check of uploads and `--text` files: a 20 MB text is ~16x moby-dick: ~5M tokens, ~45 min of build with MiniLM, ~22 GB on disk (4.3 kB per token).
 MAX_TEXT_BYTES = MAX_UPLOAD_MB * 1_000_000
 # Characters spaCy parses as one document: longer paragraphs are cut at sentence ends (990,000 characters in one document took 363 s and 3.4 GB).
 MAX_PARSE_CHARS = 5000

@@ -302,7 +302,8 @@ def test_markdown_text_breaks_streamlit_s_own_syntax_and_gfm_autolinks():
 
     joiner = "\u2060"  # invisible
     assert markdown_text(":red[x]") == f"\\:{joiner}red\\[x\\]"
-    assert markdown_text(":material/warning:") == f"\\:{joiner}material/warning\\:{joiner}"
+    assert markdown_text(":material/warning:") == f"\\:{joiner}material/warning\\:"
+    assert markdown_text("Stage: parse") == "Stage\\: parse"  # prose keeps its colons as they were
     assert markdown_text("$1") == "\\$1"
     assert markdown_text("http://host") == f"http\\:{joiner}//host"  # no "://": GFM does not link it
     assert markdown_text("www.host.org") == f"www{joiner}.host.org"

@@ -20,8 +20,8 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>#~|$:&])")
 _FLANKING_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
 # GFM links bare addresses (scheme://..., www.host, name@host) and Streamlit reads :icon: names
 # even when their characters are escaped; an invisible word joiner inside the pattern keeps them
-# text.
-_BARE_LINK = re.compile(r"(?i)(?<=:)|(?<=\bwww)(?=\.)|(?=@)")
+# text. (A colon before a space starts neither, so ordinary prose stays as it was.)
+_BARE_LINK = re.compile(r"(?i)(?<=:)(?=\S)|(?<=\bwww)(?=\.)|(?=@)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 _WORD_JOINER = "\u2060"  # no width, no line break: invisible in the text a reader sees
 
