@@ -372,7 +372,7 @@ def bench_scale(source: str, search_source: str) -> None:
         corpora[4] = store.load(str(build.build(text, name, corpora_dir(), loaded, options=options)))
     result = analysis.analyze(loaded, SENTENCE)
     position = next(t.position for t in result.tokens if t.text == "escape")
-    print(f"\n== scale: search p50 over {search_source} in 1 vs 4 shards (k=50, layer {SEARCH_LAYER}, warm) ==")
+    print(f"\n== scale: search p50 over {search_source} in one shard vs {len(corpora[4].shards)} shards (k=50, layer {SEARCH_LAYER}, warm) ==")
     for kind, heads in (("embedding", None), ("heads", None), ("heads", [3])):
         row = []
         for shards, corpus in corpora.items():

@@ -4,9 +4,10 @@
   a large shard is cut into row ranges scanned by parallel threads (faiss releases the GIL and
   scans one query on one thread).
 - Head embeddings are stored head-major (``[heads * rows, head_dim]``), so a query reads only the
-  selected heads' bytes: one head is a faiss scan of its row range; several heads are summed
-  with one matrix product per head over blocks of rows (torch, uint8 codes turned into floats a
-  block at a time).
+  selected heads' bytes: their scores are summed with one matrix product per head over blocks
+  of rows (torch, uint8 codes turned into floats a block at a time). For one head this is
+  faster than faiss on the head's rows (moby-dick: 6.8 vs 12 ms), whose range selector still
+  walks every row of the layer.
 
 Scores are inner products of the query with the decoded codes: cosines for embeddings, sums of
 per-head cosines for heads (the caller divides by the number of heads).
@@ -70,15 +71,6 @@ def jobs(mapped: MappedIndex, kind: str, rows: int, query: np.ndarray, heads: Se
     if kind == "embedding":
         q = np.ascontiguousarray(query, dtype=np.float32)
         return [partial(_faiss_range, mapped.index, q, k, lo, hi) for lo, hi in _ranges(0, rows)]
-    if len(heads) == 1:
-        h = heads[0]
-        q = np.ascontiguousarray(query[h], dtype=np.float32)
-
-        def one_head(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-            scores, ids = _faiss_range(mapped.index, q, k, lo, hi)
-            return scores, ids - h * rows
-
-        return [partial(one_head, lo, hi) for lo, hi in _ranges(h * rows, (h + 1) * rows)]
     return [partial(_summed_top_k, mapped, rows, query, tuple(heads), k)]
 
 
