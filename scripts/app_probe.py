@@ -333,6 +333,37 @@ def warm_up(base: str, timeout: float = 180.0) -> None:
             browser.close()
 
 
+SWEEP_CHART = ".st-key-sweep_chart g.trace.bars"
+
+
+def session_peak_rss(base: str, pid: int, *, deep_corpus: str = "alice-smollm2", timeout: float = 600.0) -> dict[str, float]:
+    """The app's peak RSS through a session like the end-to-end tests' (matches by token and by
+    heads at several layers, the layer sweep), then SmolLM2: its matches and a layer sweep over
+    its 31 layers on ``deep_corpus`` (built with smollm2). Returns the peak before and after."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.set_default_timeout(timeout * 1000)
+            for layer in (2, 4, 6):
+                for by in ("embedding", "heads"):
+                    page.goto(link(base, layer=str(layer), by=by))
+                    page.wait_for_selector(MATCHES_TABLE)
+            page.goto(link(base).replace("/?", "/layers?", 1))
+            page.wait_for_selector(SWEEP_CHART)
+            minilm = peak_rss_mb(pid)
+            deep = {"model": "smollm2", "corpus": deep_corpus, "layer": "15"}
+            page.goto(link(base, **deep))
+            page.wait_for_selector(MATCHES_TABLE)
+            page.goto(link(base, **deep).replace("/?", "/layers?", 1))
+            page.wait_for_selector(SWEEP_CHART)
+            return {"minilm_session_mb": round(minilm, 1), "with_smollm2_sweep_mb": round(peak_rss_mb(pid), 1)}
+        finally:
+            browser.close()
+
+
 def served(measure: Any, **kwargs: Any) -> Any:
     """Run ``measure(base, pid, **kwargs)`` against a fresh app process, warmed up first."""
     process, base = start_app()

@@ -14,7 +14,8 @@
   over 1 vs 4 shards (moby-dick; brown with --brown), and the per-thread scan rate.
 - memory: the bounded-memory targets: peak RSS of building alice with smollm2 (<= 2 GB) and
   brown with MiniLM (<= 1.5 GB), of a full layer sweep on moby-dick vs alice (<= 1.25x, <= 1.5
-  GB), and the time of a smollm2 search at a new layer (<= 3 s).
+  GB), the time of a smollm2 search at a new layer (<= 3 s), and the app's peak RSS through a
+  Chromium session that ends with a smollm2 layer sweep (<= 2 GB).
 - app: cold start of `streamlit run app.py` to the attention view in Chromium (target <= 10 s),
   peak RSS of the app process (target <= 1.5 GB), the server's CPU for the rerun after a token
   click (target <= 1 s), 8 sessions opening different links at once (target: every first view
@@ -320,6 +321,12 @@ def bench_memory(with_brown: bool) -> None:
     print("smollm2 search at a new layer (heads, k=50, max attention included): "
           + ", ".join(f"layer {layer}: {s:.2f} s" for layer, s in times.items())
           + f"; peak {r.peak_rss_mb:,.0f} MB (target <= 3 s; before 45-52 s)")
+    import app_probe
+
+    peaks = app_probe.served(app_probe.session_peak_rss, deep_corpus=name)
+    print(f"app peak RSS through a Chromium session (matches at 3 layers by token and heads, the layer sweep): "
+          f"{peaks['minilm_session_mb']:,.0f} MB; after SmolLM2's matches and its sweep over 31 layers: "
+          f"{peaks['with_smollm2_sweep_mb']:,.0f} MB (target <= 2,000 MB; before 2.8 GB after one smollm2 sweep)")
 
 
 SCALE_BUILD_CODE = """
