@@ -8,7 +8,6 @@ page (a new corpus can be searched, a model is ready) and says once how the job 
 
 from __future__ import annotations
 
-
 import streamlit as st
 
 from app_pages.common import controls

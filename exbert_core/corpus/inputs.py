@@ -37,8 +37,8 @@ class InputReport:
     kept: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
 
-    def skip(self, reason: str) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+    def skip(self, reason: str, rows: int = 1) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + rows
 
     def summary(self) -> str:
         skipped = ", ".join(f"{n:,} {reason}" for reason, n in sorted(self.skipped.items()))
@@ -125,7 +125,7 @@ def _parquet(path: Path, column: str, report: InputReport) -> Iterator[str]:
         try:  # a damaged row group costs its rows, not the file
             values = parquet.read_row_group(group, columns=[column]).column(0).to_pylist()
         except (pa.ArrowException, OSError) as err:
-            report.skip("rows in an unreadable row group")
+            report.skip("in unreadable row groups", parquet.metadata.row_group(group).num_rows)
             log.warning("%s: row group %d cannot be read (%s)", path.name, group, err)
             continue
         for value in values:

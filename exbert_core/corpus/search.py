@@ -44,7 +44,8 @@ class CorpusToken:
 @dataclass(frozen=True)
 class MaxAttention:
     """The token a match attends to most at the search layer (layer 1 for an embedding search at
-    layer 0, which has no attention), selected heads summed (special tokens excluded). ``offset`` = its position minus the match's position."""
+    layer 0, which has no attention), selected heads summed (special tokens excluded).
+    ``offset`` = its position minus the match's position."""
 
     token: CorpusToken
     offset: int
