@@ -43,6 +43,15 @@ def rows_per_batch(info: ModelInfo, activation_bytes: int, max_tokens: int) -> i
     return max(1, batch_tokens(info, activation_bytes) // max_tokens)
 
 
+WIDTH_STEP = 8  # padded widths are multiples of this: ~4 padding tokens per sentence
+
+
+def padded_width(tokens: int, info: ModelInfo) -> int:
+    """The width a sentence of ``tokens`` tokens is padded to in a build: the next multiple of
+    :data:`WIDTH_STEP` (at most the model's maximum), so that it depends on the sentence alone."""
+    return max(tokens, min(-(-tokens // WIDTH_STEP) * WIDTH_STEP, info.max_tokens))
+
+
 class LayerSink(Protocol):
     """Receives unit search vectors of the indexed tokens, layer by layer."""
 
@@ -66,12 +75,15 @@ def run(
     ``keep[i]`` of sequence i, as rows ``first_row[i]..first_row[i] + len(keep[i])``, to ``sink``.
     ``step(tokens)`` after each batch, with the number of indexed tokens it covered.
 
-    Every batch has exactly ``rows_per_batch`` rows (the last is filled with one-token dummies),
-    so CPU matrix kernels see few shapes. A sentence's vectors still depend on its batch mates
-    through float rounding (the padded width and its row in the batch: ~3e-7), which moves about
-    0.1 % of codes by one quantisation step: a corpus cut into shards scores within ~1e-3 of its
-    one-shard build (tests/test_shards_ray.py). On a GPU the build uses fused attention (no
-    attention weights materialised); on a CPU it keeps eager attention."""
+    A batch's shape depends only on its sentences' own lengths: exactly ``rows_per_batch`` rows
+    (filled up with one-token dummies) of sentences of one width class, padded to that class's
+    width (:func:`padded_width`). Float results depend on the shapes of the products (blocking,
+    reduction order), so with the shape fixed per sentence its vectors are the same bit for bit
+    whatever shares its batch: a corpus cut into shards gets the very codes of its one-shard
+    build (tests/test_shards_ray.py). With the padded width of the longest batch mate they
+    differed by ~3e-7, enough to move 0.1 % of codes by a step. On a CPU the build keeps eager
+    attention; on a GPU it uses fused attention (no attention weights materialised), whose
+    kernels are not promised to be batch-invariant."""
     info = loaded.info
     device = next(loaded.model.parameters()).device
 
@@ -93,10 +105,15 @@ def run(
 
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     dummy = [sequences[order[0]][0]] if sequences else []
-    for start in range(0, len(order), rows_per_batch):
-        group = order[start : start + rows_per_batch]
+    groups: list[list[int]] = []
+    for i in order:  # batches of one width class each, at most rows_per_batch sentences
+        if not groups or len(groups[-1]) == rows_per_batch or \
+                padded_width(len(sequences[groups[-1][0]]), info) != padded_width(len(sequences[i]), info):
+            groups.append([])
+        groups[-1].append(i)
+    for group in groups:
         batch = [sequences[i] for i in group] + [dummy] * (rows_per_batch - len(group))
-        input_ids, mask = forward.pad(batch, loaded)
+        input_ids, mask = forward.pad(batch, loaded, padded_width(len(sequences[group[0]]), info))
         with loaded.lock, (forward.fused_attention(loaded) if device.type == "cuda" else contextlib.nullcontext()):
             one_batch(input_ids, mask, group)
         if step:

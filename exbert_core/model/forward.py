@@ -83,9 +83,10 @@ def run_padded(loaded: LoadedModel, sequences: list[tuple[int, ...]], *, attenti
     return run(loaded, ids, mask, attentions=attentions)
 
 
-def pad(sequences: Sequence[Sequence[int]], loaded: LoadedModel) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token-id sequences: (input_ids ``[batch, tokens]``, attention_mask, same shape)."""
-    longest = max(len(s) for s in sequences)
+def pad(sequences: Sequence[Sequence[int]], loaded: LoadedModel, width: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token-id sequences to the longest (or ``width``, if longer): (input_ids
+    ``[batch, tokens]``, attention_mask, same shape)."""
+    longest = max(width, *(len(s) for s in sequences))
     pad_id = loaded.tokenizer.pad_token_id
     ids = torch.full((len(sequences), longest), 0 if pad_id is None else pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), longest), dtype=torch.long)
