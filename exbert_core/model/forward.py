@@ -109,8 +109,9 @@ def in_batches(
     by length (each batch at most ``token_budget`` padded tokens), holding the model's lock while
     it runs. Yields (indices into ``sequences``, the batch's result), batches in length order.
 
-    The one batching loop of the project: builds, searches, the head atlas and exact vectors
-    all go through it, so memory per batch is bounded by ``token_budget`` everywhere.
+    The batching loop of searches (max attention), the head atlas and exact vectors, so memory
+    per batch is bounded by ``token_budget``. Builds batch in :func:`exbert_core.corpus.embed.run`
+    instead: fixed batch shapes per sentence, so that codes do not depend on batch mates.
     """
     for group in length_batches([len(s) for s in sequences], token_budget):
         input_ids, mask = pad([sequences[i] for i in group], loaded)
