@@ -44,10 +44,6 @@ def rows_per_batch(info: ModelInfo, activation_bytes: int, max_tokens: int) -> i
 
 
 WIDTH_STEP = 8  # padded widths are multiples of this: ~4 padding tokens per sentence
-# Rows of a CPU build batch. Every batch of a width class is filled up to it with dummies, so
-# small batches waste little: measured on alice, 8 rows build in 24.0 s, 64 rows in 33.9 s
-# (the one-process build before fixed widths: 23.9 s); SmolLM2 91.7 s with 8 (94.6 s before).
-CPU_BATCH_ROWS = 8
 
 
 def padded_width(tokens: int, info: ModelInfo) -> int:
@@ -80,8 +76,8 @@ def run(
     ``step(tokens)`` after each batch, with the number of indexed tokens it covered.
 
     A batch's shape depends only on its sentences' own lengths: exactly ``rows_per_batch`` rows
-    (:data:`CPU_BATCH_ROWS` at most on a CPU; filled up with one-token dummies) of sentences of
-    one width class, padded to that class's width (:func:`padded_width`). Float results depend on the shapes of the products (blocking,
+    (filled up with one-token dummies) of sentences of one width class, padded to that class's
+    width (:func:`padded_width`). Float results depend on the shapes of the products (blocking,
     reduction order), so with the shape fixed per sentence its vectors are the same bit for bit
     whatever shares its batch: a corpus cut into shards gets the very codes of its one-shard
     build (tests/test_shards_ray.py). With the padded width of the longest batch mate they
@@ -109,8 +105,6 @@ def run(
 
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     dummy = [sequences[order[0]][0]] if sequences else []
-    if device.type != "cuda":
-        rows_per_batch = min(rows_per_batch, CPU_BATCH_ROWS)
     groups: list[list[int]] = []
     for i in order:  # batches of one width class each, at most rows_per_batch sentences
         if not groups or len(groups[-1]) == rows_per_batch or \
