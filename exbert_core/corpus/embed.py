@@ -81,7 +81,9 @@ def run(
     reduction order), so with the shape fixed per sentence its vectors are the same bit for bit
     whatever shares its batch: a corpus cut into shards gets the very codes of its one-shard
     build (tests/test_shards_ray.py). With the padded width of the longest batch mate they
-    differed by ~3e-7, enough to move 0.1 % of codes by a step. On a CPU the build keeps eager
+    differed by ~3e-7, enough to move 0.1 % of codes by a step. The rows stay at what the memory
+    budget allows (64 with MiniLM): with 8, the products were small enough for the kernels to
+    split them differently on 1 thread (a Ray actor) than on 2, and codes differed again. On a CPU the build keeps eager
     attention; on a GPU it uses fused attention (no attention weights materialised), whose
     kernels are not promised to be batch-invariant."""
     info = loaded.info
