@@ -272,7 +272,7 @@ def _sample_ranges(
     keep = [_indexed_positions(e) for e in sentences]
     stats = embed.RangeStats(loaded.info)
     embed.run(loaded, [e.ids for e in sentences], keep, np.zeros(len(sentences), np.int64), stats,
-              options.rows_per_batch(loaded.info))
+              options.rows_per_batch(loaded.info), cut_invariant=False)  # every build samples alike
     if not stats.low:
         raise BuildError("The text has no word to index (only white space, punctuation marks the model "
                          "does not keep, or invisible characters).")

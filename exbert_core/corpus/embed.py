@@ -70,6 +70,8 @@ def run(
     sink: LayerSink,
     rows_per_batch: int,
     step: Callable[[int], None] | None = None,
+    *,
+    cut_invariant: bool = True,
 ) -> None:
     """Run the model over ``sequences`` (token ids) and send the vectors of the positions
     ``keep[i]`` of sequence i, as rows ``first_row[i]..first_row[i] + len(keep[i])``, to ``sink``.
@@ -85,7 +87,11 @@ def run(
     budget allows (64 with MiniLM): with 8, the products were small enough for the kernels to
     split them differently on 1 thread (a Ray actor) than on 2, and codes differed again. On a CPU the build keeps eager
     attention; on a GPU it uses fused attention (no attention weights materialised), whose
-    kernels are not promised to be batch-invariant."""
+    kernels are not promised to be batch-invariant.
+
+    ``cut_invariant=False`` drops that guarantee for speed (no filler rows, each batch padded to
+    its longest sentence): for work that always sees the same sentences in the same order, such
+    as the quantiser's sample, which every build of a text draws alike."""
     info = loaded.info
     device = next(loaded.model.parameters()).device
 
@@ -107,15 +113,18 @@ def run(
 
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     dummy = [sequences[order[0]][0]] if sequences else []
+    def width(i: int) -> int:
+        return padded_width(len(sequences[i]), info) if cut_invariant else 0
+
     groups: list[list[int]] = []
     for i in order:  # batches of one width class each, at most rows_per_batch sentences
-        if not groups or len(groups[-1]) == rows_per_batch or \
-                padded_width(len(sequences[groups[-1][0]]), info) != padded_width(len(sequences[i]), info):
+        if not groups or len(groups[-1]) == rows_per_batch or width(groups[-1][0]) != width(i):
             groups.append([])
         groups[-1].append(i)
     for group in groups:
-        batch = [sequences[i] for i in group] + [dummy] * (rows_per_batch - len(group))
-        input_ids, mask = forward.pad(batch, loaded, padded_width(len(sequences[group[0]]), info))
+        fill = rows_per_batch - len(group) if cut_invariant else 0
+        batch = [sequences[i] for i in group] + [dummy] * fill
+        input_ids, mask = forward.pad(batch, loaded, width(group[0]))
         with loaded.lock, (forward.fused_attention(loaded) if device.type == "cuda" else contextlib.nullcontext()):
             one_batch(input_ids, mask, group)
         if step:
