@@ -47,12 +47,12 @@ class BuildEstimate:
 
 
 # Fitted to scripts/benchmark.py's build section on the project's 2-core machine (MiniLM on
-# moby-dick 1,929 tokens/s, SmolLM2 on alice 375 tokens/s): per token, spaCy's parse, a fixed
+# moby-dick 1,724 tokens/s, SmolLM2 on alice 223 tokens/s): per token, spaCy's parse, a fixed
 # cost (quantising and writing every layer's codes, metadata) and the model's multiply-adds,
 # which scale with its non-embedding weights (11M for MiniLM, 106M for SmolLM2).
 PARSE_CHARS_PER_S = 60_000
-TOKEN_OVERHEAD_S = 190e-6
-MODEL_PARAM_TOKENS_PER_S = 51e9
+TOKEN_OVERHEAD_S = 70e-6
+MODEL_PARAM_TOKENS_PER_S = 28e9
 METADATA_BYTES_PER_TOKEN = 130
 
 
