@@ -85,9 +85,9 @@ def run(
     build (tests/test_shards_ray.py). With the padded width of the longest batch mate they
     differed by ~3e-7, enough to move 0.1 % of codes by a step. The rows stay at what the memory
     budget allows (64 with MiniLM): with 8, the products were small enough for the kernels to
-    split them differently on 1 thread (a Ray actor) than on 2, and codes differed again. On a CPU the build keeps eager
-    attention; on a GPU it uses fused attention (no attention weights materialised), whose
-    kernels are not promised to be batch-invariant.
+    split them differently on 1 thread (a Ray actor) than on 2, and codes differed again. On a
+    CPU the build keeps eager attention; on a GPU it uses fused attention (no attention weights
+    materialised), whose kernels are not promised to be batch-invariant.
 
     ``cut_invariant=False`` drops that guarantee for speed (no filler rows, each batch padded to
     its longest sentence): for work that always sees the same sentences in the same order, such
@@ -113,6 +113,7 @@ def run(
 
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     dummy = [sequences[order[0]][0]] if sequences else []
+
     def width(i: int) -> int:
         return padded_width(len(sequences[i]), info) if cut_invariant else 0
 
