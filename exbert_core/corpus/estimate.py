@@ -51,6 +51,7 @@ class BuildEstimate:
 # cost (quantising and writing every layer's codes, metadata) and the model's multiply-adds,
 # which scale with its non-embedding weights (11M for MiniLM, 106M for SmolLM2).
 PARSE_CHARS_PER_S = 60_000
+START_S = 3.0  # loading spaCy, writing manifests and checksums: alice took 24.9 s where the rates give 22 s
 TOKEN_OVERHEAD_S = 70e-6
 MODEL_PARAM_TOKENS_PER_S = 28e9
 METADATA_BYTES_PER_TOKEN = 130
@@ -70,7 +71,7 @@ def estimate(info: ModelInfo, text_chars: int, out_dir: Path, options: BuildOpti
     tokens = int(text_chars / CHARS_PER_TOKEN)
     weights, embedding = info.parameters, info.embedding_parameters
     again = 1 + sample_tokens(tokens) / max(tokens, 1)  # the quantiser's sample is parsed and run once more
-    seconds = tokens / tokens_per_s if tokens_per_s else \
+    seconds = tokens / tokens_per_s if tokens_per_s else START_S + \
         again * (text_chars / PARSE_CHARS_PER_S
                  + tokens * (TOKEN_OVERHEAD_S + max(weights - embedding, 1) / MODEL_PARAM_TOKENS_PER_S))
     batch = embed.activation_bytes(info, options.rows_per_batch(info) * options.max_tokens)
