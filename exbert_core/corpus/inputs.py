@@ -157,6 +157,18 @@ def sample_text(text: str, max_tokens_total: int | None) -> str:
     return text[:budget]
 
 
+def _up_to(texts: Iterator[str], max_tokens_total: int | None) -> Iterator[str]:
+    """``texts`` until about ``max_tokens_total`` tokens (estimated from characters) were given;
+    the reading stops there (the rest of the files is never opened)."""
+    budget = None if max_tokens_total is None else max_tokens_total * CHARS_PER_TOKEN
+    used = 0.0
+    for text in texts:
+        yield text
+        used += len(text)
+        if budget is not None and used >= budget:
+            return
+
+
 def read(path: Path, *, text_column: str = DEFAULT_TEXT_COLUMN, max_tokens_total: int | None = None,
          report: InputReport | None = None) -> Iterator[str]:
     """The texts of ``path``: a ``.txt`` file, a ``.jsonl``/``.csv``/``.parquet`` file (column
@@ -172,20 +184,17 @@ def read(path: Path, *, text_column: str = DEFAULT_TEXT_COLUMN, max_tokens_total
         files = [path]
     else:
         raise InvalidText(f"No file or folder at {path}.")
-    budget = None if max_tokens_total is None else max_tokens_total * CHARS_PER_TOKEN
-    used = 0.0
-    for file in files:
-        report.files += 1
-        suffix = file.suffix.lower()
-        texts = (_jsonl(file, text_column, report) if suffix == ".jsonl" else
-                 _csv(file, text_column, report) if suffix == ".csv" else
-                 _parquet(file, text_column, report) if suffix == ".parquet" else
-                 _text_file(file, report))
-        for text in texts:
-            yield text
-            used += len(text)
-            if budget is not None and used >= budget:
-                return
+
+    def texts() -> Iterator[str]:
+        for file in files:
+            report.files += 1
+            suffix = file.suffix.lower()
+            yield from (_jsonl(file, text_column, report) if suffix == ".jsonl" else
+                        _csv(file, text_column, report) if suffix == ".csv" else
+                        _parquet(file, text_column, report) if suffix == ".parquet" else
+                        _text_file(file, report))
+
+    yield from _up_to(texts(), max_tokens_total)
 
 
 def hugging_face(name: str, config: str | None, split: str, *, text_column: str = DEFAULT_TEXT_COLUMN,
@@ -208,20 +217,17 @@ def hugging_face(name: str, config: str | None, split: str, *, text_column: str 
     if not files:
         raise InvalidText(f"No Parquet files for data set '{name}', config '{config}', split '{split}' ({pattern}).")
     report = report if report is not None else InputReport()
-    budget = None if max_tokens_total is None else max_tokens_total * CHARS_PER_TOKEN
-    used = 0.0
-    for file in files:
-        report.files += 1
-        try:
-            with fs.open(file, "rb") as f:
-                table = pq.read_table(f, columns=[text_column])
-        except (pa.ArrowException, OSError, KeyError) as err:
-            raise InvalidText(f"{file}: no readable column '{text_column}' ({err}). "
-                              "Name the text column with --text-column.") from err
-        for value in table.column(0).to_pylist():
-            text = _keep(value, report)
-            if text is not None:
-                yield text
-                used += len(text)
-                if budget is not None and used >= budget:
-                    return
+
+    def texts() -> Iterator[str]:
+        for file in files:
+            report.files += 1
+            try:
+                with fs.open(file, "rb") as f:
+                    table = pq.read_table(f, columns=[text_column])
+            except (pa.ArrowException, OSError, KeyError) as err:
+                raise InvalidText(f"{file}: no readable column '{text_column}' ({err}). "
+                                  "Name the text column with --text-column.") from err
+            kept = (_keep(value, report) for value in table.column(0).to_pylist())
+            yield from (text for text in kept if text is not None)
+
+    yield from _up_to(texts(), max_tokens_total)

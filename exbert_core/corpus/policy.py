@@ -50,7 +50,7 @@ def quota_bytes() -> int:
     except ValueError:
         megabytes = -1.0
     if not 0 <= megabytes < 2**40:  # also nan and inf
-        raise BuildError(f"{QUOTA_ENV}={raw!r} is not a size in MB; set it to a number such as 2048.")
+        raise BuildError(f"{QUOTA_ENV}={raw!r} is not a size in MB; set it to a number such as 2000.")
     return int(megabytes * MB)
 
 
