@@ -14,7 +14,7 @@ from app_pages.common import state as session
 from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
 from exbert_core.app.state import LONG_INPUT_TOKENS
-from exbert_core.corpus import summary
+from exbert_core.corpus.search import summary
 from exbert_core.model.selection import Heads, block_index
 from exbert_core.views import explain, figures, match_table, serialize, tables
 from exbert_core.views.labels import clean_piece, markdown_text

@@ -15,8 +15,8 @@ from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
 from exbert_core.app.corpus_choice import entry_for
 from exbert_core.app.state import ModelFacts, TokenFacts
-from exbert_core.corpus import catalog, summary
-from exbert_core.corpus.search import SearchResult
+from exbert_core.corpus.search import catalog, summary
+from exbert_core.corpus.search.query import SearchResult
 from exbert_core.model.analysis import Analysis
 from exbert_core.model.loading import ModelInfo
 from exbert_core.model.names import OFFLINE_MODELS

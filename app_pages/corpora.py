@@ -2,7 +2,7 @@
 
 Builds run in the background, one per corpus for the whole server (the banner at the top of every
 page shows them). What a visitor may build is the operator's choice
-(:mod:`exbert_core.corpus.policy`): existing corpora are read-only unless replacing is allowed,
+(:mod:`exbert_core.corpus.build.policy`): existing corpora are read-only unless replacing is allowed,
 uploads get names nobody else can take, and a disk quota bounds what all builds may write.
 """
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages.common import banner, build, controls
-from exbert_core.corpus import catalog, jobs, policy, sources
+from exbert_core.corpus.search import catalog
+from exbert_core.corpus.build import jobs, policy, sources
 from exbert_core.errors import USER_ERRORS
 from exbert_core.limits import MAX_UPLOAD_MB
 from exbert_core.progress import format_seconds

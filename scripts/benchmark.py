@@ -85,7 +85,8 @@ def _p50(fn, runs: int = 30) -> float:
 def ensure_corpus(source: str):
     """Open corpus ``source`` from the data dir, building it first as one shard if needed (timed;
     the scale section compares shard counts)."""
-    from exbert_core.corpus import build, sources, store as corpus
+    from exbert_core.corpus.build import pipeline as build, sources
+    from exbert_core.corpus.search import store as corpus
     from exbert_core.model import loading
     from exbert_core.paths import corpora_dir
 
@@ -208,7 +209,7 @@ def _pad(ids, k):
 
 def _search_codes(corpus, kind, query, subset, n_heads):
     """The store's own scan over every shard (what search() does before reading metadata)."""
-    from exbert_core.corpus import search
+    from exbert_core.corpus.search import query as search
 
     q = query if kind == "embedding" else query.reshape(n_heads, -1)
     return search.top_k_rows(corpus, kind, SEARCH_LAYER, q, subset, K)
@@ -287,7 +288,7 @@ def bench_memory(with_brown: bool) -> None:
     import json
 
     import _measure
-    from exbert_core.corpus import build, sources
+    from exbert_core.corpus.build import pipeline as build, sources
     from exbert_core.model import loading
     from exbert_core.paths import corpora_dir
 
@@ -310,7 +311,7 @@ def bench_memory(with_brown: bool) -> None:
           "(target <= 1.25x and <= 1,500 MB; before 3,630 / 960 MB = 3.8x)")
     name = "alice-smollm2"
     try:
-        from exbert_core.corpus import store
+        from exbert_core.corpus.search import store
 
         store.load(name)
     except Exception:
@@ -355,7 +356,8 @@ def bench_scale(source: str, search_source: str) -> None:
     import numpy as np
 
     import _measure
-    from exbert_core.corpus import build, search, sources, store
+    from exbert_core.corpus.build import pipeline as build, sources
+    from exbert_core.corpus.search import query as search, store
     from exbert_core.model import analysis, loading
     from exbert_core.paths import corpora_dir
 
@@ -406,7 +408,7 @@ MACHINE_CORES, MACHINE_CACHE_GB = 16, 48  # a search machine: cores, and RAM lef
 
 
 def project(rate_gb_s: float, shard_tokens: float = 5e6) -> None:
-    from exbert_core.corpus.estimate import bytes_per_token
+    from exbert_core.corpus.build.estimate import bytes_per_token
     from exbert_core.model.loading import ModelInfo
 
     print(f"\n== on paper: shards of {shard_tokens / 1e6:.0f}M tokens; machines of {MACHINE_CORES} cores with "

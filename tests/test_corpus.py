@@ -14,8 +14,10 @@ import pytest
 from conftest import ROOT
 from tiny_models import tiny
 
-from exbert_core.corpus import codes, evaluation, manifest as corpus_manifest, store as corpus, vectors
-from exbert_core.corpus.manifest import sha256
+from exbert_core.corpus.format import codes, manifest as corpus_manifest, vectors
+from exbert_core.corpus import evaluation
+from exbert_core.corpus.search import store as corpus
+from exbert_core.corpus.format.manifest import sha256
 from exbert_core.errors import CorpusError, InputError
 
 SHARD = "shard-0000"

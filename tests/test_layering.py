@@ -24,7 +24,7 @@ HEAVY = ("torch", "faiss", "spacy", "transformers", "pyarrow", "plotly")
 
 
 def _rank(module: str) -> int:
-    """``exbert_core.corpus.store`` -> 2; leaf modules -> 0."""
+    """``exbert_core.corpus.search.store`` -> 2; leaf modules -> 0."""
     parts = module.split(".")
     if len(parts) < 2:
         return 0
@@ -88,11 +88,11 @@ def _loaded_by(module: str) -> set[str]:
 @pytest.mark.parametrize("module, forbidden", [
     ("exbert_core.app.state", HEAVY),
     ("exbert_core.errors", HEAVY),
-    ("exbert_core.corpus.names", HEAVY),
+    ("exbert_core.corpus.format.names", HEAVY),
     ("exbert_core.model.names", HEAVY),
-    ("exbert_core.corpus.manifest", HEAVY),
-    ("exbert_core.corpus.store", ("spacy",)),
-    ("exbert_core.corpus.search", ("spacy",)),
+    ("exbert_core.corpus.format.manifest", HEAVY),
+    ("exbert_core.corpus.search.store", ("spacy",)),
+    ("exbert_core.corpus.search.query", ("spacy",)),
 ])
 def test_light_modules_stay_light(module, forbidden):
     loaded = _loaded_by(module)

@@ -14,7 +14,7 @@ import pytest
 from conftest import PAPER_SENTENCE, ROOT
 
 from exbert_core import memory
-from exbert_core.corpus import search, store
+from exbert_core.corpus.search import query as search, store
 from exbert_core.model import analysis
 
 CEILING = 1_300_000_000  # bytes: the child's whole memory (anonymous + the page cache it uses)

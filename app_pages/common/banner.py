@@ -1,7 +1,7 @@
 """The banner at the top of every page: work running in the background for every visitor of this
 server (a corpus build, a model's first preparation), with its stage, progress and time left.
 
-While a job runs the banner is a fragment that polls the registry (:mod:`exbert_core.corpus.jobs`)
+While a job runs the banner is a fragment that polls the registry (:mod:`exbert_core.corpus.build.jobs`)
 every :data:`POLL_S` seconds; when a job this session saw running ends, it reruns the whole
 page (a new corpus can be searched, a model is ready) and says once how the job ended.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.common import controls
-from exbert_core.corpus import jobs
-from exbert_core.corpus.jobs import JobStatus
+from exbert_core.corpus.build import jobs
+from exbert_core.corpus.build.jobs import JobStatus
 from exbert_core.progress import format_seconds
 from exbert_core.views.labels import markdown_text
 

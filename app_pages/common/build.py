@@ -1,5 +1,5 @@
 """Building corpora from the app: one background job per corpus for the whole server
-(:mod:`exbert_core.corpus.jobs`), shown by the banner at the top of every page; and the check that
+(:mod:`exbert_core.corpus.build.jobs`), shown by the banner at the top of every page; and the check that
 the selected corpus fits the selected model (the default corpus is built on first use)."""
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.common import banner, cache, controls
-from exbert_core.corpus import catalog, jobs, policy
-from exbert_core.corpus.jobs import JobStatus
-from exbert_core.corpus.names import DEFAULT_CORPUS
+from exbert_core.corpus.search import catalog
+from exbert_core.corpus.build import jobs, policy
+from exbert_core.corpus.build.jobs import JobStatus
+from exbert_core.corpus.format.names import DEFAULT_CORPUS
 from exbert_core.model.loading import ModelInfo
 from exbert_core.model.names import DEFAULT_MODEL
 from exbert_core.paths import sources_dir
@@ -22,7 +23,7 @@ def start(name: str, model_name: str, *, source: str | None = None, text: str | 
           reserved_bytes: int = 0) -> JobStatus:
     """Start the build of corpus ``name`` with ``model_name`` (or join the one running), and
     follow it in this session (``select``: make it this session's corpus when done). The caller
-    checks that the build is allowed (:mod:`exbert_core.corpus.policy`)."""
+    checks that the build is allowed (:mod:`exbert_core.corpus.build.policy`)."""
     status, _ = jobs.start_build(name, cache.model(model_name), source=source, text=text, file_name=file_name,
                                  label=label, reserved_bytes=reserved_bytes)
     banner.watch(status)

@@ -3,7 +3,7 @@
 Models and corpora are shared resources (``st.cache_resource``, one copy per server process);
 analyses and searches are values (``st.cache_data``, keyed by names, the sentence and the
 settings, shared by every session of the server and copied out to each). A model's first
-preparation (SmolLM2's conversion) is a background job (``exbert_core.corpus.jobs``).
+preparation (SmolLM2's conversion) is a background job (``exbert_core.corpus.build.jobs``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import time
 import streamlit as st
 
 from exbert_core import memory
-from exbert_core.corpus import jobs, search as core_search, serve, store as core_corpus
-from exbert_core.corpus.search import SearchResult
-from exbert_core.corpus.store import Corpus
+from exbert_core.corpus.build import jobs
+from exbert_core.corpus.search import query as core_search, serve, store as core_corpus
+from exbert_core.corpus.search.query import SearchResult
+from exbert_core.corpus.search.store import Corpus
 from exbert_core.errors import ModelLoadError
 from exbert_core.model import analysis as core_analysis, annotate, loading
 from exbert_core.model.analysis import Analysis, Candidate
@@ -112,7 +113,7 @@ def search(
     heads: tuple[int, ...],
     k: int,
 ) -> SearchResult:
-    """The k nearest corpus tokens to token ``position`` (see ``exbert_core.corpus.search.search``)."""
+    """The k nearest corpus tokens to token ``position`` (see ``exbert_core.corpus.search.query.search``)."""
     loaded = model(model_name)
     reference = corpus(corpus_path, corpus_stamp)
     result, _ = analysis(model_name, sentence, masks)

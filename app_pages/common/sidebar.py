@@ -23,7 +23,7 @@ from app_pages.common import state as session
 from exbert_core.app import state as app_state
 from exbert_core.app.corpus_choice import corpus_for, fitting
 from exbert_core.app.state import AppState, CorpusFacts, ModelFacts, TokenFacts
-from exbert_core.corpus import catalog
+from exbert_core.corpus.search import catalog
 from exbert_core.model import analysis as core_analysis
 from exbert_core.model.analysis import Analysis
 from exbert_core.model.annotate import WordAnnotation

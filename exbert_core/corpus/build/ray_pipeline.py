@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 import spacy
 
-from exbert_core.corpus import build as corpus_build
-from exbert_core.corpus.manifest import shard_dir
+from exbert_core.corpus.build import pipeline as corpus_build
+from exbert_core.corpus.format.manifest import shard_dir
 from exbert_core.errors import BuildError
 from exbert_core.model.loading import LoadedModel
 from exbert_core.progress import Progress, Step
 
 log = logging.getLogger(__name__)
 
-PACKAGE = Path(__file__).resolve().parent.parent  # exbert_core/
+PACKAGE = Path(__file__).resolve().parents[2]  # exbert_core/
 _ENV_KEYS = ("EXBERT_DATA_DIR", "HF_HUB_OFFLINE", "EXBERT_MEMORY_BUDGET", "EXBERT_HUB_MODELS", "HF_HOME",
              "XDG_CACHE_HOME")
 
@@ -96,7 +96,7 @@ class _EmbedShard:
 
 
 def engine(address: str | None = None, workers: int | None = None, device: str = "auto") -> corpus_build.ShardEngine:
-    """A shard engine for :func:`exbert_core.corpus.build.build` that runs on Ray: ``workers``
+    """A shard engine for :func:`exbert_core.corpus.build.pipeline.build` that runs on Ray: ``workers``
     actors per stage (default: what the cluster's CPUs allow), one GPU per model actor when the
     cluster has GPUs (``device`` auto), always (``cuda``: BuildError without one) or never (``cpu``)."""
 

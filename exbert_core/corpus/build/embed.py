@@ -15,8 +15,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from exbert_core.corpus import codes, vectors
-from exbert_core.corpus.manifest import CODES
+from exbert_core.corpus.format import codes, vectors
+from exbert_core.corpus.format.manifest import CODES
 from exbert_core.model import forward
 from exbert_core.model.loading import LoadedModel, ModelInfo
 

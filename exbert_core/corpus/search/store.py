@@ -27,8 +27,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from exbert_core import memory
-from exbert_core.corpus import codes, names
-from exbert_core.corpus.manifest import (
+from exbert_core.corpus.format import codes, names
+from exbert_core.corpus.format.manifest import (
     CODES,
     MANIFEST,
     QUANTISER,
@@ -148,7 +148,7 @@ class Corpus:
     path: Path
     manifest: CorpusManifest
     shards: list[Shard]
-    # Ray actors that scan the shards (exbert_core.corpus.serve), or None: scanned in this process.
+    # Ray actors that scan the shards (exbert_core.corpus.search.serve), or None: scanned in this process.
     server: Any = field(default=None, repr=False)
 
     @property
