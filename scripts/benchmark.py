@@ -218,7 +218,8 @@ def _search_codes(corpus, kind, query, subset, n_heads):
 BUILD_CODE = """
 import json, tempfile, time
 from pathlib import Path
-from exbert_core.corpus import build, sources, store
+from exbert_core.corpus.build import pipeline as build, sources
+from exbert_core.corpus.search import store
 from exbert_core.model import loading
 loaded = loading.load({model!r})
 text = sources.fetch_source({source!r}).read_text(encoding="utf-8")
@@ -253,7 +254,7 @@ def bench_build(names: list[str]) -> None:
 
 SWEEP_CODE = """
 import json, time
-from exbert_core.corpus import store
+from exbert_core.corpus.search import store
 from exbert_core.model import analysis, loading
 from exbert_core.views import sweep
 loaded = loading.load("minilm")
@@ -268,7 +269,7 @@ print(json.dumps({{"seconds": time.perf_counter() - start}}))
 
 SMOLLM2_SEARCH_CODE = """
 import json, time
-from exbert_core.corpus import search, store
+from exbert_core.corpus.search import query as search, store
 from exbert_core.model import analysis, loading
 loaded = loading.load("smollm2")
 corpus = store.load({corpus!r})
@@ -333,7 +334,8 @@ def bench_memory(with_brown: bool) -> None:
 SCALE_BUILD_CODE = """
 import json, tempfile, time
 from pathlib import Path
-from exbert_core.corpus import build, ray_build, sources, store
+from exbert_core.corpus.build import pipeline as build, ray_pipeline as ray_build, sources
+from exbert_core.corpus.search import store
 from exbert_core.model import loading
 loaded = loading.load("minilm")
 text = sources.fetch_source({source!r}).read_text(encoding="utf-8")

@@ -91,7 +91,7 @@ def test_a_file_truncated_while_mapped_is_an_error_not_a_crash(sample_corpus_dir
     script = f"""
 import sys; sys.path.insert(0, {str(ROOT)!r})
 import numpy as np
-from exbert_core.corpus import scan, store
+from exbert_core.corpus.search import scan, store
 from exbert_core.errors import CorpusError
 c = store.load({str(folder)!r})
 mapped = c.shards[0].index("embedding", 2)

@@ -205,7 +205,7 @@ REPLACE_CHILD = """
 import sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from exbert_core.corpus import build
+from exbert_core.corpus.build import pipeline as build
 from exbert_core.model import loading
 build.build({text!r}, "raced", Path({out!r}), loading.load("minilm"))
 print("built")

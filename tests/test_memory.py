@@ -31,7 +31,8 @@ def watch():
                 peak[0] = max(peak[0], int(line.split()[1]) * 1024)
         time.sleep(0.02)
 threading.Thread(target=watch, daemon=True).start()
-from exbert_core.corpus import build, search, sources, store
+from exbert_core.corpus.build import pipeline as build, sources
+from exbert_core.corpus.search import query as search, store
 from exbert_core.model import analysis, loading
 loaded = loading.load("minilm")
 text = sources.fetch_source("alice").read_text(encoding="utf-8")

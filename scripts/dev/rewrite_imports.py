@@ -89,7 +89,8 @@ class Rewriter:
         path = re.compile(rf"(?<![\w/])(?:{roots})(?:/\w+)+\.py\b")
 
         def dotted_sub(m: re.Match) -> str:
-            if any(a <= m.start() < b for a, b in skip):
+            after_from = source[max(0, m.start() - 5):m.start()] == "from " and source.startswith(" import ", m.end())
+            if after_from or any(a <= m.start() < b for a, b in skip):  # import statements: done by _imports
                 return m.group(0)
             return self.resolve(m.group(0)) or m.group(0)
 
@@ -102,40 +103,59 @@ class Rewriter:
     def _imports(self, source: str) -> str:
         lines = source.splitlines(keepends=True)
         for node in sorted(_from_imports(source), key=lambda n: -n.lineno):
-            groups: dict[str, list[str]] = {}
-            changed = False
-            for alias in node.names:
-                full = self.resolve(f"{node.module}.{alias.name}")
-                if full is None:
-                    module, name = node.module, alias.name
-                else:
-                    module, name = full.rsplit(".", 1)
-                    changed = True
-                bound = alias.asname or alias.name
-                groups.setdefault(module, []).append(name if name == bound else f"{name} as {bound}")
-            if not changed:
-                continue
             first, last = node.lineno - 1, node.end_lineno
             indent = re.match(r"\s*", lines[first]).group(0)
+            new = self._from_statement(indent, node.module, [(a.name, a.asname) for a in node.names])
+            if new is None:
+                continue
             comment = re.search(r"#.*$", lines[last - 1].rstrip("\n"))
-            new = [_statement(indent, module, names) for module, names in groups.items()]
             if comment:
                 new[0] = new[0].rstrip("\n") + "  " + comment.group(0) + "\n"
             lines[first:last] = new
-        return "".join(lines)
+        source = "".join(lines)
+        # Import lines inside strings (code a test runs in a child process): one line each.
+        roots = "|".join(map(re.escape, self.roots))
+        line = re.compile(rf"^([ \t]*)from ((?:{roots})(?:\.\w+)*) import ([\w ,]+?)[ \t]*$", re.M)
+        spans = _from_import_spans(source)
+
+        def sub(m: re.Match) -> str:
+            if any(a <= m.start() < b for a, b in spans):
+                return m.group(0)
+            names = [tuple(p.split(" as ")) if " as " in p else (p, None) for p in map(str.strip, m.group(3).split(","))]
+            new = self._from_statement(m.group(1), m.group(2), [(n.strip(), a and a.strip()) for n, a in names])
+            return "".join(new).rstrip("\n") if new else m.group(0)
+
+        return line.sub(sub, source)
+
+    def _from_statement(self, indent: str, module: str, names: list[tuple[str, str | None]]) -> list[str] | None:
+        """``from module import names`` as the statements of the new layout, or None if unchanged."""
+        groups: dict[str, list[str]] = {}
+        changed = False
+        for name, asname in names:
+            full = self.resolve(f"{module}.{name}")
+            target, new_name = (module, name) if full is None else full.rsplit(".", 1)
+            changed = changed or full is not None
+            bound = asname or name
+            groups.setdefault(target, []).append(new_name if new_name == bound else f"{new_name} as {bound}")
+        if not changed:
+            return None
+        return [_statement(indent, target, group) for target, group in groups.items()]
 
     def _attribute_uses(self, source: str) -> str:
         """``alias.name`` where ``name`` moved out of the module bound to ``alias``."""
-        for _ in range(len(self.moves)):  # each pass rewrites one alias; stops when nothing changes
-            changed = self._one_alias(source)
+        done: set[str] = set()
+        while True:  # one alias a pass (each pass moves the lines below the import it adds)
+            changed = self._one_alias(source, done)
             if changed is None:
                 return source
             source = changed
-        return source
 
-    def _one_alias(self, source: str) -> str | None:
+    def _one_alias(self, source: str, done: set[str]) -> str | None:
         bound = _module_aliases(source, self.old_modules)
         for alias, (module, node) in bound.items():
+            if alias in done:
+                continue
+            done.add(alias)
             uses = {m.group(1) for m in re.finditer(rf"(?<![\w.]){re.escape(alias)}\.(\w+)", source)}
             targets = {name: t for name in uses if (t := self.resolve(f"{module}.{name}"))}
             if not targets:
@@ -148,13 +168,12 @@ class Rewriter:
                 new_module, new_name = target.rsplit(".", 1)
                 new_alias = next((a for a, (m, _) in bound.items() if m == new_module), None)
                 if new_alias is None:
-                    new_alias = new_module.rsplit(".", 1)[1]
-                    if new_alias in bound or re.search(rf"^\s*(def|class)\s+{new_alias}\b|\b{new_alias}\s*=", source, re.M):
-                        print(f"warning: {alias}.{name} -> {target} needs a hand edit (name {new_alias!r} is taken)",
-                              file=sys.stderr)
-                        continue
                     package, last = new_module.rsplit(".", 1)
-                    added.append(f"from {package} import {last}\n")
+                    new_alias = last
+                    if _taken(source, last, bound):  # a local ``state = ...``: import it under a longer name
+                        new_alias = f"{package.rsplit('.', 1)[-1]}_{last}"
+                    added.append(f"from {package} import {last}\n" if new_alias == last
+                                 else f"from {package} import {last} as {new_alias}\n")
                     bound[new_alias] = (new_module, node)
                 body = re.sub(rf"(?<![\w.]){re.escape(alias)}\.{name}\b", f"{new_alias}.{new_name}", body)
                 header = _replace_outside(header, node, alias, name, new_alias, new_name)
@@ -164,6 +183,12 @@ class Rewriter:
                 source = _drop_binding(source, alias)
             return source
         return None
+
+
+def _taken(source: str, name: str, bound: dict) -> bool:
+    """Whether ``name`` is bound in ``source`` already (an import, an assignment, a def, a parameter)."""
+    return name in bound or re.search(rf"(?<![\w.]){name}\s*(=[^=]|:|,|\))|\b(def|class|import|as)\s+{name}\b",
+                                      source) is not None
 
 
 def _replace_outside(header: str, node: ast.ImportFrom, alias: str, name: str, new_alias: str, new_name: str) -> str:
