@@ -334,6 +334,7 @@ def bench_memory(with_brown: bool) -> None:
 SCALE_BUILD_CODE = """
 import json, tempfile, time
 from pathlib import Path
+from exbert_core import cluster
 from exbert_core.corpus.build import pipeline as build, ray_pipeline as ray_build, sources
 from exbert_core.corpus.search import store
 from exbert_core.model import loading
@@ -341,7 +342,7 @@ loaded = loading.load("minilm")
 text = sources.fetch_source({source!r}).read_text(encoding="utf-8")
 engine = ray_build.engine(workers={workers}) if {workers} else None
 if engine:
-    ray_build.connect(num_cpus={workers})
+    cluster.connect(num_cpus={workers})
 with tempfile.TemporaryDirectory() as out:
     start = time.perf_counter()
     folder = build.build(text, "scale", Path(out), loaded, options=build.BuildOptions(shard_tokens={shard_tokens}),

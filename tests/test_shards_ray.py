@@ -17,6 +17,7 @@ import pytest
 from conftest import PAPER_SENTENCE, ROOT
 
 from exbert_core.corpus.build import pipeline as build, inputs, ray_pipeline as ray_build, sources
+from exbert_core import cluster
 from exbert_core.corpus.search import query as search, serve, store
 from exbert_core.errors import CorpusError, InvalidText
 from exbert_core.model import analysis
@@ -35,7 +36,7 @@ def alice_part() -> str:
 def ray_cluster():
     import ray
 
-    ray_build.connect(num_cpus=2)
+    cluster.connect(num_cpus=2)
     yield
     ray.shutdown()
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import spacy
 
+from exbert_core.cluster import connect
 from exbert_core.corpus.build import pipeline as corpus_build
 from exbert_core.corpus.format.manifest import shard_dir
 from exbert_core.errors import BuildError
@@ -28,30 +28,6 @@ from exbert_core.model.loading import LoadedModel
 from exbert_core.progress import Progress, Step
 
 log = logging.getLogger(__name__)
-
-PACKAGE = Path(__file__).resolve().parents[2]  # exbert_core/
-_ENV_KEYS = ("EXBERT_DATA_DIR", "HF_HUB_OFFLINE", "EXBERT_MEMORY_BUDGET", "EXBERT_HUB_MODELS", "HF_HOME",
-             "XDG_CACHE_HOME")
-
-
-def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
-    """Join the Ray cluster at ``address``, or start a local one (``num_cpus`` CPUs); once per process."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    env = {key: os.environ[key] for key in _ENV_KEYS if key in os.environ}
-    env["TOKENIZERS_PARALLELISM"] = "false"
-    kwargs: dict = {"runtime_env": {"py_modules": [str(PACKAGE)], "env_vars": env},
-                    "include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus, object_store_memory=256 * 2**20, **kwargs)
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False  # progress goes through our own Progress steps
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-
 
 class _ParseShard:
     """Ray Data stage 1 (an actor holds spaCy and the tokenizer): paragraphs -> shard metadata."""

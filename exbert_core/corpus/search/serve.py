@@ -65,9 +65,9 @@ def serve(corpus: Corpus, address: str | None = None, actors: int | None = None)
     shard up to the cluster's CPUs). Connects to ``address`` or starts a local cluster."""
     import ray
 
-    from exbert_core.corpus.build import ray_pipeline as ray_build
+    from exbert_core import cluster
 
-    ray_build.connect(address)
+    cluster.connect(address)
     count = max(1, min(actors or int(ray.cluster_resources().get("CPU", 1)), len(corpus.shards)))
     groups = [list(g) for g in np.array_split(np.arange(len(corpus.shards)), count) if len(g)]
     remote = ray.remote(num_cpus=0)(_ShardServer)
