@@ -13,6 +13,7 @@ import time
 
 import streamlit as st
 
+from app_pages.common import background
 from exbert_core import memory
 from exbert_core.corpus.build import jobs
 from exbert_core.corpus.search import query as core_search, serve, store as core_corpus
@@ -48,18 +49,16 @@ def _model(name: str) -> loading.LoadedModel:
 
 
 def _wait_for_preparation(name: str) -> None:
-    from app_pages.common import banner  # the banner's controls import this module
-
     key = jobs.model_key(name)
     status = jobs.status(key)
     if status is None or status.running or time.time() - (status.finished or 0) > RETRY_AFTER_S:
         status, _ = jobs.start(key, f"Preparing model '{name}' for its first use (once per server)",
                                lambda progress: loading.prepare(name, progress))
-    banner.watch(status)
-    with st.status(f"{banner.md(status.label)}…", expanded=True) as box:
+    background.watch(status)
+    with st.status(f"{background.md(status.label)}…", expanded=True) as box:
         line = st.empty()
         while status is not None and status.running:
-            line.caption(banner.describe(status))
+            line.caption(background.describe(status))
             time.sleep(0.5)
             status = jobs.status(key)
         if status is None or status.state == jobs.FAILED:
