@@ -14,8 +14,8 @@ import streamlit as st
 
 from app_pages.common import background, build, sidebar
 from app_pages.common import state as session
-from exbert_core.corpus.search import catalog
 from exbert_core.corpus.build import jobs, policy, sources
+from exbert_core.corpus.search import catalog
 from exbert_core.errors import USER_ERRORS
 from exbert_core.limits import MAX_UPLOAD_MB
 from exbert_core.progress import format_seconds

@@ -21,9 +21,9 @@ from conftest import SAMPLE_TEXT
 from streamlit.testing.v1 import AppTest
 
 from app_pages.common import background
-from exbert_core.corpus.build import pipeline as corpus_build, jobs, policy
-from exbert_core.corpus.search import catalog
+from exbert_core.corpus.build import jobs, pipeline as corpus_build, policy
 from exbert_core.corpus.build.jobs import JobStatus
+from exbert_core.corpus.search import catalog
 from exbert_core.model import smollm2
 
 TIMEOUT = 300

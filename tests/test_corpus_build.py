@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLE_TEXT
 
-from exbert_core.corpus.build import pipeline as build, embed
-from exbert_core.corpus.search import store as corpus
+from exbert_core.corpus.build import embed, pipeline as build
 from exbert_core.corpus.build.pipeline import BuildError, BuildOptions
+from exbert_core.corpus.search import store as corpus
 from exbert_core.corpus.search.store import CorpusError
 
 

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import PAPER_SENTENCE, ROOT
 
-from exbert_core.corpus.build import pipeline as build, inputs, ray_pipeline as ray_build, sources
 from exbert_core import cluster
+from exbert_core.corpus.build import inputs, pipeline as build, ray_pipeline as ray_build, sources
 from exbert_core.corpus.search import query as search, serve, store
 from exbert_core.errors import CorpusError, InvalidText
 from exbert_core.model import analysis

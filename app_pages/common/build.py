@@ -8,10 +8,10 @@ import streamlit as st
 
 from app_pages.common import background, cache, sidebar
 from app_pages.common import state as session
-from exbert_core.corpus.search import catalog
 from exbert_core.corpus.build import jobs, policy
 from exbert_core.corpus.build.jobs import JobStatus
 from exbert_core.corpus.format.names import DEFAULT_CORPUS
+from exbert_core.corpus.search import catalog
 from exbert_core.model.loading import ModelInfo
 from exbert_core.model.names import DEFAULT_MODEL
 from exbert_core.paths import sources_dir

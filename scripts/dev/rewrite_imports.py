@@ -48,7 +48,8 @@ class Rewriter:
 
     def __init__(self, moves: dict[str, str]) -> None:
         self.moves = moves
-        self.new = set(moves.values())
+        # New names, with the modules that names moved into (a longer new name wins, see resolve).
+        self.new = set(moves.values()) | {name.rsplit(".", 1)[0] for name in moves.values()}
         self.roots = sorted({name.split(".")[0] for name in moves})
         # Modules some names moved out of (a removed module among them): their aliases are followed.
         self.old_modules = {name.rsplit(".", 1)[0] for name in moves}
@@ -179,7 +180,7 @@ class Rewriter:
                 header = _replace_outside(header, node, alias, name, new_alias, new_name)
             indent = re.match(r"\s*", lines[node.lineno - 1]).group(0)
             source = header + "".join(indent + a for a in dict.fromkeys(added)) + body
-            if not re.search(rf"(?<![\w.]){re.escape(alias)}\b", _without_imports(source)):
+            if not _uses(source, alias):
                 source = _drop_binding(source, alias)
             return source
         return None
@@ -238,13 +239,13 @@ def _is_module(dotted: str) -> bool:
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
-def _without_imports(source: str) -> str:
-    spans = _from_import_spans(source)
-    out, at = [], 0
-    for a, b in sorted(spans):
-        out.append(source[at:a])
-        at = b
-    return "".join(out) + source[at:]
+def _uses(source: str, name: str) -> bool:
+    """Whether the code of ``source`` reads ``name`` (not counting imports, strings or comments)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return True
+    return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(tree))
 
 
 def _drop_binding(source: str, alias: str) -> str:

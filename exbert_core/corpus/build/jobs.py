@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from exbert_core.corpus.build import pipeline as build, sources
-from exbert_core.errors import USER_ERRORS, BuildError
+from exbert_core.errors import BuildError, USER_ERRORS
 from exbert_core.model.loading import LoadedModel
 from exbert_core.paths import corpora_dir
 from exbert_core.progress import Progress, Rate, Step

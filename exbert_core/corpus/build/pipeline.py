@@ -33,8 +33,8 @@ import pyarrow.parquet as pq
 import spacy
 
 from exbert_core import atomic, memory, runtime
-from exbert_core.corpus.format import codes, names
-from exbert_core.corpus.build import embed, text as corpus_text
+from exbert_core.corpus.build import codes_writer, embed, text as corpus_text
+from exbert_core.corpus.format import names
 from exbert_core.corpus.format.manifest import (
     CODES,
     FORMAT_VERSION,
@@ -343,10 +343,10 @@ def embed_shard(
     info = loaded.info
     writers = {}
     for layer in range(info.layers + 1):
-        writers[("embedding", layer)] = codes.CodeWriter(
+        writers[("embedding", layer)] = codes_writer.CodeWriter(
             work / index_file(layer, "embedding"), CODES["embedding"], ranges[f"embedding_{layer:02d}"], n)
         if layer:
-            writers[("heads", layer)] = codes.CodeWriter(
+            writers[("heads", layer)] = codes_writer.CodeWriter(
                 work / index_file(layer, "heads"), CODES["heads"], ranges[f"heads_{layer:02d}"], n * info.heads)
     sink = embed.ShardCodes(writers, n, info.heads)
     rate, done = Rate(), 0

@@ -13,8 +13,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from exbert_core.corpus.search import store as corpus_mod
 from exbert_core.corpus.format.names import default_corpus_name, slug  # noqa: F401 (the app's names)
+from exbert_core.corpus.search import store as corpus_mod
 from exbert_core.paths import corpora_dir
 
 log = logging.getLogger(__name__)

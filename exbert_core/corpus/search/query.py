@@ -12,8 +12,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from exbert_core.corpus.search import scan
 from exbert_core.corpus.format import vectors
+from exbert_core.corpus.search import scan
 from exbert_core.corpus.search.store import Corpus, Shard
 from exbert_core.limits import MAX_K
 from exbert_core.model import forward
