@@ -160,6 +160,10 @@ def test_shards_share_one_quantiser_and_global_ids(minilm, nlp, tmp_path):
     for sid in (0, many.shards[1].first_sentence, many.num_sentences - 1):
         assert one.sentence_text(sid) == many.sentence_text(sid)
         assert list(one.rows_of_sentence(sid)) == list(many.rows_of_sentence(sid))
+    # What a query asks of the store, for rows in the first and the last shard, in one table.
+    rows = np.array([many.num_tokens - 1, 0, many.shards[1].first_token, 1])
+    assert one.matched_sentences(rows).to_pydict() == many.matched_sentences(rows).to_pydict()
+    assert many.matched_sentences(rows).column("sentence_id").to_pylist()[-1] == many.num_sentences - 1
 
 
 def test_rebuild_replaces_a_corpus(minilm, nlp, tmp_path):

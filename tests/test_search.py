@@ -177,3 +177,34 @@ def test_bad_queries(sample_corpus, minilm, river, kwargs, fragment):
 def test_layer_label():
     assert search.layer_label(3, [4, 0], 12) == "3-[0,4]"
     assert search.layer_label(3, range(12), 12) == "3-[all]"
+
+
+def test_the_store_hands_back_what_a_query_needs_in_one_table(sample_corpus):
+    """The matched rows' sentences, each token row once, in corpus order, with their texts and ids."""
+    last = sample_corpus.num_sentences - 1
+    rows = np.array([sample_corpus.rows_of_sentence(last).start, sample_corpus.rows_of_sentence(0).stop - 1,
+                     sample_corpus.rows_of_sentence(last).stop - 1])
+    table = sample_corpus.matched_sentences(rows).to_pydict()
+    expected = list(sample_corpus.rows_of_sentence(0)) + list(sample_corpus.rows_of_sentence(last))
+    assert table["row"] == expected
+    assert table["sentence_id"] == [sample_corpus.token_rows(np.array([r]))["sentence_id"][0] for r in expected]
+    for row, sid, text, ids, position in zip(table["row"], table["sentence_id"], table["text"], table["ids"],
+                                             table["position"]):
+        assert text == sample_corpus.sentence_text(sid) and ids == sample_corpus.sentence_ids(sid)
+        assert position == sample_corpus.token_rows(np.array([row]))["position"][0]
+    assert sample_corpus.matched_sentences(np.zeros(0, np.int64)).num_rows == 0
+    with pytest.raises(IndexError):
+        sample_corpus.matched_sentences(np.array([sample_corpus.num_tokens]))
+
+
+def test_a_search_asks_the_store_once(sample_corpus, minilm, river, monkeypatch):
+    """search -> store -> search: one call hands back matches, contexts and the sentences to re-run."""
+    calls = []
+    one_table = type(sample_corpus).matched_sentences
+    monkeypatch.setattr(type(sample_corpus), "matched_sentences", lambda self, rows: calls.append(len(rows))
+                        or one_table(self, rows))
+    for piece in ("token_rows", "rows_of_sentence", "sentence_text", "sentence_ids"):
+        monkeypatch.setattr(type(sample_corpus), piece, lambda *a: pytest.fail("asked the store piece by piece"))
+    found = search.search(sample_corpus, minilm, river, position_of(river, "escape"), 2, "heads", (0, 3), k=20)
+    assert calls == [20] and all(m.max_attention is not None for m in found.matches)
+    assert all(m.token in m.context and m.max_attention.token in m.context for m in found.matches)

@@ -1,8 +1,10 @@
 """Nearest corpus tokens to one token of an analysed sentence, with their max-attention tokens.
 
-Every shard is scanned (see :mod:`exbert_core.corpus.search.scan`) and the top-k merged exactly. The
-max-attention token of a match is computed exactly by re-running the model on the matched
-sentences, only up to the search layer: no attention is stored for the corpus.
+Every shard is scanned (see :mod:`exbert_core.corpus.search.scan`) and the top-k merged exactly.
+The store then hands back, in one table, what the matches need (their sentences' tokens, texts
+and model token ids), and the matches are assembled from it. The max-attention token of a match
+is computed exactly by re-running the model on the matched sentences, only up to the search
+layer: no attention is stored for the corpus.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from exbert_core.corpus.format import vectors
 from exbert_core.corpus.search import scan
@@ -123,19 +126,17 @@ def search(
     scores, rows = top_k_rows(corpus, kind, layer, query, chosen, k)
     if kind == "heads":
         scores = scores / len(chosen)  # sum of per-head cosines -> mean cosine
-    meta = corpus.token_rows(rows)
-    tokens = _corpus_tokens(meta, rows)
-    sentence_ids = meta["sentence_id"]
+    # search -> store -> search: one table holds the matched rows, their sentences' rows and texts.
+    sentences, sentence_of = _matched_sentences(corpus.matched_sentences(rows))
+    sentence_ids = [sentence_of[int(r)] for r in rows]
+    tokens = [sentences[sid].token_at(int(r)) for sid, r in zip(sentence_ids, rows)]
     if with_attention and chosen:
-        attended = _max_attention(corpus, loaded, sentence_ids, tokens, max(layer, 1), chosen)
+        attended = _max_attention(sentences, loaded, sentence_ids, tokens, max(layer, 1), chosen)
     else:
         attended = [None] * len(tokens)
-    matches = []
-    for sid, token, score, att in zip(sentence_ids, tokens, scores, attended):
-        bounds = corpus.rows_of_sentence(sid)
-        context = _corpus_tokens(corpus.token_rows(np.arange(bounds.start, bounds.stop)), np.arange(bounds.start, bounds.stop))
-        matches.append(Match(sentence_id=sid, sentence=corpus.sentence_text(sid), token=token, score=float(score),
-                             max_attention=att, context=tuple(context)))
+    matches = [Match(sentence_id=sid, sentence=sentences[sid].text, token=token, score=float(score),
+                     max_attention=att, context=sentences[sid].tokens)
+               for sid, token, score, att in zip(sentence_ids, tokens, scores, attended)]
     return SearchResult(layer, kind, tuple(chosen), k, position, tuple(matches))
 
 
@@ -160,6 +161,33 @@ def scan_shards(shards: Sequence[Shard], kind: str, layer: int, query: np.ndarra
     return scan.merge([(s, ids + offset) for (s, ids), offset in zip(parts, offsets)], k)
 
 
+@dataclass(frozen=True)
+class _Sentence:
+    """A matched sentence as the store handed it back: its text, its model token ids (specials
+    included) and its indexed tokens in order."""
+
+    text: str
+    ids: list[int]
+    tokens: tuple[CorpusToken, ...]
+
+    def token_at(self, row: int) -> CorpusToken:
+        return next(t for t in self.tokens if t.row == row)
+
+
+def _matched_sentences(table: pa.Table) -> tuple[dict[int, _Sentence], dict[int, int]]:
+    """The store's table (:meth:`~exbert_core.corpus.search.store.Corpus.matched_sentences`) as
+    sentence id -> sentence, and token row -> sentence id."""
+    columns = table.to_pydict()
+    tokens = _corpus_tokens(columns, columns["row"])
+    first: dict[int, int] = {}  # sentence id -> its first table row
+    members: dict[int, list[CorpusToken]] = {}
+    for i, (sid, token) in enumerate(zip(columns["sentence_id"], tokens)):
+        first.setdefault(sid, i)
+        members.setdefault(sid, []).append(token)
+    sentences = {sid: _Sentence(columns["text"][i], columns["ids"][i], tuple(members[sid])) for sid, i in first.items()}
+    return sentences, dict(zip(columns["row"], columns["sentence_id"]))
+
+
 def _corpus_tokens(meta: dict[str, list], rows: np.ndarray) -> list[CorpusToken]:
     return [
         CorpusToken(
@@ -180,19 +208,20 @@ def _corpus_tokens(meta: dict[str, list], rows: np.ndarray) -> list[CorpusToken]
 
 
 def _max_attention(
-    corpus: Corpus,
+    sentences: dict[int, _Sentence],
     loaded: LoadedModel,
     sentence_ids: list[int],
     tokens: list[CorpusToken],
     layer: int,
     heads: tuple[int, ...],
 ) -> list[MaxAttention | None]:
-    """Re-run the model on the distinct matched sentences, only up to ``layer``, and for each match
-    find the indexed token it attends to most at ``layer`` with ``heads`` summed."""
+    """Re-run the model on the distinct matched sentences (``sentences``: as the store handed them
+    back), only up to ``layer``, and for each match find the indexed token it attends to most at
+    ``layer`` with ``heads`` summed."""
     if not tokens:
         return []
     unique = sorted(set(sentence_ids))
-    sequences = [corpus.sentence_ids(s) for s in unique]
+    sequences = [sentences[s].ids for s in unique]
     if loaded.info.causal:
         # A causal model's token attends only to itself and what precedes it: the rest of its
         # sentence changes nothing and would cost model time (half of it, on average).
@@ -212,13 +241,10 @@ def _max_attention(
             summed[unique[i]] = attention[row, :n, :n].numpy().copy()
     result: list[MaxAttention | None] = []
     for sid, token in zip(sentence_ids, tokens):
-        bounds = corpus.rows_of_sentence(sid)
-        rows = np.arange(bounds.start, bounds.stop)
-        positions = np.asarray(corpus.token_rows(rows)["position"])
-        run = positions < len(summed[sid])  # every position, or those a causal token can see
-        rows, positions = rows[run], positions[run]
-        weights = summed[sid][token.position, positions]  # indexed (non-special) tokens only
+        # every indexed (non-special) token, or those a causal token can see
+        seen = [t for t in sentences[sid].tokens if t.position < len(summed[sid])]
+        weights = summed[sid][token.position, [t.position for t in seen]]
         best = int(np.argmax(weights))
-        target = _corpus_tokens(corpus.token_rows(rows[best : best + 1]), rows[best : best + 1])[0]
+        target = seen[best]
         result.append(MaxAttention(target, target.position - token.position, float(weights[best])))
     return result

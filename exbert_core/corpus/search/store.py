@@ -119,6 +119,18 @@ class Shard:
         sentence_id = self.tokens().column("sentence_id").to_numpy()
         return np.searchsorted(sentence_id, np.arange(self.manifest.sentences + 1), side="left")
 
+    def sentences_of(self, local_rows: np.ndarray) -> pa.Table:
+        """:meth:`Corpus.matched_sentences` for this shard's ``local_rows``, rows and ids made global."""
+        tokens = self.tokens()
+        start = self.sentence_start()
+        local_sentences = np.unique(tokens.column("sentence_id").to_numpy()[local_rows])
+        picked = np.concatenate([np.arange(start[s], start[s + 1]) for s in local_sentences] or [np.zeros(0, np.int64)])
+        table = tokens.take(pa.array(picked, pa.int64()))
+        sentences = self.sentences().take(table.column("sentence_id"))  # the sentence of each token row
+        table = table.set_column(0, "sentence_id", pc.add(table.column("sentence_id"), self.first_sentence))
+        table = table.append_column("text", sentences.column("text")).append_column("ids", sentences.column("ids"))
+        return table.add_column(0, "row", pa.array(picked + self.first_token, pa.int64()))
+
     def index(self, kind: str, layer: int) -> codes_reader.MappedIndex:
         """The memory-mapped codes of ``kind`` at ``layer``: embedding ``[rows, hidden]``, heads
         ``[heads * rows, head_dim]`` (head-major)."""
@@ -219,6 +231,24 @@ class Corpus:
                 for j, v in zip(picked, values):
                     out[column][j] = v
         return out
+
+    def matched_sentences(self, rows: np.ndarray) -> pa.Table:
+        """What one query needs of the store, in one call: every indexed token of the sentences that
+        hold the global token ``rows``, one table row each, in corpus order, with its global ``row``,
+        the token columns (``sentence_id`` global) and its sentence's ``text`` and model token ``ids``
+        (special tokens included).
+
+        Reads each owning shard's metadata once (kept under the memory budget). Memory: one row per
+        token of the matched sentences (k sentences of tens of tokens), text and ids repeated per row.
+        """
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        if len(rows) and not (0 <= rows[0] and rows[-1] < self.num_tokens):
+            raise IndexError(f"token rows outside 0..{self.num_tokens - 1}")
+        starts = np.array([s.first_token for s in self.shards])
+        which = np.searchsorted(starts, rows, side="right") - 1
+        owners = [int(i) for i in np.unique(which)] or [0]  # no rows: an empty table, same columns
+        return pa.concat_tables([self.shards[i].sentences_of(rows[which == i] - self.shards[i].first_token)
+                                 for i in owners])
 
     def rows_of_sentence(self, sentence_id: int) -> range:
         """Global token rows of sentence ``sentence_id``."""
