@@ -102,6 +102,14 @@ def test_search_never_imports_the_build_and_the_format_neither():
     assert not wrong, "\n".join(wrong)
 
 
+def test_every_corpus_module_lives_in_a_room():
+    """Only the measurement of one room against the other sits beside them."""
+    loose = [name for name, _ in _modules(CORE / "corpus")
+             if _room(name) is None and name not in ("exbert_core.corpus", "exbert_core.corpus.evaluation")]
+    assert not loose, (f"move {loose} into corpus/format/, build/ or search/ (git mv, and a line in "
+                       "docs/module-moves.txt for code that still imports the old name)")
+
+
 def test_the_room_check_catches_search_importing_the_build(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from exbert_core.corpus.build.embed import run\n")
