@@ -84,7 +84,7 @@ def test_max_attention_is_exact_and_in_the_same_sentence(sample_corpus, minilm, 
         row = again.attention[layer - 1, list(heads)].sum(0)[match.token.position]
         row = np.where([t.special for t in again.tokens], -1, row)
         assert int(np.argmax(row)) == att.token.position
-        assert att.weight == pytest.approx(float(row.max()), abs=1e-4)
+        assert att.weight == pytest.approx(float(row.max()) / len(heads), abs=1e-4)  # the heads' mean
 
 
 def test_a_causal_models_max_attention_runs_only_what_the_token_sees(nlp, tmp_path, monkeypatch):
@@ -176,3 +176,24 @@ def test_bad_queries(sample_corpus, minilm, river, kwargs, fragment):
 def test_layer_label():
     assert search.layer_label(3, [4, 0], 12) == "3-[0,4]"
     assert search.layer_label(3, range(12), 12) == "3-[all]"
+
+
+@pytest.mark.parametrize("measure,aggregate,heads", [("norm", "layer", (1, 2)), ("contrib", "layer", None),
+                                                     ("contrib", "rollout", None), ("raw", "rollout", (0,))])
+def test_max_attention_follows_the_measure(sample_corpus, minilm, river, measure, aggregate, heads):
+    """The max-attention token under a measure is the argmax of that measure's row for the match,
+    as measures.compute gives it on the matched sentence alone (the batch changes nothing)."""
+    from exbert_core.model import measures
+
+    layer = 3
+    found = search.search(sample_corpus, minilm, river, position_of(river, "river"), layer, "heads", heads, k=8,
+                          measure=measure, aggregate=aggregate)
+    chosen = list(heads or range(12))
+    for match in found.matches:
+        att = match.max_attention
+        assert (att.measure, att.aggregate) == (measure, aggregate)
+        again = analysis.analyze(minilm, match.sentence, logit_lens=False)
+        row = measures.compute(minilm, again, measure).view(layer - 1, chosen, 12, aggregate)[match.token.position]
+        row = np.where([t.special for t in again.tokens], -1, row)
+        assert int(np.argmax(row)) == att.token.position
+        assert att.weight == pytest.approx(float(row.max()), abs=1e-4)
