@@ -74,7 +74,8 @@ def test_one_head_ranking_matches_exact_cosines(sample_corpus, minilm, river):
 
 def test_max_attention_is_exact_and_in_the_same_sentence(sample_corpus, minilm, river):
     layer, heads = 4, (1, 2)
-    found = search.search(sample_corpus, minilm, river, position_of(river, "river"), layer, "heads", heads, k=8)
+    found = search.search(sample_corpus, minilm, river, position_of(river, "river"), layer, "heads", heads, k=8,
+                          measure="raw")
     for match in found.matches:
         att = match.max_attention
         assert att.offset == att.token.position - match.token.position
@@ -107,7 +108,7 @@ def test_a_causal_models_max_attention_runs_only_what_the_token_sees(nlp, tmp_pa
         return real(loaded, sequences, *args, **kwargs)
 
     monkeypatch.setattr(forward, "in_batches", counted)
-    found = search.search(corpus, gpt2, query, 5, layer, "heads", heads, k=20)
+    found = search.search(corpus, gpt2, query, 5, layer, "heads", heads, k=20, measure="raw")
     assert len(found.matches) == 20
     seen = {m.sentence_id: max(n.token.position for n in found.matches if n.sentence_id == m.sentence_id) + 1
             for m in found.matches}

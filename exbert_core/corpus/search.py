@@ -107,8 +107,8 @@ def search(
     progress: Callable[[str], None] | None = None,
     *,
     with_attention: bool = True,
-    measure: str = "raw",
-    aggregate: str = "layer",
+    measure: str = measures.DEFAULT_MEASURE,
+    aggregate: str = measures.DEFAULT_AGGREGATE,
 ) -> SearchResult:
     """The k corpus tokens nearest to token ``position`` of ``analysis`` at ``layer``.
 

@@ -103,6 +103,8 @@ def search_dict(result: "SearchResult", context: int = 3) -> dict[str, Any]:
                 **corpus_token(m.max_attention.token),
                 "offset": m.max_attention.offset,
                 "weight": round(m.max_attention.weight, 6),
+                "measure": m.max_attention.measure,
+                "aggregate": m.max_attention.aggregate,
             }
         index = next(i for i, t in enumerate(m.context) if t.row == m.token.row)
         entry["context"] = {
