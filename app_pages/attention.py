@@ -9,12 +9,12 @@ import json
 import numpy as np
 import streamlit as st
 
-from app_pages.common import build, cache, components, page
+from app_pages.common import build, cache, components, page, widgets
 from app_pages.common import state as session
 from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
 from exbert_core.app.state import LONG_INPUT_TOKENS
-from exbert_core.corpus import summary
+from exbert_core.corpus.search import summary
 from exbert_core.model.selection import Heads, block_index
 from exbert_core.views import explain, figures, match_table, serialize, tables
 from exbert_core.views.labels import clean_piece, markdown_text
@@ -85,7 +85,7 @@ def _tab_setter(key: str, labels: dict[str, str], field: str):
 
 def _tabs(key: str, labels: dict[str, str], field: str, current: str):
     """Tabs that remember the open one in the state; only the open tab's code runs."""
-    page.seed(key, labels[current])
+    widgets.seed(key, labels[current])
     return st.tabs(list(labels.values()), key=key, on_change=_tab_setter(key, labels, field))
 
 
@@ -114,8 +114,8 @@ if analysis.masked and info.mask_token and not info.has_lm_head:
                icon=":material/theater_comedy:")
 
 # --- The token to search with ------------------------------------------------------------------
-page.token_picker(analysis, "Token to search with (or click a token in the attention curves)", selected=state.token,
-                  can_mask=info.mask_token is not None)
+widgets.token_picker(analysis, "Token to search with (or click a token in the attention curves)", selected=state.token,
+                     can_mask=info.mask_token is not None)
 
 # --- Attention ---------------------------------------------------------------------------------
 long_input = len(tokens) > LONG_INPUT_TOKENS
@@ -152,7 +152,7 @@ with left:
                                                   selected=state.token)
                 with st.container(key="attention_curves", height=SCROLL_HEIGHT if long_input else "content"):
                     st.plotly_chart(figure, key=chart_key, on_select=lambda: _on_curve_pick(chart_key, visible),
-                                    selection_mode="points", config=page.chart_config(f"curves-{stem}"))
+                                    selection_mode="points", config=widgets.chart_config(f"curves-{stem}"))
                 st.caption(
                     f"Each token on the left attends to the tokens on the right; thicker, darker curves "
                     f"carry more attention. Shown: the strongest links making up {state.threshold} % of each "
@@ -167,7 +167,7 @@ with left:
                 with st.container(key="attention_heatmap"):
                     st.plotly_chart(figures.attention_heatmap(matrix, shown_labels, positions=visible,
                                                               selected=state.token),
-                                    config=page.chart_config(f"heatmap-{stem}", zoom=long_input), key="heatmap")
+                                    config=widgets.chart_config(f"heatmap-{stem}", zoom=long_input), key="heatmap")
                 st.caption("Row: the token that attends; column: the token it attends to. The selected "
                            "token's row is outlined." + shown
                            + (" Drag over a region to zoom in (its tokens are then labelled); double-click "
@@ -176,7 +176,7 @@ with left:
         with per_head:
             grid = layer_attention[:, visible][:, :, visible]
             st.plotly_chart(figures.head_grid(grid, shown_labels, selected_heads=heads),
-                            config=page.chart_config(f"heads-layer{state.layer}"), key="head_grid")
+                            config=widgets.chart_config(f"heads-layer{state.layer}"), key="head_grid")
             pooled = len(visible) > figures.POOLED_TILE
             st.caption(f"Every head of layer {state.layer}: one small heat map per head (● = selected). "
                        "Hover for the weights."
@@ -211,7 +211,7 @@ with right:
             title = (f"Next token after “{labels[position]}”" if info.causal
                      else f"What the model puts at position {position}")
             st.plotly_chart(figures.predictions_bar(candidates, title=title), key="predictions",
-                            config=page.chart_config(f"predictions-{state.model.split('/')[-1]}-{position}"))
+                            config=widgets.chart_config(f"predictions-{state.model.split('/')[-1]}-{position}"))
             st.page_link("app_pages/layers.py", label="Its predictions at every layer (logit lens)",
                          icon=":material/stacked_bar_chart:")
         else:
@@ -237,7 +237,7 @@ if state.by == "heads" and not heads:
     st.info("Search by head embedding needs at least one head: select heads in the sidebar.")
     st.stop()
 
-result = page.required(page.attempt(
+result = page.required(widgets.attempt(
     lambda: cache.search(state.model, str(entry.path), entry.stamp, analysis.sentence, analysis.masked,
                          state.token, state.layer, state.by, tuple(heads), state.k),
     "The search failed.", hint="Try another layer or token."))
@@ -260,7 +260,7 @@ matches_tab, summary_tab = _tabs(K_RESULTS, {**RESULT_LABELS, "matches": f"Match
 if matches_tab.open is not False:
     with matches_tab, st.container(key="matches"):
         st.markdown(explain.matches_sentence(n, title, query_word, state.layer, state.by, label))
-        page.seed(K_CONTEXT, state.context)
+        widgets.seed(K_CONTEXT, state.context)
         width = st.slider("Context shown (tokens each side)", 1, app_state.MAX_CONTEXT, key=K_CONTEXT, width=360,
                           on_change=lambda: session.set_state(context=int(st.session_state[K_CONTEXT])))
         st.caption("Highlighted: the matched token; underlined: the token it attends to most (selected heads, "
@@ -282,16 +282,16 @@ if summary_tab.open is not False:
                 if feature == "offset":
                     st.plotly_chart(figures.offset_histogram(hist["max_attention"]["offset"],
                                                              title="Where the most-attended token sits, relative to the match"),
-                                    config=page.chart_config(f"offset-{search_stem}"), key="hist_offset")
+                                    config=widgets.chart_config(f"offset-{search_stem}"), key="hist_offset")
                     continue
                 matched, attended = hist["matched"][feature], hist["max_attention"][feature]
                 top = max([*matched.values(), *attended.values(), 1])  # one x scale for the pair
                 a, b = st.columns(2)
                 a.plotly_chart(figures.histogram(matched, describe=describe, x_max=top, color=figures.MATCHED_COLOR,
                                                  title=f"{FEATURE_TITLES[feature]} of the {n} matched tokens"),
-                               config=page.chart_config(f"{feature}-matched-{search_stem}"),
+                               config=widgets.chart_config(f"{feature}-matched-{search_stem}"),
                                key=f"hist_matched_{feature}")
                 b.plotly_chart(figures.histogram(attended, describe=describe, x_max=top, color=figures.ATTENDED_COLOR,
                                                  title=f"{FEATURE_TITLES[feature]} of the tokens they attend to most"),
-                               config=page.chart_config(f"{feature}-attended-{search_stem}"),
+                               config=widgets.chart_config(f"{feature}-attended-{search_stem}"),
                                key=f"hist_attended_{feature}")

@@ -9,7 +9,7 @@ import time
 
 import streamlit as st
 
-from app_pages.common import build, cache, page
+from app_pages.common import build, cache, page, widgets
 from app_pages.common import state as session
 from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
@@ -52,7 +52,7 @@ def _compute(entry, sentences: int) -> head_atlas.HeadAtlas:
     return atlas
 
 
-page.follow_switch()
+widgets.follow_switch()
 view = sidebar(page_name="head_atlas", analysis_controls=False)
 state = view.state
 
@@ -68,13 +68,13 @@ entry = build.corpus_ready(view)
 if entry is None:
     st.stop()
 
-page.seed(K_SAMPLE, state.sample)
+widgets.seed(K_SAMPLE, state.sample)
 st.select_slider("Corpus sentences read", list(app_state.ATLAS_SAMPLES), key=K_SAMPLE, width=420,
                  on_change=lambda: session.set_state(sample=int(st.session_state[K_SAMPLE])),
                  help="A random sample of the corpus (the same for every model). 1,000 sentences took 29 s "
                       "with MiniLM on a busy 2-core machine, longer with bigger models; each sample size is "
                       "computed once and cached with the corpus.")
-atlas = page.required(page.attempt(
+atlas = page.required(widgets.attempt(
     lambda: _compute(entry, state.sample), "The head atlas failed.",
     hint=f"Try a smaller sample, or compute it from the command line: python scripts/head_atlas.py "
          f"--corpus {entry.name} --sentences {state.sample}"))
@@ -90,7 +90,7 @@ describe = figures.describe_labels(relations)
 stem = f"{state.model.split('/')[-1]}-{entry.name}-{atlas.sentences}"
 
 with st.container(key="atlas_heatmap"):
-    page.seed(K_RELATION, state.relation)
+    widgets.seed(K_RELATION, state.relation)
     st.selectbox("Relation", relations, key=K_RELATION, width=420,
                  format_func=lambda r: f"{r} · {describe.get(r, '')} ({atlas.count[r]:,})",
                  on_change=lambda: session.set_state(relation=st.session_state[K_RELATION]))
@@ -101,15 +101,15 @@ with st.container(key="atlas_heatmap"):
             atlas.accuracy[rel], relation=rel, count=atlas.count[rel], baseline=atlas.baseline[rel],
             description=describe.get(rel),
             selected=(layer_now, state.selected_heads(view.info.heads)) if layer_now and state.heads.indices else None),
-        key=K_CHART, on_select=lambda: page.open_picked_head(K_CHART), selection_mode="points", width="content",
-        config=page.chart_config(f"head-atlas-{rel}-{stem}"),
+        key=K_CHART, on_select=lambda: widgets.open_picked_head(K_CHART), selection_mode="points", width="content",
+        config=widgets.chart_config(f"head-atlas-{rel}-{stem}"),
     )
     _, layer, head, acc, offset, base = next(row for row in best if row[0] == rel)
     st.caption(f"{atlas.count[rel]:,} “{markdown_text(rel)}” dependents in {atlas.sentences:,} sentences. Outlined: the best "
                f"head, {layer}-{head} ({acc:.0%}; the word at offset {offset:+d} is right {base:.0%} of the time). "
                "**Click a cell** to open that head in the attention view.")
     st.button(f"Open head {layer}-{head} in the attention view", key="atlas_open_best",
-              icon=":material/open_in_new:", on_click=page.open_head, args=(layer, head))
+              icon=":material/open_in_new:", on_click=widgets.open_head, args=(layer, head))
 
 with st.container(key="atlas_table_box"):
     st.markdown("#### Best head per relation")

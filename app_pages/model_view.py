@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_pages.common import page
+from app_pages.common import page, widgets
 from app_pages.common.sidebar import sidebar
 from exbert_core.model.selection import block_index, layer_range
 from exbert_core.views import explain, figures
@@ -18,10 +18,10 @@ K_HEAD = "mv_head"
 
 
 def _open_picked() -> None:  # reads the menus at the click (args would hold the values drawn before)
-    page.open_head(st.session_state[K_LAYER], st.session_state[K_HEAD])
+    widgets.open_head(st.session_state[K_LAYER], st.session_state[K_HEAD])
 
 
-page.follow_switch()
+widgets.follow_switch()
 view = sidebar(page_name="model_view", groups=("masks", "special"))
 state = view.state
 
@@ -46,8 +46,8 @@ st.caption(f"Model **{markdown_text(info.name)}**: {info.layers} layers × {info
 with st.container(key="model_view"):
     st.plotly_chart(
         figures.model_view(attention, labels, layer=state.layer, heads=state.selected_heads(info.heads)),
-        key=K_CHART, on_select=lambda: page.open_picked_head(K_CHART), selection_mode="points", width="content",
-        config=page.chart_config(f"model-view-{state.model.split('/')[-1]}"),
+        key=K_CHART, on_select=lambda: widgets.open_picked_head(K_CHART), selection_mode="points", width="content",
+        config=widgets.chart_config(f"model-view-{state.model.split('/')[-1]}"),
     )
 st.caption(f"Outlined: the heads selected for the attention view ({view.layer_label()}).",
            help=explain.NOTATION)

@@ -85,7 +85,8 @@ def _p50(fn, runs: int = 30) -> float:
 def ensure_corpus(source: str):
     """Open corpus ``source`` from the data dir, building it first as one shard if needed (timed;
     the scale section compares shard counts)."""
-    from exbert_core.corpus import build, sources, store as corpus
+    from exbert_core.corpus.build import pipeline as build, sources
+    from exbert_core.corpus.search import store as corpus
     from exbert_core.model import loading
     from exbert_core.paths import corpora_dir
 
@@ -208,7 +209,7 @@ def _pad(ids, k):
 
 def _search_codes(corpus, kind, query, subset, n_heads):
     """The store's own scan over every shard (what search() does before reading metadata)."""
-    from exbert_core.corpus import search
+    from exbert_core.corpus.search import query as search
 
     q = query if kind == "embedding" else query.reshape(n_heads, -1)
     return search.top_k_rows(corpus, kind, SEARCH_LAYER, q, subset, K)
@@ -217,7 +218,8 @@ def _search_codes(corpus, kind, query, subset, n_heads):
 BUILD_CODE = """
 import json, tempfile, time
 from pathlib import Path
-from exbert_core.corpus import build, sources, store
+from exbert_core.corpus.build import pipeline as build, sources
+from exbert_core.corpus.search import store
 from exbert_core.model import loading
 loaded = loading.load({model!r})
 text = sources.fetch_source({source!r}).read_text(encoding="utf-8")
@@ -252,7 +254,7 @@ def bench_build(names: list[str]) -> None:
 
 SWEEP_CODE = """
 import json, time
-from exbert_core.corpus import store
+from exbert_core.corpus.search import store
 from exbert_core.model import analysis, loading
 from exbert_core.views import sweep
 loaded = loading.load("minilm")
@@ -267,7 +269,7 @@ print(json.dumps({{"seconds": time.perf_counter() - start}}))
 
 SMOLLM2_SEARCH_CODE = """
 import json, time
-from exbert_core.corpus import search, store
+from exbert_core.corpus.search import query as search, store
 from exbert_core.model import analysis, loading
 loaded = loading.load("smollm2")
 corpus = store.load({corpus!r})
@@ -287,7 +289,7 @@ def bench_memory(with_brown: bool) -> None:
     import json
 
     import _measure
-    from exbert_core.corpus import build, sources
+    from exbert_core.corpus.build import pipeline as build, sources
     from exbert_core.model import loading
     from exbert_core.paths import corpora_dir
 
@@ -310,7 +312,7 @@ def bench_memory(with_brown: bool) -> None:
           "(target <= 1.25x and <= 1,500 MB; before 3,630 / 960 MB = 3.8x)")
     name = "alice-smollm2"
     try:
-        from exbert_core.corpus import store
+        from exbert_core.corpus.search import store
 
         store.load(name)
     except Exception:
@@ -332,13 +334,15 @@ def bench_memory(with_brown: bool) -> None:
 SCALE_BUILD_CODE = """
 import json, tempfile, time
 from pathlib import Path
-from exbert_core.corpus import build, ray_build, sources, store
+from exbert_core import cluster
+from exbert_core.corpus.build import pipeline as build, ray_pipeline as ray_build, sources
+from exbert_core.corpus.search import store
 from exbert_core.model import loading
 loaded = loading.load("minilm")
 text = sources.fetch_source({source!r}).read_text(encoding="utf-8")
 engine = ray_build.engine(workers={workers}) if {workers} else None
 if engine:
-    ray_build.connect(num_cpus={workers})
+    cluster.connect(num_cpus={workers})
 with tempfile.TemporaryDirectory() as out:
     start = time.perf_counter()
     folder = build.build(text, "scale", Path(out), loaded, options=build.BuildOptions(shard_tokens={shard_tokens}),
@@ -355,7 +359,8 @@ def bench_scale(source: str, search_source: str) -> None:
     import numpy as np
 
     import _measure
-    from exbert_core.corpus import build, search, sources, store
+    from exbert_core.corpus.build import pipeline as build, sources
+    from exbert_core.corpus.search import query as search, store
     from exbert_core.model import analysis, loading
     from exbert_core.paths import corpora_dir
 
@@ -406,7 +411,7 @@ MACHINE_CORES, MACHINE_CACHE_GB = 16, 48  # a search machine: cores, and RAM lef
 
 
 def project(rate_gb_s: float, shard_tokens: float = 5e6) -> None:
-    from exbert_core.corpus.estimate import bytes_per_token
+    from exbert_core.corpus.build.estimate import bytes_per_token
     from exbert_core.model.loading import ModelInfo
 
     print(f"\n== on paper: shards of {shard_tokens / 1e6:.0f}M tokens; machines of {MACHINE_CORES} cores with "

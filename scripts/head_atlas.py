@@ -24,7 +24,7 @@ def main() -> int:
 
     from tqdm import tqdm
 
-    from exbert_core.corpus import store as corpus
+    from exbert_core.corpus.search import store as corpus
     from exbert_core.model import loading
     from exbert_core.views import head_atlas
 

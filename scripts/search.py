@@ -21,7 +21,7 @@ def heads_list(text: str) -> list[int]:
 
 
 def main() -> int:
-    from exbert_core.corpus import search, store as corpus
+    from exbert_core.corpus.search import query as search, store as corpus
     from exbert_core.limits import MAX_K, MAX_TOKENS_CAP
     from exbert_core.model import analysis, loading
     from exbert_core.views import serialize
@@ -49,7 +49,7 @@ def main() -> int:
 
     reference = corpus.load(args.corpus)
     if args.address:
-        from exbert_core.corpus import serve
+        from exbert_core.corpus.search import serve
 
         serve.serve(reference, None if args.address == "local" else args.address)
     loaded = loading.load(args.model or reference.manifest.model)

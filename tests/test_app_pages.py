@@ -15,7 +15,8 @@ import pytest
 from conftest import PAPER_SENTENCE
 from streamlit.testing.v1 import AppTest
 
-from exbert_core.corpus import catalog, jobs, policy
+from exbert_core.corpus.build import jobs, policy
+from exbert_core.corpus.search import catalog
 
 FIRST_RUN_TIMEOUT = 900  # the first run builds the default corpus in the background
 TIMEOUT = 180

@@ -12,7 +12,8 @@ import pytest
 from conftest import SAMPLE_TEXT
 
 from exbert_core.app import state as app_state
-from exbert_core.corpus import catalog, estimate, jobs, policy, store
+from exbert_core.corpus.build import estimate, jobs, policy
+from exbert_core.corpus.search import catalog, store
 from exbert_core.errors import BuildError
 from exbert_core.progress import Step
 

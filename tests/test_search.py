@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exbert_core.corpus import search, summary
+from exbert_core.corpus.search import query as search, summary
 from exbert_core.model import analysis, forward
 from exbert_core.model.analysis import InputError
 from exbert_core.views import serialize
@@ -94,7 +94,8 @@ def test_a_causal_models_max_attention_runs_only_what_the_token_sees(nlp, tmp_pa
     from conftest import SAMPLE_TEXT
     from tiny_models import tiny
 
-    from exbert_core.corpus import build, store
+    from exbert_core.corpus.build import pipeline as build
+    from exbert_core.corpus.search import store
 
     gpt2 = tiny("gpt2")
     corpus = store.load(str(build.build(SAMPLE_TEXT, "causal", tmp_path, gpt2, nlp=nlp)))

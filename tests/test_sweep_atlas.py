@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from exbert_core.corpus import search
+from exbert_core.corpus.search import query as search
 from exbert_core.model import analysis
 from exbert_core.views import head_atlas, sweep
 

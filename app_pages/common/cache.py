@@ -3,7 +3,7 @@
 Models and corpora are shared resources (``st.cache_resource``, one copy per server process);
 analyses and searches are values (``st.cache_data``, keyed by names, the sentence and the
 settings, shared by every session of the server and copied out to each). A model's first
-preparation (SmolLM2's conversion) is a background job (``exbert_core.corpus.jobs``).
+preparation (SmolLM2's conversion) is a background job (``exbert_core.corpus.build.jobs``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ import time
 
 import streamlit as st
 
+from app_pages.common import background
 from exbert_core import memory
-from exbert_core.corpus import jobs, search as core_search, serve, store as core_corpus
-from exbert_core.corpus.search import SearchResult
-from exbert_core.corpus.store import Corpus
+from exbert_core.corpus.build import jobs
+from exbert_core.corpus.search import query as core_search, serve, store as core_corpus
+from exbert_core.corpus.search.query import SearchResult
+from exbert_core.corpus.search.store import Corpus
 from exbert_core.errors import ModelLoadError
 from exbert_core.model import analysis as core_analysis, annotate, loading
 from exbert_core.model.analysis import Analysis, Candidate
@@ -47,18 +49,16 @@ def _model(name: str) -> loading.LoadedModel:
 
 
 def _wait_for_preparation(name: str) -> None:
-    from app_pages.common import banner  # the banner's controls import this module
-
     key = jobs.model_key(name)
     status = jobs.status(key)
     if status is None or status.running or time.time() - (status.finished or 0) > RETRY_AFTER_S:
         status, _ = jobs.start(key, f"Preparing model '{name}' for its first use (once per server)",
                                lambda progress: loading.prepare(name, progress))
-    banner.watch(status)
-    with st.status(f"{banner.md(status.label)}…", expanded=True) as box:
+    background.watch(status)
+    with st.status(f"{background.md(status.label)}…", expanded=True) as box:
         line = st.empty()
         while status is not None and status.running:
-            line.caption(banner.describe(status))
+            line.caption(background.describe(status))
             time.sleep(0.5)
             status = jobs.status(key)
         if status is None or status.state == jobs.FAILED:
@@ -112,7 +112,7 @@ def search(
     heads: tuple[int, ...],
     k: int,
 ) -> SearchResult:
-    """The k nearest corpus tokens to token ``position`` (see ``exbert_core.corpus.search.search``)."""
+    """The k nearest corpus tokens to token ``position`` (see ``exbert_core.corpus.search.query.search``)."""
     loaded = model(model_name)
     reference = corpus(corpus_path, corpus_stamp)
     result, _ = analysis(model_name, sentence, masks)

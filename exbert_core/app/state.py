@@ -35,8 +35,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from exbert_core.corpus import names as corpus_names
-from exbert_core.corpus.names import DEFAULT_CORPUS
+from exbert_core.corpus.format import names as corpus_names
+from exbert_core.corpus.format.names import DEFAULT_CORPUS
 from exbert_core.errors import InputError
 from exbert_core.limits import MAX_K, MAX_SENTENCE_CHARS
 from exbert_core.model.names import DEFAULT_MODEL, OFFLINE_MODELS, resolve_name
@@ -112,7 +112,7 @@ class Relations:
 @dataclass(frozen=True)
 class CorpusFacts:
     """The selected corpus as this server has it: its build checksum
-    (:attr:`~exbert_core.corpus.catalog.CorpusEntry.build_id`; None while it is not built), and
+    (:attr:`~exbert_core.corpus.search.catalog.CorpusEntry.build_id`; None while it is not built), and
     whether the state comes from a link being opened."""
 
     name: str

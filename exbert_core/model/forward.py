@@ -125,7 +125,7 @@ def in_batches(
     it runs. Yields (indices into ``sequences``, the batch's result), batches in length order.
 
     The batching loop of searches (max attention), the head atlas and exact vectors, so memory
-    per batch is bounded by ``token_budget``. Builds batch in :func:`exbert_core.corpus.embed.run`
+    per batch is bounded by ``token_budget``. Builds batch in :func:`exbert_core.corpus.build.embed.run`
     instead: fixed batch shapes per sentence, so that codes do not depend on batch mates.
     """
     for group in length_batches([len(s) for s in sequences], token_budget):

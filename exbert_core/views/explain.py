@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from exbert_core.corpus.sources import SOURCES
+from exbert_core.corpus.build.sources import SOURCES
 from exbert_core.views.labels import markdown_text
 
 # The annotations the summaries count, as tab and control labels.

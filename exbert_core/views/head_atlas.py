@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from exbert_core import atomic
-from exbert_core.corpus.store import Corpus
+from exbert_core.corpus.search.store import Corpus
 from exbert_core.model import forward
 from exbert_core.model.loading import LoadedModel
 

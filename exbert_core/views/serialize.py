@@ -12,7 +12,7 @@ from exbert_core.model.loading import ModelInfo
 from exbert_core.model.measures import Weights
 
 if TYPE_CHECKING:
-    from exbert_core.corpus.search import CorpusToken, SearchResult
+    from exbert_core.corpus.search.query import CorpusToken, SearchResult
 
 
 def candidates(top: Sequence[Candidate]) -> list[dict[str, Any]]:
@@ -93,7 +93,7 @@ def corpus_token(token: "CorpusToken") -> dict[str, Any]:
 def search_dict(result: "SearchResult", context: int = 3) -> dict[str, Any]:
     """The ``search --json`` contract: matches with annotations, max_attention and context,
     and the summary histograms."""
-    from exbert_core.corpus.summary import histograms
+    from exbert_core.corpus.search.summary import histograms
 
     matches = []
     for m in result.matches:

@@ -53,7 +53,7 @@ def atlas_cells(atlas: HeadAtlas) -> list[dict[str, object]]:
 
 
 def summary_rows(histograms: Mapping[str, Mapping[str, Mapping[str, int]]]) -> list[dict[str, object]]:
-    """:func:`exbert_core.corpus.summary.histograms` flattened: ``side, feature, label, count, share``
+    """:func:`exbert_core.corpus.search.summary.histograms` flattened: ``side, feature, label, count, share``
     (side ``matched`` or ``max_attention``; the offset feature's labels are offsets)."""
     rows = []
     for side, features in histograms.items():

@@ -1,6 +1,6 @@
 """Nearest corpus tokens to one token of an analysed sentence, with their max-attention tokens.
 
-Every shard is scanned (see :mod:`exbert_core.corpus.scan`) and the top-k merged exactly. The
+Every shard is scanned (see :mod:`exbert_core.corpus.search.scan`) and the top-k merged exactly. The
 max-attention token of a match is computed exactly by re-running the model on the matched
 sentences, only up to the search layer: no attention is stored for the corpus.
 """
@@ -13,8 +13,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from exbert_core.corpus import scan, vectors
-from exbert_core.corpus.store import Corpus, Shard
+from exbert_core.corpus.format import vectors
+from exbert_core.corpus.search import scan
+from exbert_core.corpus.search.store import Corpus, Shard
 from exbert_core.limits import MAX_K
 from exbert_core.model import forward, measures
 from exbert_core.model.analysis import Analysis, InputError, word_position
@@ -151,7 +152,7 @@ def search(
 def top_k_rows(corpus: Corpus, kind: str, layer: int, query: np.ndarray, heads: Sequence[int], k: int) -> tuple[np.ndarray, np.ndarray]:
     """The exact top-k (scores, global token rows) over every shard: the shards' scans run in
     parallel on this machine, or on the Ray actors serving them when the corpus is served
-    (:mod:`exbert_core.corpus.serve`)."""
+    (:mod:`exbert_core.corpus.search.serve`)."""
     if corpus.server is not None:
         return corpus.server.top_k(kind, layer, query, tuple(heads), k)
     return scan_shards(corpus.shards, kind, layer, query, heads, k)

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exbert_core.corpus import build, sources
-from exbert_core.errors import USER_ERRORS, BuildError
+from exbert_core.corpus.build import pipeline as build, sources
+from exbert_core.errors import BuildError, USER_ERRORS
 from exbert_core.model.loading import LoadedModel
 from exbert_core.paths import corpora_dir
 from exbert_core.progress import Progress, Rate, Step
@@ -176,7 +176,7 @@ def start_build(name: str, loaded: LoadedModel, *, source: str | None = None, te
     """Build corpus ``name`` with the loaded model ``loaded`` from ``text``, or from the named
     ``source`` (fetched in the job when ``text`` is None), in the background (see :func:`start`).
     The result is the corpus folder. Checking whether the build is allowed (an existing name, a
-    quota) is the caller's: see :mod:`exbert_core.corpus.policy`."""
+    quota) is the caller's: see :mod:`exbert_core.corpus.build.policy`."""
     model = loaded.info.name
 
     def work(progress: Progress) -> Path:
