@@ -78,7 +78,8 @@ def _analysis_data(loaded, sentence: str, args: argparse.Namespace) -> dict:
     result = analysis.analyze(loaded, sentence, args.mask, top_k=args.top_k, logit_lens=False)
     data = serialize.analysis_dict(loaded.info, result, annotate.annotate_analysis(result))
     if args.measure:
-        data["attention"] = serialize.measure_dict(measures.compute(loaded, result, args.measure), args.per_head)
+        data["attention"] = serialize.measure_dict(measures.compute(loaded, result, args.measure), result.attention,
+                                                   args.per_head)
     return data
 
 

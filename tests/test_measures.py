@@ -72,11 +72,11 @@ def test_every_family_decomposes_and_measures(family, minilm):
     result = _check_decomposition(loaded, TRAINING_TEXT[1])
     for measure in measures.MEASURES:
         weights = measures.compute(loaded, result, measure)
-        _check_rows(weights, causal=loaded.info.causal)
+        _check_rows(weights, result.attention, causal=loaded.info.causal)
 
 
-def _check_rows(weights: measures.Weights, causal: bool) -> None:
-    for matrices in (weights.layers, weights.rollout, weights.heads_at(0)):
+def _check_rows(weights: measures.Weights, attention: np.ndarray, causal: bool) -> None:
+    for matrices in (weights.layers, weights.rollout, weights.heads_at(attention, 0)):
         assert (matrices >= 0).all()
         np.testing.assert_allclose(matrices.sum(-1), 1.0, atol=1e-4)
         if causal:  # nothing comes from a later token
@@ -138,7 +138,7 @@ def test_norm_is_attention_times_value_norm(minilm):
     weights = measures.compute(minilm, result, "norm")
     f = measures._per_head_values(measures.block_weights(minilm)[2], torch.from_numpy(result.values[2]))
     per_head = result.attention[2] * f.norm(dim=-1).numpy()[:, None, :]
-    np.testing.assert_allclose(weights.heads_at(2), per_head / per_head.sum(-1, keepdims=True), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(weights.heads_at(result.attention, 2), per_head / per_head.sum(-1, keepdims=True), rtol=1e-4, atol=1e-6)
     layer = torch.einsum("hij,hjd->ijd", torch.from_numpy(result.attention[2]), f).norm(dim=-1)
     np.testing.assert_allclose(weights.layers[2], (layer / layer.sum(-1, keepdim=True)).numpy(), atol=1e-5)
 
@@ -148,7 +148,7 @@ def test_real_models_rows_sum_to_one(name, minilm, request):
     loaded = minilm if name == "minilm" else request.getfixturevalue("smollm2")
     result = analysis.analyze(loaded, PAPER_SENTENCE)
     for measure in measures.MEASURES:
-        _check_rows(measures.compute(loaded, result, measure), causal=loaded.info.causal)
+        _check_rows(measures.compute(loaded, result, measure), result.attention, causal=loaded.info.causal)
 
 
 def test_rollout_of_identity_attention_is_identity(minilm):
@@ -184,20 +184,30 @@ def test_long_input_of_512_tokens(minilm):
     assert len(result.tokens) == 512
     weights = measures.compute(minilm, result, "contrib")
     assert weights.layers.shape == weights.rollout.shape == (6, 512, 512)
-    _check_rows(weights, causal=False)
+    _check_rows(weights, result.attention, causal=False)
 
 
 def test_view_selects_heads_and_aggregates(minilm):
     result = analysis.analyze(minilm, PAPER_SENTENCE)
     weights = measures.compute(minilm, result, "contrib")
     assert weights.per_head == "norm"
-    np.testing.assert_array_equal(weights.view(1, range(12), 12), weights.layers[1])
-    np.testing.assert_array_equal(weights.view(1, [0], 12, "rollout"), weights.rollout[1])
-    np.testing.assert_allclose(weights.view(1, [0, 3], 12), weights.heads_at(1)[[0, 3]].mean(0))
-    assert not weights.view(1, [], 12).any()
+    att = result.attention
+    np.testing.assert_array_equal(weights.view(att, 1, range(12), 12), weights.layers[1])
+    np.testing.assert_array_equal(weights.view(att, 1, [0], 12, "rollout"), weights.rollout[1])
+    np.testing.assert_allclose(weights.view(att, 1, [0, 3], 12), weights.heads_at(att, 1)[[0, 3]].mean(0))
+    assert not weights.view(att, 1, [], 12).any()
 
 
 def test_bad_measure_is_refused(minilm):
     result = analysis.analyze(minilm, PAPER_SENTENCE)
     with pytest.raises(analysis.InputError, match="raw, norm, contrib"):
         measures.compute(minilm, result, "gradient")
+
+
+@pytest.mark.parametrize("name", ["minilm", "smollm2"])
+def test_value_norms_from_grams_equal_the_norms_of_f(name, minilm, request):
+    loaded = minilm if name == "minilm" else request.getfixturevalue("smollm2")
+    result = analysis.analyze(loaded, PAPER_SENTENCE)
+    weights = measures.compute(loaded, result, "norm")
+    np.testing.assert_allclose(measures.value_norms(loaded, torch.from_numpy(result.values)), weights.value_norms,
+                               rtol=1e-4, atol=1e-5)

@@ -195,7 +195,8 @@ def test_max_attention_follows_the_measure(sample_corpus, minilm, river, measure
         att = match.max_attention
         assert (att.measure, att.aggregate) == (measure, aggregate)
         again = analysis.analyze(minilm, match.sentence, logit_lens=False)
-        row = measures.compute(minilm, again, measure).view(layer - 1, chosen, 12, aggregate)[match.token.position]
+        row = measures.compute(minilm, again, measure).view(again.attention, layer - 1, chosen, 12, aggregate)
+        row = row[match.token.position]
         row = np.where([t.special for t in again.tokens], -1, row)
         assert int(np.argmax(row)) == att.token.position
         assert att.weight == pytest.approx(float(row.max()), abs=1e-4)

@@ -44,39 +44,17 @@ import torch
 
 from exbert_core.errors import InputError
 from exbert_core.model.loading import LoadedModel, kv_heads
+from exbert_core.model.measure_names import (  # noqa: F401 (the names belong with the measures)
+    AGGREGATES,
+    DEFAULT_AGGREGATE,
+    DEFAULT_MEASURE,
+    MEASURES,
+    check_aggregate,
+    check_measure,
+)
 
-MEASURES = ("raw", "norm", "contrib")
-AGGREGATES = ("layer", "rollout")
-DEFAULT_MEASURE = "norm"
-DEFAULT_AGGREGATE = "layer"
-# Rows processed at once by the per-head views (memory: rows x heads x n x 4 B).
+# Layers computed at once, by the bytes of one layer's [heads, n, max(n, hidden)] tensors.
 _LAYER_CHUNK_BYTES = 64 * 2**20
-
-LABELS = {
-    "raw": "raw attention",
-    "norm": "attention × value size",
-    "contrib": "contribution (with residual)",
-}
-EXPLANATIONS = {
-    "raw": "the attention weights themselves (the exBERT paper's measure): how strongly a token looks "
-           "at another, whether or not anything passes",
-    "norm": "attention weight times the size of what the other token passes on (Kobayashi et al. 2020): "
-            "a weight on a token that passes almost nothing counts little",
-    "contrib": "how much of each token ends up in this token's output, counting what it keeps of itself "
-               "(ALTI, Ferrando et al. 2022)",
-}
-
-
-def check_measure(measure: str) -> str:
-    if measure not in MEASURES:
-        raise InputError(f"The measure must be one of {', '.join(MEASURES)}, got {measure!r}.")
-    return measure
-
-
-def check_aggregate(aggregate: str) -> str:
-    if aggregate not in AGGREGATES:
-        raise InputError(f"Aggregate by 'layer' or 'rollout', got {aggregate!r}.")
-    return aggregate
 
 
 @dataclass(frozen=True)
@@ -200,6 +178,29 @@ def _quadratic(attention: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     return (mixed * a).sum(-1)
 
 
+_GRAMS: "weakref.WeakKeyDictionary[torch.nn.Module, torch.Tensor]" = weakref.WeakKeyDictionary()
+
+
+def value_norms(loaded: LoadedModel, values: torch.Tensor) -> np.ndarray:
+    """``‖f_h(x_j)‖`` ``[..., layers, heads, n]`` from every layer's values ``[..., layers, n, kv *
+    head_dim]``, as ``sqrt(v^T W_O^hT W_O^h v)``: no ``hidden``-wide tensor per head and token
+    (the per-head Gram matrices ``[layers, heads, head_dim, head_dim]`` are cached per model),
+    one layer at a time."""
+    grams = _GRAMS.get(loaded.model)
+    if grams is None:
+        out = block_weights(loaded).out  # [L, H, Dh, D]
+        grams = _GRAMS[loaded.model] = out @ out.transpose(-1, -2)
+    heads, head_dim = grams.shape[1], grams.shape[2]
+    group = block_weights(loaded).group
+    layers = []
+    with torch.inference_mode():
+        for layer in range(values.shape[-3]):
+            v = values[..., layer, :, :].float()
+            v = v.reshape(*v.shape[:-1], heads // group, head_dim).repeat_interleave(group, dim=-2).movedim(-2, -3)
+            layers.append(((v @ grams[layer]) * v).sum(-1).clamp_min(0).sqrt())  # [..., H, n]
+        return torch.stack(layers, dim=-3).numpy()
+
+
 def head_weights(attention: np.ndarray, value_norms: np.ndarray | None) -> np.ndarray:
     """Per-head weights ``[..., heads, n, n]``: raw attention, or ``‖α_ij f_h(x_j)‖`` with rows
     normalised (``value_norms`` ``[..., heads, n]``)."""
@@ -223,7 +224,8 @@ class Weights:
 
     layers: ``[layers, n, n]``; rollout: ``[layers, n, n]``; value_norms: ``[layers, heads, n]``
     (``‖f_h(x_j)‖``, None for ``raw``). Per-head weights are derived on request from the analysis's
-    attention (:meth:`heads_at`), so a measure adds ``2 L n²`` floats, not ``L H n²``.
+    attention ``[layers, heads, n, n]`` (:meth:`heads_at`), so a measure keeps ``2 L n²`` floats,
+    not ``L H n²``.
     ``per_head``: the measure per-head views show (``norm`` for ``contrib``, which is per layer).
     """
 
@@ -231,18 +233,19 @@ class Weights:
     layers: np.ndarray
     rollout: np.ndarray
     value_norms: np.ndarray | None
-    attention: np.ndarray  # the analysis's own ``[layers, heads, n, n]`` (not a copy)
 
     @property
     def per_head(self) -> str:
         return "norm" if self.measure == "contrib" else self.measure
 
-    def heads_at(self, block: int) -> np.ndarray:
-        """Per-head weights of block ``block`` (0-based) ``[heads, n, n]`` under :attr:`per_head`."""
+    def heads_at(self, attention: np.ndarray, block: int) -> np.ndarray:
+        """Per-head weights of block ``block`` (0-based) ``[heads, n, n]`` under :attr:`per_head`,
+        from the analysis's ``attention``."""
         norms = None if self.value_norms is None else self.value_norms[block]
-        return head_weights(self.attention[block], norms)
+        return head_weights(attention[block], norms)
 
-    def view(self, block: int, heads: Sequence[int], n_heads: int, aggregate: str = "layer") -> np.ndarray:
+    def view(self, attention: np.ndarray, block: int, heads: Sequence[int], n_heads: int,
+             aggregate: str = "layer") -> np.ndarray:
         """The ``[n, n]`` weights a view shows for block ``block`` and the chosen heads: rollout (every
         head, every layer up to this one), the layer's measure when every head is chosen, else the
         mean of the chosen heads' :attr:`per_head` weights. Zeros when no head is chosen."""
@@ -253,7 +256,7 @@ class Weights:
             return self.layers[block]
         if not chosen:
             return np.zeros(self.layers.shape[1:], dtype=np.float32)
-        return self.heads_at(block)[chosen].mean(axis=0)
+        return self.heads_at(attention, block)[chosen].mean(axis=0)
 
 
 def compute(loaded: LoadedModel, analysis, measure: str) -> Weights:
@@ -290,5 +293,4 @@ def compute(loaded: LoadedModel, analysis, measure: str) -> Weights:
         layers=per_layer_weights.numpy(),
         rollout=torch.stack(rolled).numpy(),
         value_norms=torch.cat(norms).numpy() if norms else None,
-        attention=attention,
     )

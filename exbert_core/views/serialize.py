@@ -23,7 +23,7 @@ def _rounded(array: np.ndarray) -> list:
     return np.round(array.astype(np.float64), 6).tolist()
 
 
-def measure_dict(weights: Weights, per_head: bool = False) -> dict[str, Any]:
+def measure_dict(weights: Weights, attention: np.ndarray, per_head: bool = False) -> dict[str, Any]:
     """``analyze --measure`` 's ``attention`` object: ``measure``, ``layers`` ``[L][n][n]``, ``rollout``
     ``[L][n][n]`` and, with ``per_head``, ``heads`` ``[L][H][n][n]`` (under ``per_head_measure``,
     which is ``norm`` for ``contrib``); positions as in ``tokens``, rows sum to 1."""
@@ -31,7 +31,7 @@ def measure_dict(weights: Weights, per_head: bool = False) -> dict[str, Any]:
                             "rollout": _rounded(weights.rollout)}
     if per_head:
         data["per_head_measure"] = weights.per_head
-        data["heads"] = [_rounded(weights.heads_at(b)) for b in range(weights.layers.shape[0])]
+        data["heads"] = [_rounded(weights.heads_at(attention, b)) for b in range(weights.layers.shape[0])]
     return data
 
 
