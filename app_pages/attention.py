@@ -16,7 +16,7 @@ from exbert_core.app import state as app_state
 from exbert_core.app.state import LONG_INPUT_TOKENS
 from exbert_core.corpus.search import summary
 from exbert_core.model.selection import Heads, block_index
-from exbert_core.views import explain, figures, match_table, serialize, tables
+from exbert_core.views import attention_view, explain, figures, match_table, serialize, tables
 from exbert_core.views.labels import clean_piece, markdown_text
 from exbert_core.views.tokens import strongest
 
@@ -102,7 +102,11 @@ labels = [clean_piece(t.text) for t in tokens]
 heads = state.selected_heads(info.heads)
 visible = figures.visible_positions([t.special for t in tokens], state.hide_special)
 shown_labels = [labels[p] for p in visible]
-layer_attention = analysis.attention[block_index(state.layer)]  # heads x tokens x tokens
+weights = page.required(widgets.attempt(
+    lambda: cache.weights(state.model, analysis.sentence, analysis.masked, state.measure),
+    "The attention measure could not be computed.", hint="Choose Raw attention in the sidebar."))
+shown_attention = attention_view.shown(weights, analysis.attention, state.layer, heads, info.heads, state.aggregate)
+layer_attention = shown_attention.per_head  # heads x tokens x tokens, under the per-head measure
 label = view.layer_label()
 st.caption(f"Model **{markdown_text(info.name)}** · layer-[heads] **{label}** · corpus "
            f"**{markdown_text(state.corpus)}** · {len(tokens)} tokens", help=explain.NOTATION)
@@ -124,10 +128,11 @@ left, right = st.columns([3, 2], gap="large")
 with left:
     st.markdown(f"#### Attention at layer {state.layer}")
     if heads:
-        st.caption(explain.attention_sentence(state.layer, list(heads), info.heads, label))
+        st.caption(explain.attention_sentence(state.layer, list(heads), info.heads, label) + " "
+                   + attention_view.describe(shown_attention, state.layer, heads, info.heads, causal=info.causal))
     # Tabs with state: only the open tab runs (a long input's curves are built only when asked for).
     curves, heatmap, per_head = _tabs(K_VIEW, VIEW_LABELS, "view", current)
-    matrix = figures.head_mean(layer_attention, heads)[np.ix_(visible, visible)]
+    matrix = shown_attention.matrix[np.ix_(visible, visible)]
     if state.hide_special:
         matrix = figures.renormalize_rows(matrix)
     shown = (" With special tokens hidden, each token's attention is rescaled over the tokens shown."
@@ -203,7 +208,7 @@ with right:
                        f"dependency **{markdown_text(word.dep)}** · entity **{markdown_text(word.ner or 'none')}**")
         if heads and position in visible:
             row = matrix[visible.index(position)]  # as drawn: shown tokens, rescaled if hiding specials
-            st.caption("Attends most to: " + ", ".join(
+            st.caption(f"Takes most from ({attention_view.measure_words(shown_attention.measure)}): " + ", ".join(
                 f"{markdown_text(shown_labels[t.index])} {t.weight:.0%}" for t in strongest(row)))
         st.markdown("#### Predictions")
         if analysis.predictions is not None:
@@ -239,7 +244,7 @@ if state.by == "heads" and not heads:
 
 result = page.required(widgets.attempt(
     lambda: cache.search(state.model, str(entry.path), entry.stamp, analysis.sentence, analysis.masked,
-                         state.token, state.layer, state.by, tuple(heads), state.k),
+                         state.token, state.layer, state.by, tuple(heads), state.k, state.measure, state.aggregate),
     "The search failed.", hint="Try another layer or token."))
 
 title = explain.corpus_title(entry.name, entry.source)
@@ -263,7 +268,9 @@ if matches_tab.open is not False:
         widgets.seed(K_CONTEXT, state.context)
         width = st.slider("Context shown (tokens each side)", 1, app_state.MAX_CONTEXT, key=K_CONTEXT, width=360,
                           on_change=lambda: session.set_state(context=int(st.session_state[K_CONTEXT])))
-        st.caption("Highlighted: the matched token; underlined: the token it attends to most (selected heads, "
+        st.caption("Highlighted: the matched token; underlined: the token it takes most from, by "
+                   f"{attention_view.measure_words(state.measure)} "
+                   f"({'rolled out over layers 1 to ' + str(state.layer) if state.aggregate == 'rollout' else 'selected heads'}, "
                    "special tokens excluded), with its offset from the match. Hover a word for its part of "
                    "speech, dependency and entity.")
         st.html(match_table.matches_html(result, width=width))

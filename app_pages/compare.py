@@ -21,7 +21,7 @@ from exbert_core.model.analysis import Analysis
 from exbert_core.model.loading import ModelInfo
 from exbert_core.model.names import OFFLINE_MODELS
 from exbert_core.model.selection import Heads, block_index, layer_range
-from exbert_core.views import explain, figures, match_table
+from exbert_core.views import attention_view, explain, figures, match_table
 from exbert_core.views.labels import clean_piece, markdown_text
 from exbert_core.views.tokens import same_depth, same_token, strongest
 
@@ -48,7 +48,8 @@ class Side:
     layer: int
     heads: Heads
     corpus: catalog.CorpusEntry | None
-    matrix: np.ndarray | None = None  # [shown, shown] attention of the selected heads
+    matrix: np.ndarray | None = None  # [shown, shown] the selected heads' weights under the measure
+    shown: attention_view.ShownAttention | None = None
     visible: list[int] | None = None
     result: SearchResult | None = None
 
@@ -88,14 +89,18 @@ def _prepare(side: Side, state: app_state.AppState) -> None:
     side.visible = figures.visible_positions([t.special for t in a.tokens], state.hide_special)
     heads = side.heads.resolve(side.info.heads)
     if heads:
-        matrix = figures.head_mean(a.attention[block_index(side.layer)], heads)[np.ix_(side.visible, side.visible)]
-        side.matrix = figures.renormalize_rows(matrix) if state.hide_special else matrix
+        weights = widgets.attempt(lambda: cache.weights(side.model, a.sentence, a.masked, state.measure),
+                                  f"The attention measure of {side.name} could not be computed.")
+        if weights is not None:
+            side.shown = attention_view.shown(weights, a.attention, side.layer, heads, side.info.heads, state.aggregate)
+            matrix = side.shown.matrix[np.ix_(side.visible, side.visible)]
+            side.matrix = figures.renormalize_rows(matrix) if state.hide_special else matrix
     if side.corpus is not None:
         kind = state.by if heads else "embedding"
         entry = side.corpus
         side.result = widgets.attempt(
             lambda: cache.search(side.model, str(entry.path), entry.stamp, a.sentence, a.masked, side.token,
-                                 side.layer, kind, tuple(heads), state.k),
+                                 side.layer, kind, tuple(heads), state.k, state.measure, state.aggregate),
             f"The search of {side.name} failed.")
 
 
@@ -108,11 +113,14 @@ def _draw(side: Side, state: app_state.AppState, zmax: float, x_max: int) -> Non
         assert side.visible is not None
         labels = [clean_piece(a.tokens[p].text) for p in side.visible]
         st.plotly_chart(figures.attention_heatmap(side.matrix, labels, positions=side.visible, selected=side.token,
-                                                  title=f"Attention at {side.label}", zmax=zmax),
+                                                  title=f"{attention_view.measure_words(state.measure).capitalize()} at {side.label}",
+                                                  zmax=zmax),
                         key=f"cmp_heat_{side.key}", config=widgets.chart_config(f"compare-{side.key}-attention-{stem}"))
+        heads = side.heads.resolve(side.info.heads)
+        st.caption(attention_view.describe(side.shown, side.layer, heads, side.info.heads, causal=side.info.causal))
         if side.token in side.visible:
             row = side.matrix[side.visible.index(side.token)]
-            st.caption(f"“{markdown_text(word)}” attends most to: " + ", ".join(
+            st.caption(f"“{markdown_text(word)}” takes most from: " + ", ".join(
                 f"{markdown_text(labels[t.index])} {t.weight:.0%}" for t in strongest(row)))
 
     if a.predictions is not None:
@@ -153,7 +161,7 @@ def _draw(side: Side, state: app_state.AppState, zmax: float, x_max: int) -> Non
 
 
 # --- Controls ------------------------------------------------------------------------------------
-view = sidebar(page_name="compare", groups=("layer", "heads", "masks", "special", "search"))
+view = sidebar(page_name="compare", groups=("layer", "heads", "masks", "measure", "special", "search"))
 state = view.state
 st.markdown("## Compare")
 st.caption("The same token side by side: its attention, its predictions and its corpus neighbours. A is the "

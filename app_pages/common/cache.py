@@ -20,7 +20,7 @@ from exbert_core.corpus.search import query as core_search, serve, store as core
 from exbert_core.corpus.search.query import SearchResult
 from exbert_core.corpus.search.store import Corpus
 from exbert_core.errors import ModelLoadError
-from exbert_core.model import analysis as core_analysis, annotate, loading
+from exbert_core.model import analysis as core_analysis, annotate, loading, measures
 from exbert_core.model.analysis import Analysis, Candidate
 from exbert_core.model.annotate import WordAnnotation
 from exbert_core.progress import format_seconds
@@ -98,6 +98,13 @@ def analysis(model_name: str, sentence: str, masks: tuple[int, ...]) -> tuple[An
     return result, annotate.annotate_analysis(result, spacy_pipeline())
 
 
+@st.cache_data(max_entries=64, max_size=_BUDGET // 10, show_spinner="Measuring what each token takes from the others…")
+def weights(model_name: str, sentence: str, masks: tuple[int, ...], measure: str) -> measures.Weights:
+    """``measure`` over every layer of the analysis (``measures.compute``; ``2 L n²`` floats)."""
+    result, _ = analysis(model_name, sentence, masks)
+    return measures.compute(model(model_name), result, measure)
+
+
 @st.cache_data(max_entries=64, max_size=_BUDGET // 10,
                show_spinner="Searching the corpus (the first search of a layer reads its index)…")
 def search(
@@ -111,12 +118,16 @@ def search(
     kind: str,
     heads: tuple[int, ...],
     k: int,
+    measure: str = measures.DEFAULT_MEASURE,
+    aggregate: str = measures.DEFAULT_AGGREGATE,
 ) -> SearchResult:
-    """The k nearest corpus tokens to token ``position`` (see ``exbert_core.corpus.search.query.search``)."""
+    """The k nearest corpus tokens to token ``position``, each with the token it takes most from
+    under ``measure`` and ``aggregate`` (see ``exbert_core.corpus.search.query.search``)."""
     loaded = model(model_name)
     reference = corpus(corpus_path, corpus_stamp)
     result, _ = analysis(model_name, sentence, masks)
-    return core_search.search(reference, loaded, result, position, layer, kind, heads, k)
+    return core_search.search(reference, loaded, result, position, layer, kind, heads, k,
+                              measure=measure, aggregate=aggregate)
 
 
 @st.cache_data(max_entries=64, max_size=_BUDGET // 80, show_spinner=False)

@@ -29,6 +29,14 @@ from exbert_core.model import analysis as core_analysis
 from exbert_core.model.analysis import Analysis
 from exbert_core.model.annotate import WordAnnotation
 from exbert_core.model.loading import ModelInfo
+from exbert_core.model.measure_names import (
+    AGGREGATE_EXPLANATIONS,
+    AGGREGATE_LABELS,
+    AGGREGATES,
+    MEASURES,
+)
+from exbert_core.model.measure_names import EXPLANATIONS as MEASURE_EXPLANATIONS
+from exbert_core.model.measure_names import LABELS as MEASURE_LABELS
 from exbert_core.model.names import DEFAULT_MODEL, OFFLINE_MODELS
 from exbert_core.model.selection import Heads, layer_range
 from exbert_core.views.labels import clean_piece, markdown_text
@@ -44,13 +52,15 @@ K_HEADS_NONE = "sb_heads_none"
 K_MASKS = "sb_masks"
 K_THRESHOLD = "sb_threshold"
 K_HIDE_SPECIAL = "sb_hide_special"
+K_MEASURE = "sb_measure"
+K_AGGREGATE = "sb_aggregate"
 K_BY = "sb_by"
 K_K = "sb_k"
 K_IMAGE = "sb_image"
 
 BY_LABELS = {"embedding": "Token embedding", "heads": "Head embedding"}
 # The sidebar's groups of sentence controls; a page draws those it uses (the others keep values).
-GROUPS = ("layer", "heads", "masks", "threshold", "special", "search")
+GROUPS = ("layer", "heads", "masks", "measure", "threshold", "special", "search")
 
 
 @dataclass
@@ -288,6 +298,9 @@ def _view_controls(view: View, info: ModelInfo, groups: tuple[str, ...] = GROUPS
         _heads_control(view, info, with_layer="layer" in groups)
     if "masks" in groups:
         _masks_control(view, info)
+    if "measure" in groups:
+        st.divider()
+        _measure_control(state)
     if "threshold" in groups or "special" in groups:
         st.divider()
     if "threshold" in groups:
@@ -335,6 +348,24 @@ def _masks_control(view: View, info: ModelInfo) -> None:
         help="Replace tokens by the mask token and run the model again."
         if can_mask else "A causal model has no mask token.",
     )
+
+
+def _measure_control(state: AppState) -> None:
+    """One control for what every attention number on every page shows."""
+    widgets.seed(K_MEASURE, state.measure)
+    st.segmented_control(
+        "Measure", list(MEASURES), key=K_MEASURE, required=True, format_func=MEASURE_LABELS.get,
+        on_change=_setter(K_MEASURE, "measure", str),
+        help="What the attention numbers and curves show. " + " ".join(
+            f"**{MEASURE_LABELS[m]}**: {MEASURE_EXPLANATIONS[m]}" for m in MEASURES)
+        + " Attention × value is the default: in our tests it follows what the model really uses more "
+          "closely than raw attention does (see How to read this page).")
+    st.caption(f"{MEASURE_LABELS[state.measure]}: {MEASURE_EXPLANATIONS[state.measure]}")
+    widgets.seed(K_AGGREGATE, state.aggregate)
+    st.segmented_control(
+        "Across layers", list(AGGREGATES), key=K_AGGREGATE, required=True, format_func=AGGREGATE_LABELS.get,
+        on_change=_setter(K_AGGREGATE, "aggregate", str),
+        help=" ".join(f"**{AGGREGATE_LABELS[a]}**: {AGGREGATE_EXPLANATIONS[a]}" for a in AGGREGATES))
 
 
 def _search_controls(state: AppState) -> None:
