@@ -49,9 +49,10 @@ several **heads** each decide how much every token (a word or a piece of one) *l
 - **Summary**: what kind of words the matches are (part of speech, grammatical role, named entity), and
   the same for the tokens they attend to most; *Offset* says where those sit relative to the match.
 - **Masking** a token replaces it by a blank (`[MASK]`): the model must guess it from its context.
+- **Measure** (sidebar): what the attention numbers are. See *Which measure* below.
 
 Every change is kept in the page's address: **Copy link** at the top gives a colleague this exact view.
-"""
+{explain.MEASURE_GUIDE}"""
 
 
 def _on_curve_pick(chart_key: str, positions: list[int]) -> None:
