@@ -184,7 +184,8 @@ with left:
             st.plotly_chart(figures.head_grid(grid, shown_labels, selected_heads=heads),
                             config=widgets.chart_config(f"heads-layer{state.layer}"), key="head_grid")
             pooled = len(visible) > figures.POOLED_TILE
-            st.caption(f"Every head of layer {state.layer}: one small heat map per head (● = selected). "
+            st.caption(f"Every head of layer {state.layer}: one small heat map per head (● = selected), by "
+                       f"{attention_view.measure_words(shown_attention.per_head_measure)}. "
                        "Hover for the weights."
                        + (" Long input: each cell is the strongest link of a block of tokens." if pooled else ""))
 
