@@ -49,9 +49,10 @@ several **heads** each decide how much every token (a word or a piece of one) *l
 - **Summary**: what kind of words the matches are (part of speech, grammatical role, named entity), and
   the same for the tokens they attend to most; *Offset* says where those sit relative to the match.
 - **Masking** a token replaces it by a blank (`[MASK]`): the model must guess it from its context.
+- **Measure** (sidebar): what the attention numbers are. See *Which measure* below.
 
 Every change is kept in the page's address: **Copy link** at the top gives a colleague this exact view.
-"""
+{explain.MEASURE_GUIDE}"""
 
 
 def _on_curve_pick(chart_key: str, positions: list[int]) -> None:
@@ -183,7 +184,8 @@ with left:
             st.plotly_chart(figures.head_grid(grid, shown_labels, selected_heads=heads),
                             config=widgets.chart_config(f"heads-layer{state.layer}"), key="head_grid")
             pooled = len(visible) > figures.POOLED_TILE
-            st.caption(f"Every head of layer {state.layer}: one small heat map per head (● = selected). "
+            st.caption(f"Every head of layer {state.layer}: one small heat map per head (● = selected), by "
+                       f"{attention_view.measure_words(shown_attention.per_head_measure)}. "
                        "Hover for the weights."
                        + (" Long input: each cell is the strongest link of a block of tokens." if pooled else ""))
 

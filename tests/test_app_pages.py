@@ -117,7 +117,7 @@ def test_the_measure_changes_every_attention_number(first_run):
     moves the weight off [CLS]; the chart's caption names what its numbers are."""
     raw = new_app({"measure": "raw"}).run()
     assert_clean(raw)
-    assert "(raw attention): [CLS] 63%" in _takes_most_from(raw)
+    assert "(raw attention): \\[CLS\\] 63%" in _takes_most_from(raw)
     assert any("Numbers: **raw attention**, for layer 2 as a whole." in c.value for c in raw.caption)
     norm = new_app().run()
     line = _takes_most_from(norm)

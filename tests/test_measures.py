@@ -211,3 +211,12 @@ def test_value_norms_from_grams_equal_the_norms_of_f(name, minilm, request):
     weights = measures.compute(loaded, result, "norm")
     np.testing.assert_allclose(measures.value_norms(loaded, torch.from_numpy(result.values)), weights.value_norms,
                                rtol=1e-4, atol=1e-5)
+
+
+def test_spearman_with_ties_and_constant_input():
+    from exbert_core.model.faithfulness import spearman
+
+    assert spearman(np.array([1, 2, 3, 4]), np.array([10, 20, 30, 40])) == pytest.approx(1.0)
+    assert spearman(np.array([1, 2, 3, 4]), np.array([4, 3, 2, 1])) == pytest.approx(-1.0)
+    assert spearman(np.array([1, 1, 2, 3]), np.array([1, 2, 3, 4])) == pytest.approx(0.9486833)  # scipy's value
+    assert spearman(np.array([1, 1, 1]), np.array([1, 2, 3])) is None

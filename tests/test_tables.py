@@ -38,7 +38,21 @@ def test_atlas_rows_put_the_best_head_beside_the_baseline():
     assert rows[1]["best head"] == "2-2" and rows[1]["accuracy"] == 0.9 and rows[1]["gain"] == 0.2
     assert rows[1]["meaning"] == "determiner" and rows[0]["gain"] == -0.1
     cells = tables.atlas_cells(atlas)
-    assert len(cells) == 12 and {"relation": "det", "layer": 2, "head": 2, "accuracy": 0.9, "dependents": 12} in cells
+    assert len(cells) == 12 and {"relation": "det", "measure": "raw", "layer": 2, "head": 2, "accuracy": 0.9,
+                                 "dependents": 12} in cells
+    assert "other head" not in rows[0]  # scored by raw attention only
+
+
+def test_atlas_rows_put_the_other_measures_best_head_beside():
+    raw, norm = np.zeros((2, 3)), np.zeros((2, 3))
+    raw[1, 2], norm[0, 1] = 0.9, 0.8
+    atlas = HeadAtlas(sentences=10, accuracy={"det": raw}, count={"det": 12}, baseline={"det": (1, 0.7)},
+                      accuracy_norm={"det": norm})
+    (by_norm,) = tables.atlas_rows(atlas, measure="norm")
+    assert (by_norm["best head"], by_norm["accuracy"], by_norm["other head"], by_norm["other accuracy"]) == ("1-1", 0.8, "2-2", 0.9)
+    (by_raw,) = tables.atlas_rows(atlas, measure="raw")
+    assert (by_raw["best head"], by_raw["other head"]) == ("2-2", "1-1")
+    assert len(tables.atlas_cells(atlas)) == 12  # both measures
 
 
 def test_summary_rows_flatten_both_sides():

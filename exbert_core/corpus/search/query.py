@@ -274,6 +274,8 @@ def batch_view(loaded: LoadedModel, input_ids, mask, layer: int, heads: list[int
     state: dict[str, object] = {"rollout": None, "view": None}
 
     def on_block(index: int, parts: forward.BlockParts) -> None:
+        if aggregate == "layer" and index < layer:
+            return  # only the search layer's own weights are needed
         block = None if blocks is None else blocks[index - 1]
         weights, value_norms = measures.layer_weights(block, measure, parts.attention, parts.values, parts.inputs)
         if aggregate == "rollout":
