@@ -49,7 +49,7 @@ from exbert_core.corpus.manifest import (
     shard_dir,
 )
 from exbert_core.corpus.text import EncodedSentence
-from exbert_core.errors import BuildError
+from exbert_core.errors import BuildError, disk_error
 from exbert_core.model.annotate import load_spacy, pipeline_name
 from exbert_core.model.loading import LoadedModel, ModelInfo
 from exbert_core.progress import Progress, Rate, Step, format_seconds, ignore
@@ -96,6 +96,8 @@ def build(
 
     An existing corpus of that name is replaced only once the new one is complete. A partial
     build of the same text, model and options is resumed; any other partial build is discarded.
+    A read-only or full disk is a :class:`~exbert_core.errors.DiskError` (one line); what was
+    written stays under ``<name>.partial/``, which nothing loads.
     """
     reason = names.problem(name)
     if reason:
@@ -107,10 +109,25 @@ def build(
     # Per-batch arrays of a few MB would otherwise come from the heap, which glibc seldom gives
     # back: without this the process's memory creeps up with the number of batches.
     runtime.return_freed_memory()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with filelock.FileLock(str(out_dir / f"{name}.lock")):
-        _remove_stale_partials(out_dir, name)
-        return _build_locked(text, name, out_dir, loaded, source or {}, options, report, nlp or load_spacy(), engine)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with filelock.FileLock(str(out_dir / f"{name}.lock")):
+            _remove_stale_partials(out_dir, name)
+            try:
+                return _build_locked(text, name, out_dir, loaded, source or {}, options, report,
+                                     nlp or load_spacy(), engine)
+            except OSError:
+                # Still under the lock: the shard cut off mid-way goes (on a full disk that frees
+                # space; a resumed build redoes it anyway), the finished ones stay for the next run.
+                for cut_off in (out_dir / f"{name}.partial").glob("shard-*.partial"):
+                    shutil.rmtree(cut_off, ignore_errors=True)
+                raise
+    except OSError as err:  # a read-only or full disk: one clear line, never a traceback
+        problem = disk_error(err, f"corpus '{name}'", out_dir,
+                             again="Free some space and run the same build again: it keeps the shards already built.")
+        if problem is None:
+            raise
+        raise problem from err
 
 
 def _build_locked(
