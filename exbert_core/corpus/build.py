@@ -40,6 +40,7 @@ from exbert_core.corpus.manifest import (
     MANIFEST,
     QUANTISER,
     SENTENCES,
+    STARTED,
     TOKENS,
     CorpusManifest,
     ShardManifest,
@@ -141,7 +142,11 @@ def _build_locked(
         raise BuildError("The text has no sentences to index.")
     partial = out_dir / f"{name}.partial"
     plan = _plan(paragraphs, loaded, options, pipeline_name(nlp))
-    _start_or_resume(partial, plan)
+    if _start_or_resume(partial, plan):  # what the hint that resumes it quotes (manifest.resume_hint)
+        changed = {key: getattr(options, key) for key in ("max_tokens", "shard_tokens")
+                   if getattr(options, key) != getattr(BuildOptions, key)}
+        atomic.write_text(partial / STARTED, json.dumps({"source": source, "model": loaded.info.name,
+                                                         "options": changed}))
 
     ranges_path = partial / QUANTISER
     if not ranges_path.is_file():
@@ -188,6 +193,7 @@ def _build_locked(
     )
     atomic.write_text(partial / MANIFEST, manifest.to_json())
     (partial / "plan.json").unlink(missing_ok=True)
+    (partial / STARTED).unlink(missing_ok=True)
     final = out_dir / name
     atomic.replace_dir(partial, final)
     memory.KEPT.drop(("corpus", str(final.resolve())))
@@ -227,7 +233,8 @@ def _plan(paragraphs: list[str], loaded: LoadedModel, options: BuildOptions, spa
             "revision": _revision(loaded), "spacy": spacy_name, "options": asdict(options) | {"batch_bytes": None}}
 
 
-def _start_or_resume(partial: Path, plan: dict) -> None:
+def _start_or_resume(partial: Path, plan: dict) -> bool:
+    """Resume the partial build of ``plan`` in ``partial``, or start it afresh; True when started."""
     plan_path = partial / "plan.json"
     if partial.is_dir():
         try:
@@ -235,12 +242,13 @@ def _start_or_resume(partial: Path, plan: dict) -> None:
                 log.info("Resuming the partial build in %s", partial)
                 for stale in partial.glob("shard-*.partial"):  # a shard cut off mid-way restarts
                     shutil.rmtree(stale, ignore_errors=True)
-                return
+                return False
         except (OSError, ValueError):
             pass
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
     atomic.write_text(plan_path, json.dumps(plan))
+    return True
 
 
 def _shard_pieces(paragraphs: list[str], shard_tokens: int) -> list[list[str]]:

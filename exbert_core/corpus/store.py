@@ -38,6 +38,7 @@ from exbert_core.corpus.manifest import (
     ShardEntry,
     ShardManifest,
     index_file,
+    resume_hint,
     sha256,
 )
 from exbert_core.errors import CorpusError
@@ -275,6 +276,9 @@ def load(name_or_dir: str) -> Corpus:
     path = resolve(name_or_dir)
     name = path.name
     if not (path / MANIFEST).is_file():
+        partial = path.with_name(f"{name}.partial")
+        if partial.is_dir():  # a build of that name was cut off: resuming it is the way, not another text
+            raise CorpusError(f"No corpus '{name}' at {path} yet. {resume_hint(partial, name)}")
         raise CorpusError(f"No corpus '{name}' at {path}. Build it on the Corpora page, or: python "
                           f"scripts/build_corpus.py --source alice --name {name} (or --text YOUR_FILE.txt)")
     manifest = CorpusManifest.read(path, name)
