@@ -186,10 +186,15 @@ class CorpusManifest:
         source = data.get("source") if isinstance(data, dict) else None
         model = data.get("model") if isinstance(data, dict) else None
         hint = rebuild_hint(name, source, model if isinstance(model, str) else None)
-        if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
-            version = data.get("format_version") if isinstance(data, dict) else None
-            raise CorpusError(f"Corpus '{name}' has format {version!r}; this version reads format "
-                              f"{FORMAT_VERSION}. {hint}")
+        if not isinstance(data, dict):
+            raise CorpusError(f"Corpus '{name}': manifest.json is not a JSON object (it holds a "
+                              f"{type(data).__name__}). {hint}")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            newer = isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
+            raise CorpusError(f"Corpus '{name}' has format {version!r}; this version reads format {FORMAT_VERSION}"
+                              + (" (it was built by a newer version of exbert-streamlit: update it, or "
+                                 "rebuild the corpus here)" if newer else "") + f". {hint}")
         manifest = cls(**_check(cls, data, f"Corpus '{name}': manifest.json", hint))
         where = f"Corpus '{name}': manifest.json"
         for key in ("layers", "heads", "hidden", "head_dim"):

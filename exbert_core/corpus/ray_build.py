@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ import spacy
 
 from exbert_core.corpus import build as corpus_build
 from exbert_core.corpus.manifest import shard_dir
-from exbert_core.errors import BuildError
+from exbert_core.errors import BuildError, InputError
 from exbert_core.model.loading import LoadedModel
 from exbert_core.progress import Progress, Step
 
@@ -34,18 +35,42 @@ _ENV_KEYS = ("EXBERT_DATA_DIR", "HF_HUB_OFFLINE", "EXBERT_MEMORY_BUDGET", "EXBER
              "XDG_CACHE_HOME")
 
 
+ADDRESS_TIMEOUT_S = 5.0
+
+
+def check_address(address: str | None) -> None:
+    """Raise InputError unless something answers at ``address`` (``host:port`` or
+    ``ray://host:port``; ``auto`` and none are Ray's own to find). Ray itself retries an address
+    where nothing listens for minutes on end (measured: still retrying after 5 minutes)."""
+    if not address or address == "auto":
+        return
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not host or not port.isdigit():
+        raise InputError(f"The Ray address {address!r} is not host:port or ray://host:port.")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=ADDRESS_TIMEOUT_S):
+            pass
+    except OSError as err:
+        raise InputError(f"Nothing answers at the Ray address {address} ({err.strerror or err}). Start the "
+                         "cluster there (ray start --head), or leave out --address to run on this machine.") from err
+
+
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
     """Join the Ray cluster at ``address``, or start a local one (``num_cpus`` CPUs); once per process."""
     import ray
 
     if ray.is_initialized():
         return
+    check_address(address)
     env = {key: os.environ[key] for key in _ENV_KEYS if key in os.environ}
     env["TOKENIZERS_PARALLELISM"] = "false"
     kwargs: dict = {"runtime_env": {"py_modules": [str(PACKAGE)], "env_vars": env},
                     "include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as err:  # "auto" with no cluster running, a cluster that went away
+            raise InputError(f"No Ray cluster at {address!r} ({str(err).splitlines()[0][:200]}).") from err
     else:
         ray.init(num_cpus=num_cpus, object_store_memory=256 * 2**20, **kwargs)
     context = ray.data.DataContext.get_current()
@@ -98,7 +123,9 @@ class _EmbedShard:
 def engine(address: str | None = None, workers: int | None = None, device: str = "auto") -> corpus_build.ShardEngine:
     """A shard engine for :func:`exbert_core.corpus.build.build` that runs on Ray: ``workers``
     actors per stage (default: what the cluster's CPUs allow), one GPU per model actor when the
-    cluster has GPUs (``device`` auto), always (``cuda``: BuildError without one) or never (``cpu``)."""
+    cluster has GPUs (``device`` auto), always (``cuda``: BuildError without one) or never (``cpu``).
+    An ``address`` where nothing answers is refused now, before any work (:func:`check_address`)."""
+    check_address(address)
 
     def build_shards(
         partial: Path, missing: dict[int, list[str]], loaded: LoadedModel, nlp: spacy.language.Language,

@@ -286,6 +286,9 @@ def load(name_or_dir: str) -> Corpus:
     quantiser = manifest.files.get(QUANTISER)
     if not isinstance(quantiser, dict) or not (path / QUANTISER).is_file():
         raise CorpusError(f"Corpus '{name}': {QUANTISER} is missing. {hint}")
+    # A few kB: checked whole, so a damaged corpus is refused by name before anything is searched.
+    if (path / QUANTISER).stat().st_size != quantiser.get("bytes") or sha256(path / QUANTISER) != quantiser.get("sha256"):
+        raise CorpusError(f"Corpus '{name}': {QUANTISER} is corrupted. {hint}")
     shards = []
     for entry in manifest.shard_entries:
         folder = path / entry.dir
