@@ -44,7 +44,11 @@ from exbert_core.runtime import return_freed_memory
 log = logging.getLogger("exbert.app")
 return_freed_memory()  # large transients (a search's attention batch) go back to the system
 
-st.set_page_config(page_title="exBERT", page_icon=":material/hub:", layout="wide")
+# The favicon is a file this server serves: with a `:material/...:` page icon the browser fetches
+# its picture from fonts.gstatic.com. No page may ask any host but this server (the app works
+# offline, and no third party learns who opens a link). Icons inside pages use Streamlit's own font.
+FAVICON = Path(__file__).resolve().parent / "app_pages" / "common" / "favicon.png"
+st.set_page_config(page_title="exBERT", page_icon=str(FAVICON), layout="wide")
 
 page = st.navigation([
     st.Page("app_pages/attention.py", title="Attention & search", icon=":material/hub:", default=True),

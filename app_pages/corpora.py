@@ -145,20 +145,19 @@ with upload:
     stem = catalog.slug(Path(file.name).stem) if file else "my-text"
     prefix = (st.text_input("Name (a code is added so that it names only your text)", key="build_file_name",
                             placeholder=stem) or stem).strip()
-    fits = file is None or build.show_estimate(info, file.size)
-    if st.button("Build", key="build_file_go", type="primary", disabled=not fits):
-        if file is None:
-            st.error("Choose a text file first.")
-        else:
-            try:
-                text = sources.read_user_text(file.getvalue())
-            except USER_ERRORS as err:
-                st.error(f"{background.md(file.name)}: {background.md(str(err))}")
-            else:
-                name = policy.upload_name(prefix, text, state.model)
-                if catalog.entry_of(name) is not None:  # the same text with the same model: built once
-                    session.set_state(corpus=name)
-                    session.note(f"This text was built already as corpus '{name}'; it is now the selected "
-                                 "corpus.", kind="success")
-                    st.rerun()
-                _start(name, text, exists=False, replace=False, file_name=file.name)
+    # Checked as soon as it is chosen (not UTF-8, UTF-16, empty: said now, and Build stays off).
+    text = None
+    if file is not None:
+        try:
+            text = sources.read_user_text(file.getvalue())
+        except USER_ERRORS as err:
+            st.error(f"{background.md(file.name)}: {background.md(str(err))}", icon=":material/block:")
+    fits = text is not None and build.show_estimate(info, len(text))
+    if st.button("Build", key="build_file_go", type="primary", disabled=not fits) and file and text:
+        name = policy.upload_name(prefix, text, state.model)
+        if catalog.entry_of(name) is not None:  # the same text with the same model: built once
+            session.set_state(corpus=name)
+            session.note(f"This text was built already as corpus '{name}'; it is now the selected "
+                         "corpus.", kind="success")
+            st.rerun()
+        _start(name, text, exists=False, replace=False, file_name=file.name)

@@ -7,6 +7,8 @@ Each message says what to do. Front ends catch :data:`USER_ERRORS` (every subcla
 
 from __future__ import annotations
 
+import errno
+
 
 class ExbertError(Exception):
     """Base of the errors whose message is meant for the user."""
@@ -34,6 +36,32 @@ class CorpusError(ExbertError, RuntimeError):
 
 class BuildError(ExbertError, RuntimeError):
     """A corpus could not be built; the message says why."""
+
+
+class DiskError(ExbertError, RuntimeError):
+    """A file or folder could not be written: the disk is read-only, not ours to write, or full."""
+
+
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def disk_error(err: OSError, what: str, folder: object, *, again: str = "Free some space and try again.") -> DiskError | None:
+    """The one-line :class:`DiskError` for ``err`` when it is a read-only or full disk, met while
+    writing ``what`` (e.g. "corpus 'alice'") into ``folder`` (``again``: what to do once space is
+    freed); None for any other error (a bug, left to surface). Arrow reports a full disk without
+    an errno, in its message."""
+    code = err.errno
+    if code is None and "No space left on device" in str(err):
+        code = errno.ENOSPC
+    if code in _NOT_WRITABLE:
+        where = f"{err.filename}" if err.filename else str(folder)
+        return DiskError(f"Cannot write {what}: {where} is not writable ({err.strerror or 'permission denied'}). "
+                         f"Give a folder you can write: --out on the command line, or set EXBERT_DATA_DIR.")
+    if code in _FULL:
+        return DiskError(f"Cannot write {what} in {folder}: the disk is full ({err.strerror or 'no space left'}). "
+                         f"{again}")
+    return None
 
 
 USER_ERRORS: tuple[type[Exception], ...] = (ExbertError,)

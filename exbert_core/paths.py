@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from exbert_core.errors import disk_error
+
 DATA_DIR_ENV = "EXBERT_DATA_DIR"
 
 
@@ -20,13 +22,24 @@ def data_dir() -> Path:
     else:
         cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
         path = Path(cache_home) / "exbert-streamlit"
-    path.mkdir(parents=True, exist_ok=True)
+    _make(path)
     return path
+
+
+def _make(path: Path) -> None:
+    """Create folder ``path``; a read-only or full disk is a DiskError naming the setting to change."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        problem = disk_error(err, f"the data folder ({DATA_DIR_ENV})", path)
+        if problem is None:
+            raise
+        raise problem from err
 
 
 def _subdir(name: str) -> Path:
     path = data_dir() / name
-    path.mkdir(parents=True, exist_ok=True)
+    _make(path)
     return path
 
 

@@ -53,6 +53,8 @@ def main() -> int:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="run the model on a GPU when there is one (auto), or force one")
     args = parser.parse_args()
+    # First: a cluster address where nothing answers is refused before any reading or model loading.
+    engine = ray_build.engine(args.address, args.workers, args.device) if args.engine == "ray" else None
 
     report = inputs.InputReport()
     # What chose the texts is kept in the manifest's source, so that its rebuild hint rebuilds them.
@@ -97,7 +99,6 @@ def main() -> int:
             bar.close()
 
     options = build.BuildOptions(max_tokens=args.max_tokens, shard_tokens=args.shard_tokens)
-    engine = ray_build.engine(args.address, args.workers, args.device) if args.engine == "ray" else None
     folder = build.build(
         text, args.name, args.out or corpora_dir(), loaded, source=source, options=options, progress=progress,
         engine=engine,

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT
+from conftest import ROOT, SAMPLE_TEXT
 from tiny_models import tiny
 
 from exbert_core.corpus import evaluation
@@ -47,6 +47,41 @@ def reseal(folder, file):
 def test_missing_corpus_names_the_build_command(tmp_path):
     with pytest.raises(CorpusError, match="build_corpus.py --source alice"):
         corpus.load(str(tmp_path / "nothing"))
+
+
+def test_an_interrupted_build_is_named_with_the_command_that_resumes_it(minilm, nlp, tmp_path, monkeypatch, capsys):
+    """The probe's case: a build of several shards killed after two. The hint says it was
+    interrupted and quotes the command it was started with (its own text and shard size), not
+    another source (that such a command resumes the build: test_corpus_build, test_shards_ray)."""
+    import runpy
+
+    from exbert_core.corpus.build import pipeline as build
+
+    text = "\n\n".join([SAMPLE_TEXT] * 6)  # about 2,400 tokens: 3 shards of 1,000 tokens
+    options = build.BuildOptions(shard_tokens=1000)
+    real = build.embed_shard
+
+    def killed_at_two(work, index, *args, **kwargs):
+        if index == 2:
+            raise KeyboardInterrupt  # as kill -9 leaves it: shards 0 and 1 done, 2 cut off
+        return real(work, index, *args, **kwargs)
+
+    monkeypatch.setattr(build, "embed_shard", killed_at_two)
+    with pytest.raises(KeyboardInterrupt):
+        build.build(text, "killme", tmp_path, minilm, nlp=nlp, options=options, source={"file": "my notes.txt"})
+    monkeypatch.undo()
+    with pytest.raises(CorpusError) as err:
+        corpus.load(str(tmp_path / "killme"))
+    message = str(err.value)
+    assert "A build of corpus 'killme' was interrupted (2 shard(s) finished" in message and "--source" not in message
+    assert message.endswith("The same command resumes it: python scripts/build_corpus.py --text 'my notes.txt' "
+                            "--name killme --model minilm --shard-tokens 1000")
+    monkeypatch.setattr(sys, "argv", ["search.py", "--corpus", str(tmp_path / "killme"), "--sentence", "Hi.",
+                                      "--position", "1", "--layer", "1"])
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(ROOT / "scripts/search.py"), run_name="__main__")
+    assert done.value.code == 2 and capsys.readouterr().err.strip() == f"error: {message}"
 
 
 def test_corrupted_index_gives_a_clear_error(copy_of_sample, minilm):

@@ -464,10 +464,15 @@ def shoot(page: Page, name: str, viewport: dict) -> None:
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x800", "390x844"])
 def test_every_page_at_desktop_and_phone_sizes(server, browser, viewport):
-    """Every page draws without an error, and nothing is wider than a phone's screen; the
-    screenshots are for people to look at (test-artifacts/page-*.png)."""
+    """Every page draws without an error, asks no host but the app's server (no font, icon or
+    script from a third party: the app works offline and tells nobody who reads it), and nothing
+    is wider than a phone's screen; the screenshots are for people to look at
+    (test-artifacts/page-*.png)."""
     _, base = server
     page = new_page(browser, viewport)
+    foreign: list[str] = []
+    page.context.on("request", lambda request: foreign.append(request.url) if off_server(request.url, base) else None)
+    page.context.on("websocket", lambda socket: foreign.append(socket.url) if off_server(socket.url, base) else None)
     for name, path, ready in PAGES:
         page.goto(base + path)
         page.wait_for_selector(ready)
@@ -485,7 +490,15 @@ def test_every_page_at_desktop_and_phone_sizes(server, browser, viewport):
             page.screenshot(path=str(ARTIFACTS / "screenshot.png"))
             if os.environ.get("EXBERT_UPDATE_SCREENSHOT"):
                 shutil.copyfile(ARTIFACTS / "screenshot.png", app_support.ROOT / "docs" / "screenshot.png")
+        assert page.evaluate("document.querySelector(\"link[rel='shortcut icon']\").href").startswith(base), name
+        assert not foreign, f"{name} asked other hosts: {sorted(set(foreign))}"
     page.context.close()
+
+
+def off_server(url: str, base: str) -> bool:
+    """Whether ``url`` asks a host other than the app's server (``data:`` and ``blob:`` URLs ask none)."""
+    parts = urlsplit(url)
+    return parts.scheme not in ("data", "blob") and parts.netloc != urlsplit(base).netloc
 
 
 def sidebar_open(page: Page, viewport: dict) -> None:

@@ -7,9 +7,12 @@ Also: the README's "Limits" table is the one generated from ``exbert_core/limits
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import runpy
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +24,9 @@ from transformers import BertConfig
 from conftest import ROOT
 from exbert_core import limits
 from exbert_core.corpus.build import sources, text
-from exbert_core.corpus.search import query as search
-from exbert_core.errors import BuildError, ExbertError, InputError, InvalidText, ModelLoadError
+from exbert_core.corpus.format.manifest import sha256
+from exbert_core.corpus.search import query as search, store
+from exbert_core.errors import BuildError, CorpusError, ExbertError, InputError, InvalidText, ModelLoadError
 from exbert_core.limits import MAX_K, MAX_TEXT_BYTES, MAX_TOP_K, MAX_UPLOAD_MB
 from exbert_core.model import analysis, loading
 
@@ -41,9 +45,13 @@ def files(tmp_path_factory, sample_corpus_dir) -> SimpleNamespace:
     big_model = tmp / "big-model"
     BertConfig(hidden_size=2048, num_hidden_layers=48, num_attention_heads=16, intermediate_size=8192,
                architectures=["BertForMaskedLM"]).save_pretrained(big_model)
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
     return SimpleNamespace(corpus=str(sample_corpus_dir), sample=str(ROOT / "tests/data/sample_corpus.txt"),
                            zero_width=str(zero_width), too_large=str(too_large), big_model=str(big_model),
-                           out=str(tmp / "corpora"))
+                           out=str(tmp / "corpora"), folder=str(tmp), missing=str(tmp / "missing.txt"),
+                           dead_address=f"127.0.0.1:{dead_port}")
 
 
 S = "Alice ran to a small house."  # [CLS] alice ran to a small house . [SEP]: positions 0-8
@@ -85,6 +93,19 @@ CLI_CASES = [
      "no sentences to index"),
     ("build from a text one byte too large", "build_corpus.py", ["--text", "{too_large}", "--name", "big", "--out", "{out}"],
      f"is more than the {MAX_UPLOAD_MB} MB limit"),
+    ("build shard-tokens -1", "build_corpus.py", [*BUILD, "--shard-tokens", "-1"], "-1 is out of range: give a number from 1,000"),
+    ("build max-tokens-total 0", "build_corpus.py", [*BUILD, "--max-tokens-total", "0"], "0 is out of range: give a number from 1,000"),
+    ("build workers 0", "build_corpus.py", [*BUILD, "--engine", "ray", "--workers", "0"], "0 is out of range: give a number from 1 to"),
+    ("build on a Ray address where nothing listens", "build_corpus.py", [*BUILD, "--engine", "ray", "--address", "{dead_address}"],
+     "Nothing answers at the Ray address 127.0.0.1:"),
+    ("build on a Ray address that is no address", "build_corpus.py", [*BUILD, "--engine", "ray", "--address", "nowhere"],
+     "is not host:port or ray://host:port"),
+    ("build --text naming a folder", "build_corpus.py", ["--text", "{folder}", "--name", "f", "--out", "{out}"],
+     "is a directory; choose a plain text file"),
+    ("build --text naming a missing file", "build_corpus.py", ["--text", "{missing}", "--name", "m", "--out", "{out}"],
+     "missing.txt does not exist"),
+    ("search on a Ray address where nothing listens", "search.py", [*SEARCH, "--position", "1", "--address", "{dead_address}"],
+     "Nothing answers at the Ray address 127.0.0.1:"),
     ("atlas sentences 0", "head_atlas.py", ["--corpus", "{corpus}", "--sentences", "0"], "0 is out of range"),
     ("atlas sentences too many", "head_atlas.py", ["--corpus", "{corpus}", "--sentences", "100001"], "100,001 is out of range"),
 ]
@@ -194,3 +215,74 @@ def test_readme_limits_table_is_generated_from_limits_py():
     names = [n for n in vars(limits) if n.isupper()]
     assert [r[0] for r in rows] == names  # every limit is in the table, in file order
     assert all(len(why) > 20 for _, _, why in rows), "each limit says why"
+
+
+def _manifest(folder: Path, change) -> None:
+    path = folder / "manifest.json"
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _truncate_and_reseal(folder: Path) -> None:
+    """tokens.parquet cut in half, and its checksums updated (what a careless copy tool leaves)."""
+    shard = folder / "shard-0000"
+    _truncate(shard / "tokens.parquet")
+    m = json.loads((shard / "manifest.json").read_text())
+    m["files"]["tokens.parquet"] = {"sha256": sha256(shard / "tokens.parquet"),
+                                    "bytes": (shard / "tokens.parquet").stat().st_size}
+    (shard / "manifest.json").write_text(json.dumps(m))
+    _manifest(folder, lambda top: {**top, "shards": [{**top["shards"][0], "manifest_sha256": sha256(shard / "manifest.json")}]})
+
+
+# (case, damage, what the refusal says): each refused by the corpus's name, with its rebuild command.
+DAMAGED = [
+    ("truncated tokens.parquet", lambda f: _truncate(f / "shard-0000" / "tokens.parquet"),
+     "shard-0000/tokens.parquet is missing or corrupted"),
+    ("truncated tokens.parquet, checksums updated", _truncate_and_reseal, "shard-0000/tokens.parquet cannot be read"),
+    ("format_version 99", lambda f: _manifest(f, lambda m: {**m, "format_version": 99}),
+     "has format 99; this version reads format 3 (it was built by a newer version of exbert-streamlit"),
+    ("shards null", lambda f: _manifest(f, lambda m: {**m, "shards": None}), "'shards' is None, not a valid list"),
+    ("a list instead of an object", lambda f: _manifest(f, lambda m: [m]), "manifest.json is not a JSON object (it holds a list)"),
+    ("garbage quantiser.npz", lambda f: (f / "quantiser.npz").write_bytes(b"PK\x03\x04 garbage" * 50),
+     "quantiser.npz is corrupted"),
+]
+
+
+@pytest.mark.parametrize("damage, message", [c[1:] for c in DAMAGED], ids=[c[0] for c in DAMAGED])
+def test_a_damaged_corpus_is_refused_by_name(sample_corpus_dir, tmp_path, damage, message):
+    folder = tmp_path / "damaged"
+    shutil.copytree(sample_corpus_dir, folder)
+    damage(folder)
+    with pytest.raises(CorpusError) as info:
+        opened = store.load(str(folder))
+        opened.shards[0].tokens()
+        opened.shards[0].sentences()
+    text = str(info.value)
+    assert message in text and "\n" not in text, text
+    assert "Corpus 'damaged'" in text or "Corpus 'sample'" in text  # the folder's name, or the one it was built as
+    assert "Rebuild it on the app's Corpora page, or: python scripts/build_corpus.py --text " in text
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("latin1.txt", "Caf\xe9 au lait.".encode("latin-1"), "Text is not valid UTF-8: byte 0xe9 at offset 3"),
+    ("utf16.txt", "Tea for two.".encode("utf-16"), "It looks like UTF-16; save it as UTF-8"),
+    ("empty.txt", b"", "Text is empty or contains only whitespace"),
+], ids=["Latin-1", "UTF-16", "empty"])
+def test_an_upload_that_cannot_be_built_is_refused_at_once_and_build_stays_off(name, data, message):
+    """The probe saw no message after such an upload and Build enabled: now the page says why as
+    soon as the file is chosen, and Build is off."""
+    import app_support
+    from streamlit.testing.v1 import AppTest
+
+    with app_support.app_environment():
+        at = AppTest.from_file(str(app_support.APP), default_timeout=300)
+        at.switch_page("app_pages/corpora.py").run()
+        assert at.button(key="build_file_go").disabled  # nothing chosen yet
+        at.file_uploader(key="build_upload").set_value((name, data, "text/plain")).run()
+    assert not at.exception
+    errors = [e.value.replace("\\", "") for e in at.error]
+    assert any(name in e and message in e for e in errors), errors
+    assert at.button(key="build_file_go").disabled

@@ -134,7 +134,9 @@ def tokenize(loaded: LoadedModel, sentence: str) -> tuple[list[Token], bool]:
         truncation=True,
         max_length=loaded.info.max_tokens,
     )
-    full_length = len(tokenizer(sentence, truncation=False)["input_ids"])
+    # verbose=False: a sentence over the model's maximum is expected here (cut above, and said so),
+    # so the tokenizer's "will result in indexing errors" warning would only mislead.
+    full_length = len(tokenizer(sentence, truncation=False, verbose=False)["input_ids"])
     ids = enc["input_ids"]
     texts = tokenizer.convert_ids_to_tokens(ids)
     words = enc.word_ids()

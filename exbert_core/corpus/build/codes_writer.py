@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,12 @@ class CodeWriter:
         head = header(self.index, rows)
         with path.open("wb") as f:
             f.write(head)
-            f.truncate(len(head) + rows * self.index.sq.code_size)
+            f.flush()
+            size = len(head) + rows * self.index.sq.code_size
+            # Blocks reserved now: a full disk is an OSError here, never a SIGBUS later in the
+            # memory-mapped writes (a sparse file from truncate() has no blocks behind its pages).
+            if size > len(head):
+                os.posix_fallocate(f.fileno(), len(head), size - len(head))
         self._codes = np.memmap(path, dtype=np.uint8, mode="r+", offset=len(head),
                                 shape=(rows, self.index.sq.code_size)) if rows else None
 

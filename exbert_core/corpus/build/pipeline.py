@@ -41,6 +41,7 @@ from exbert_core.corpus.format.manifest import (
     MANIFEST,
     QUANTISER,
     SENTENCES,
+    STARTED,
     TOKENS,
     CorpusManifest,
     ShardManifest,
@@ -50,7 +51,7 @@ from exbert_core.corpus.format.manifest import (
     shard_dir,
 )
 from exbert_core.corpus.build.text import EncodedSentence
-from exbert_core.errors import BuildError
+from exbert_core.errors import BuildError, disk_error
 from exbert_core.model.annotate import load_spacy, pipeline_name
 from exbert_core.model.loading import LoadedModel, ModelInfo
 from exbert_core.progress import Progress, Rate, Step, format_seconds, ignore
@@ -97,6 +98,8 @@ def build(
 
     An existing corpus of that name is replaced only once the new one is complete. A partial
     build of the same text, model and options is resumed; any other partial build is discarded.
+    A read-only or full disk is a :class:`~exbert_core.errors.DiskError` (one line); what was
+    written stays under ``<name>.partial/``, which nothing loads.
     """
     reason = names.problem(name)
     if reason:
@@ -108,10 +111,25 @@ def build(
     # Per-batch arrays of a few MB would otherwise come from the heap, which glibc seldom gives
     # back: without this the process's memory creeps up with the number of batches.
     runtime.return_freed_memory()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with filelock.FileLock(str(out_dir / f"{name}.lock")):
-        _remove_stale_partials(out_dir, name)
-        return _build_locked(text, name, out_dir, loaded, source or {}, options, report, nlp or load_spacy(), engine)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with filelock.FileLock(str(out_dir / f"{name}.lock")):
+            _remove_stale_partials(out_dir, name)
+            try:
+                return _build_locked(text, name, out_dir, loaded, source or {}, options, report,
+                                     nlp or load_spacy(), engine)
+            except OSError:
+                # Still under the lock: the shard cut off mid-way goes (on a full disk that frees
+                # space; a resumed build redoes it anyway), the finished ones stay for the next run.
+                for cut_off in (out_dir / f"{name}.partial").glob("shard-*.partial"):
+                    shutil.rmtree(cut_off, ignore_errors=True)
+                raise
+    except OSError as err:  # a read-only or full disk: one clear line, never a traceback
+        problem = disk_error(err, f"corpus '{name}'", out_dir,
+                             again="Free some space and run the same build again: it keeps the shards already built.")
+        if problem is None:
+            raise
+        raise problem from err
 
 
 def _build_locked(
@@ -125,7 +143,11 @@ def _build_locked(
         raise BuildError("The text has no sentences to index.")
     partial = out_dir / f"{name}.partial"
     plan = _plan(paragraphs, loaded, options, pipeline_name(nlp))
-    _start_or_resume(partial, plan)
+    if _start_or_resume(partial, plan):  # what the hint that resumes it quotes (manifest.resume_hint)
+        changed = {key: getattr(options, key) for key in ("max_tokens", "shard_tokens")
+                   if getattr(options, key) != getattr(BuildOptions, key)}
+        atomic.write_text(partial / STARTED, json.dumps({"source": source, "model": loaded.info.name,
+                                                         "options": changed}))
 
     ranges_path = partial / QUANTISER
     if not ranges_path.is_file():
@@ -172,6 +194,7 @@ def _build_locked(
     )
     atomic.write_text(partial / MANIFEST, manifest.to_json())
     (partial / "plan.json").unlink(missing_ok=True)
+    (partial / STARTED).unlink(missing_ok=True)
     final = out_dir / name
     atomic.replace_dir(partial, final)
     memory.KEPT.drop(("corpus", str(final.resolve())))
@@ -211,7 +234,8 @@ def _plan(paragraphs: list[str], loaded: LoadedModel, options: BuildOptions, spa
             "revision": _revision(loaded), "spacy": spacy_name, "options": asdict(options) | {"batch_bytes": None}}
 
 
-def _start_or_resume(partial: Path, plan: dict) -> None:
+def _start_or_resume(partial: Path, plan: dict) -> bool:
+    """Resume the partial build of ``plan`` in ``partial``, or start it afresh; True when started."""
     plan_path = partial / "plan.json"
     if partial.is_dir():
         try:
@@ -219,12 +243,13 @@ def _start_or_resume(partial: Path, plan: dict) -> None:
                 log.info("Resuming the partial build in %s", partial)
                 for stale in partial.glob("shard-*.partial"):  # a shard cut off mid-way restarts
                     shutil.rmtree(stale, ignore_errors=True)
-                return
+                return False
         except (OSError, ValueError):
             pass
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
     atomic.write_text(plan_path, json.dumps(plan))
+    return True
 
 
 def _shard_pieces(paragraphs: list[str], shard_tokens: int) -> list[list[str]]:

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import spacy
 
-from exbert_core.cluster import connect
+from exbert_core.cluster import check_address, connect
 from exbert_core.corpus.build import pipeline as corpus_build
 from exbert_core.corpus.format.manifest import shard_dir
-from exbert_core.errors import BuildError
+from exbert_core.errors import BuildError, InputError
 from exbert_core.model.loading import LoadedModel
 from exbert_core.progress import Progress, Step
 
@@ -74,7 +74,9 @@ class _EmbedShard:
 def engine(address: str | None = None, workers: int | None = None, device: str = "auto") -> corpus_build.ShardEngine:
     """A shard engine for :func:`exbert_core.corpus.build.pipeline.build` that runs on Ray: ``workers``
     actors per stage (default: what the cluster's CPUs allow), one GPU per model actor when the
-    cluster has GPUs (``device`` auto), always (``cuda``: BuildError without one) or never (``cpu``)."""
+    cluster has GPUs (``device`` auto), always (``cuda``: BuildError without one) or never (``cpu``).
+    An ``address`` where nothing answers is refused now, before any work (:func:`check_address`)."""
+    check_address(address)
 
     def build_shards(
         partial: Path, missing: dict[int, list[str]], loaded: LoadedModel, nlp: spacy.language.Language,

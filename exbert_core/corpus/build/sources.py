@@ -120,8 +120,9 @@ def fetch_source(name: str, progress: Progress | None = None) -> Path:
 def read_user_text(path_or_bytes: Path | bytes, max_bytes: int = MAX_TEXT_BYTES) -> str:
     """Validate a user-supplied text and return it as a string.
 
-    Checks, in order: for a :class:`~pathlib.Path`, that it is an existing regular
-    file (no directories, devices or FIFOs); size at most ``max_bytes``; no NUL
+    Checks, in order: for a :class:`~pathlib.Path`, that it is not a link leading out
+    of its folder (:func:`inside_folder`) and is an existing regular file (no
+    directories, devices or FIFOs); an upload is its bytes alone (no path); size at most ``max_bytes``; no NUL
     bytes (binary files); valid UTF-8 (the error gives the byte offset of the first
     bad byte); not empty or whitespace-only. A UTF-8 BOM is stripped and ``\\r\\n``
     and ``\\r`` newlines become ``\\n``. Lines are otherwise left as they are.
@@ -438,8 +439,25 @@ def _decode_source(raw: bytes, name: str) -> str:
 # User texts
 
 
+def inside_folder(file: Path, root: Path) -> bool:
+    """Whether ``file``, its links followed, lies inside the folder ``root`` (already resolved).
+    The one rule of every user input: no file outside the input's folder is ever read, so a link
+    such as ``notes.txt -> /etc/passwd`` cannot bring a host file into a corpus visitors see."""
+    try:
+        return file.resolve(strict=True).is_relative_to(root)
+    except (OSError, RuntimeError):  # a dangling link, a loop of links
+        return False
+
+
+def check_inside_its_folder(path: Path) -> None:
+    """Refuse a file given alone that is a link leading out of its own folder (:func:`inside_folder`)."""
+    if path.is_symlink() and not inside_folder(path, path.parent.resolve()):
+        raise InvalidText(f"{path} is a link to a file outside its folder, which is not read; name that file itself.")
+
+
 def _read_regular_file(path: Path, max_bytes: int) -> bytes:
-    """Read at most ``max_bytes + 1`` bytes of an existing regular file."""
+    """Read at most ``max_bytes + 1`` bytes of an existing regular file (not a link out of its folder)."""
+    check_inside_its_folder(path)
     try:
         info = path.stat()
     except FileNotFoundError as exc:

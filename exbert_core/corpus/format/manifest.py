@@ -54,13 +54,15 @@ def file_entry(path: Path) -> dict[str, Any]:
     return {"sha256": sha256(path), "bytes": path.stat().st_size}
 
 
-def rebuild_hint(name: str, source: dict | None = None, model: str | None = None) -> str:
-    """How to rebuild corpus ``name`` from its own source (never a different text): the input and
-    the options that chose its texts (split, text column, sample size), as the build recorded them."""
+def build_command(name: str, source: dict | None = None, model: str | None = None,
+                  options: dict | None = None) -> str:
+    """The ``build_corpus.py`` command that builds corpus ``name`` from its own source (never a
+    different text): the input and the options that chose its texts (split, text column, sample
+    size), as the build recorded them, and ``options`` (``max_tokens``, ``shard_tokens``) given."""
     source = source if isinstance(source, dict) else {}
 
-    def given(key: str) -> str | None:
-        value = source.get(key)
+    def given(key: str, within: dict = source) -> str | None:
+        value = within.get(key)
         return shlex.quote(str(value)) if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "" else None
 
     origins = (("name", "--source"), ("file", "--text"), ("input", "--input"), ("hf_dataset", "--hf-dataset"))
@@ -70,8 +72,35 @@ def rebuild_hint(name: str, source: dict | None = None, model: str | None = None
         if given(key) and not origin.startswith("--text YOUR"):
             origin += f" {flag} {given(key)}"
     model_arg = f" --model {shlex.quote(model)}" if isinstance(model, str) and model else ""
-    return (f"Rebuild it on the app's Corpora page, or: python scripts/build_corpus.py {origin} "
-            f"--name {name}{model_arg}")
+    options = options if isinstance(options, dict) else {}
+    extra = "".join(f" {flag} {given(key, options)}" for key, flag in (("max_tokens", "--max-tokens"),
+                                                                        ("shard_tokens", "--shard-tokens"))
+                    if given(key, options))
+    return f"python scripts/build_corpus.py {origin} --name {name}{model_arg}{extra}"
+
+
+def rebuild_hint(name: str, source: dict | None = None, model: str | None = None) -> str:
+    """How to rebuild corpus ``name`` from its own source (:func:`build_command`)."""
+    return f"Rebuild it on the app's Corpora page, or: {build_command(name, source, model)}"
+
+
+STARTED = "started.json"  # in a partial build: what it was started from, for the hint that resumes it
+
+
+def resume_hint(partial: Path, name: str) -> str:
+    """What to say about corpus ``name`` when only its interrupted build ``partial`` is on disk:
+    that the same command resumes it, quoted from what the build recorded when it started."""
+    finished = sum(1 for _ in partial.glob("shard-[0-9][0-9][0-9][0-9]/" + MANIFEST))
+    try:
+        started = json.loads((partial / STARTED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        started = None
+    said = (f"A build of corpus '{name}' was interrupted ({finished} shard(s) finished, kept in {partial}); "
+            "nothing of it loads yet.")
+    if not isinstance(started, dict):
+        return f"{said} Run the same build again (same text, model and options) to resume it."
+    command = build_command(name, started.get("source"), started.get("model"), started.get("options"))
+    return f"{said} The same command resumes it: {command}"
 
 
 _TYPES: dict[str, Any] = {"int": int, "str": str, "dict": dict, "list": list, "float": (int, float)}
@@ -157,10 +186,15 @@ class CorpusManifest:
         source = data.get("source") if isinstance(data, dict) else None
         model = data.get("model") if isinstance(data, dict) else None
         hint = rebuild_hint(name, source, model if isinstance(model, str) else None)
-        if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
-            version = data.get("format_version") if isinstance(data, dict) else None
-            raise CorpusError(f"Corpus '{name}' has format {version!r}; this version reads format "
-                              f"{FORMAT_VERSION}. {hint}")
+        if not isinstance(data, dict):
+            raise CorpusError(f"Corpus '{name}': manifest.json is not a JSON object (it holds a "
+                              f"{type(data).__name__}). {hint}")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            newer = isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
+            raise CorpusError(f"Corpus '{name}' has format {version!r}; this version reads format {FORMAT_VERSION}"
+                              + (" (it was built by a newer version of exbert-streamlit: update it, or "
+                                 "rebuild the corpus here)" if newer else "") + f". {hint}")
         manifest = cls(**_check(cls, data, f"Corpus '{name}': manifest.json", hint))
         where = f"Corpus '{name}': manifest.json"
         for key in ("layers", "heads", "hidden", "head_dim"):

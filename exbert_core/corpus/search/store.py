@@ -39,6 +39,7 @@ from exbert_core.corpus.format.manifest import (
     ShardEntry,
     ShardManifest,
     index_file,
+    resume_hint,
     sha256,
 )
 from exbert_core.errors import CorpusError
@@ -306,6 +307,9 @@ def load(name_or_dir: str) -> Corpus:
     path = resolve(name_or_dir)
     name = path.name
     if not (path / MANIFEST).is_file():
+        partial = path.with_name(f"{name}.partial")
+        if partial.is_dir():  # a build of that name was cut off: resuming it is the way, not another text
+            raise CorpusError(f"No corpus '{name}' at {path} yet. {resume_hint(partial, name)}")
         raise CorpusError(f"No corpus '{name}' at {path}. Build it on the Corpora page, or: python "
                           f"scripts/build_corpus.py --source alice --name {name} (or --text YOUR_FILE.txt)")
     manifest = CorpusManifest.read(path, name)
@@ -313,6 +317,9 @@ def load(name_or_dir: str) -> Corpus:
     quantiser = manifest.files.get(QUANTISER)
     if not isinstance(quantiser, dict) or not (path / QUANTISER).is_file():
         raise CorpusError(f"Corpus '{name}': {QUANTISER} is missing. {hint}")
+    # A few kB: checked whole, so a damaged corpus is refused by name before anything is searched.
+    if (path / QUANTISER).stat().st_size != quantiser.get("bytes") or sha256(path / QUANTISER) != quantiser.get("sha256"):
+        raise CorpusError(f"Corpus '{name}': {QUANTISER} is corrupted. {hint}")
     shards = []
     for entry in manifest.shard_entries:
         folder = path / entry.dir

@@ -1,0 +1,147 @@
+"""Reading the inputs of a build (exbert_core.corpus.build.inputs): no file outside the input's folder is
+ever read, and ``--max-tokens-total`` holds across files and spreads a sample over them. Pure file
+reading: no model, no spaCy (fast)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import runpy
+import sys
+from unittest import mock
+
+import pytest
+from conftest import ROOT
+
+from exbert_core.corpus.build import pipeline as build, inputs, sources
+from exbert_core.model import loading
+from exbert_core.errors import InvalidText
+
+SECRET = "root:x:0:0:root:/root:/bin/bash"
+
+
+@pytest.fixture()
+def host_file(tmp_path):
+    """A file outside every input folder, as /etc/passwd is (a copy, so the test is the same everywhere)."""
+    secret = tmp_path / "host" / "passwd"
+    secret.parent.mkdir()
+    secret.write_text(SECRET + "\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n")
+    return secret
+
+
+def tokens(texts: list[str]) -> float:
+    return sum(len(t) for t in texts) / inputs.CHARS_PER_TOKEN
+
+
+def test_a_folder_never_brings_in_a_file_from_outside_it(tmp_path, host_file):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("The river ran to the sea.")
+    (folder / "sub" / "b.txt").write_text("A cat sat on the warm mat.")
+    os.symlink(host_file, folder / "sub" / "passwd_link.txt")  # the probe's case
+    os.symlink(host_file, folder / "rows.jsonl")  # any input kind
+    (host_file.parent / "secret.txt").write_text(SECRET)
+    os.symlink(host_file.parent, folder / "linked_dir", target_is_directory=True)
+    # Python 3.11's rglob does not enter linked folders; where it does, their files are outside.
+    linked = sum(1 for p in folder.rglob("*") if p.name == "secret.txt")
+    os.symlink(folder / "a.txt", folder / "sub" / "again.txt")  # a link inside the folder is read
+    report = inputs.InputReport()
+    texts = list(inputs.read(folder, report=report))
+    assert not [t for t in texts if "root:" in t]
+    assert texts == ["The river ran to the sea.", "The river ran to the sea.", "A cat sat on the warm mat."]
+    assert report.skipped == {"outside the input folder": 2 + linked}
+    assert f"skipped {2 + linked} outside the input folder" in report.summary()  # the manifest's "read" line
+
+
+def test_a_file_given_alone_that_links_out_of_its_folder_is_refused(tmp_path, host_file):
+    (tmp_path / "mine").mkdir()
+    link = tmp_path / "mine" / "notes.txt"
+    os.symlink(host_file, link)
+    with pytest.raises(InvalidText, match="link to a file outside its folder"):
+        list(inputs.read(link))
+    with pytest.raises(InvalidText, match="link to a file outside its folder"):  # --text
+        sources.read_user_text(link)
+    inner = tmp_path / "latest.txt"  # a link within the folder is the user's own file
+    os.symlink(tmp_path / "real.txt", inner)
+    (tmp_path / "real.txt").write_text("Alice ran.")
+    assert sources.read_user_text(inner) == "Alice ran."
+    only_links = tmp_path / "only-links"
+    only_links.mkdir()
+    os.symlink(host_file, only_links / "x.txt")
+    with pytest.raises(InvalidText, match="links that lead out of it are not followed"):
+        list(inputs.read(only_links))
+
+
+def test_the_command_line_builds_nothing_from_a_host_file(tmp_path, host_file, monkeypatch):
+    """build_corpus.py --input: the link is skipped before anything is built, and the manifest's
+    "read" line says so (checked on what the script passes to the build)."""
+    folder = tmp_path / "in" / "sub"
+    folder.mkdir(parents=True)
+    os.symlink(host_file, folder / "passwd_link.txt")
+    (folder / "ok.txt").write_text("The queen shouted at the cat. The cat smiled.")
+    seen = {}
+
+    def fake_build(text, name, out, loaded, *, source, **kwargs):
+        seen.update(text=text, source=source)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(sys, "argv", ["build_corpus.py", "--input", str(tmp_path / "in"), "--name", "links",
+                                      "--out", str(tmp_path / "out")])
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    monkeypatch.setattr(build, "build", fake_build)
+    monkeypatch.setattr(loading, "load", mock.MagicMock())
+    monkeypatch.setattr(loading, "move_to_device", mock.MagicMock(return_value="cpu"))
+    with pytest.raises(SystemExit):
+        runpy.run_path(str(ROOT / "scripts" / "build_corpus.py"), run_name="__main__")
+    assert seen["text"] == ["The queen shouted at the cat. The cat smiled."]
+    assert "skipped 1 outside the input folder" in seen["source"]["read"]
+
+
+def paragraphs(n: int, words: int = 12) -> str:
+    return "\n\n".join(f"Paragraph {i} has some words in it. " + "The cat sat on the mat. " * (words // 6)
+                       for i in range(n))
+
+
+def test_the_cap_holds_across_files_and_a_sample_spreads_over_them(tmp_path):
+    """The probe's case: several files of about 6,000 tokens each and a cap of 2,000 gave the whole
+    first file. Now: at most the cap plus one sentence, taken from every file."""
+    folder = tmp_path / "books"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"book{i}.txt").write_text(f"Book{i} begins. " + paragraphs(400))
+    one_file = len((folder / "book0.txt").read_text()) / inputs.CHARS_PER_TOKEN
+    assert one_file > 6000
+    texts = list(inputs.read(folder, max_tokens_total=2000))
+    assert 2000 - 40 <= tokens(texts) <= 2000 + 12, tokens(texts)  # one sentence here: about 6-12 tokens
+    assert [re.match(r"Book\d", t).group() for t in texts] == ["Book0", "Book1", "Book2", "Book3"]
+    assert all(t.endswith(".") for t in texts)  # cut at a sentence or a paragraph
+
+
+def test_a_sample_of_many_small_files_is_drawn_from_all_of_the_folder(tmp_path):
+    folder = tmp_path / "chapters"
+    folder.mkdir()
+    for i in range(100):
+        (folder / f"ch{i:03d}.txt").write_text(f"Chapter {i}. " + paragraphs(20))
+    report = inputs.InputReport()
+    texts = list(inputs.read(folder, max_tokens_total=1000, report=report))
+    assert tokens(texts) <= 1000 + 12
+    chapters = [int(re.match(r"Chapter (\d+)", t).group(1)) for t in texts]
+    assert report.files == len(chapters) == 1000 // inputs.MIN_SHARE_TOKENS
+    assert chapters[0] == 0 and chapters[-1] >= 75  # spread, not the first five chapters
+
+
+def test_a_short_file_leaves_its_share_to_the_next_and_rows_stop_at_the_cap(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Only a short one.")
+    (folder / "b.jsonl").write_text("\n".join(json.dumps({"text": paragraphs(3)}) for _ in range(500)))
+    texts = list(inputs.read(folder, max_tokens_total=3000))
+    assert texts[0] == "Only a short one." and 3000 - 40 <= tokens(texts) <= 3000 + 12
+    assert list(inputs.read(folder)) [1:] == [paragraphs(3)] * 500  # no cap: everything
+
+
+def test_a_sample_of_one_text_ends_at_a_sentence_near_the_cap():
+    text = "A long paragraph with many sentences. " * 500  # no paragraph break at all
+    cut = inputs.sample_text(text, 1000)
+    assert cut.endswith("sentences.") and 1000 - 12 <= len(cut) / inputs.CHARS_PER_TOKEN <= 1000
