@@ -219,4 +219,5 @@ def _die_with_parent() -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s build: %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # which CPU kernels it loads: noise in the server log
     sys.exit(_child_main(int(sys.argv[1])))
