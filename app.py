@@ -34,7 +34,7 @@ import pyarrow.parquet  # noqa: E402,F401
 import narwhals  # noqa: E402,F401  (Plotly's dataframe checks)
 import plotly.graph_objects  # noqa: E402,F401
 import plotly.io  # noqa: E402,F401
-from exbert_core.corpus import catalog, search, store  # noqa: E402,F401  (FAISS)
+from exbert_core.corpus.search import catalog, query as search, store  # noqa: E402,F401  (FAISS)
 from exbert_core.model import analysis, annotate, loading  # noqa: E402,F401  (torch, transformers, spaCy)
 from exbert_core.views import figures, head_atlas, match_table, sweep, tables  # noqa: E402,F401
 

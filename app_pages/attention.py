@@ -9,14 +9,14 @@ import json
 import numpy as np
 import streamlit as st
 
-from app_pages.common import build, cache, components, page
+from app_pages.common import build, cache, components, page, widgets
 from app_pages.common import state as session
 from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
 from exbert_core.app.state import LONG_INPUT_TOKENS
-from exbert_core.corpus import summary
+from exbert_core.corpus.search import summary
 from exbert_core.model.selection import Heads, block_index
-from exbert_core.views import explain, figures, match_table, serialize, tables
+from exbert_core.views import attention_view, explain, figures, match_table, serialize, tables
 from exbert_core.views.labels import clean_piece, markdown_text
 from exbert_core.views.tokens import strongest
 
@@ -49,9 +49,10 @@ several **heads** each decide how much every token (a word or a piece of one) *l
 - **Summary**: what kind of words the matches are (part of speech, grammatical role, named entity), and
   the same for the tokens they attend to most; *Offset* says where those sit relative to the match.
 - **Masking** a token replaces it by a blank (`[MASK]`): the model must guess it from its context.
+- **Measure** (sidebar): what the attention numbers are. See *Which measure* below.
 
 Every change is kept in the page's address: **Copy link** at the top gives a colleague this exact view.
-"""
+{explain.MEASURE_GUIDE}"""
 
 
 def _on_curve_pick(chart_key: str, positions: list[int]) -> None:
@@ -85,7 +86,7 @@ def _tab_setter(key: str, labels: dict[str, str], field: str):
 
 def _tabs(key: str, labels: dict[str, str], field: str, current: str):
     """Tabs that remember the open one in the state; only the open tab's code runs."""
-    page.seed(key, labels[current])
+    widgets.seed(key, labels[current])
     return st.tabs(list(labels.values()), key=key, on_change=_tab_setter(key, labels, field))
 
 
@@ -102,7 +103,11 @@ labels = [clean_piece(t.text) for t in tokens]
 heads = state.selected_heads(info.heads)
 visible = figures.visible_positions([t.special for t in tokens], state.hide_special)
 shown_labels = [labels[p] for p in visible]
-layer_attention = analysis.attention[block_index(state.layer)]  # heads x tokens x tokens
+weights = page.required(widgets.attempt(
+    lambda: cache.weights(state.model, analysis.sentence, analysis.masked, state.measure),
+    "The attention measure could not be computed.", hint="Choose Raw attention in the sidebar."))
+shown_attention = attention_view.shown(weights, analysis.attention, state.layer, heads, info.heads, state.aggregate)
+layer_attention = shown_attention.per_head  # heads x tokens x tokens, under the per-head measure
 label = view.layer_label()
 st.caption(f"Model **{markdown_text(info.name)}** · layer-[heads] **{label}** · corpus "
            f"**{markdown_text(state.corpus)}** · {len(tokens)} tokens", help=explain.NOTATION)
@@ -114,8 +119,8 @@ if analysis.masked and info.mask_token and not info.has_lm_head:
                icon=":material/theater_comedy:")
 
 # --- The token to search with ------------------------------------------------------------------
-page.token_picker(analysis, "Token to search with (or click a token in the attention curves)", selected=state.token,
-                  can_mask=info.mask_token is not None)
+widgets.token_picker(analysis, "Token to search with (or click a token in the attention curves)", selected=state.token,
+                     can_mask=info.mask_token is not None)
 
 # --- Attention ---------------------------------------------------------------------------------
 long_input = len(tokens) > LONG_INPUT_TOKENS
@@ -124,10 +129,11 @@ left, right = st.columns([3, 2], gap="large")
 with left:
     st.markdown(f"#### Attention at layer {state.layer}")
     if heads:
-        st.caption(explain.attention_sentence(state.layer, list(heads), info.heads, label))
+        st.caption(explain.attention_sentence(state.layer, list(heads), info.heads, label) + " "
+                   + attention_view.describe(shown_attention, state.layer, heads, info.heads, causal=info.causal))
     # Tabs with state: only the open tab runs (a long input's curves are built only when asked for).
     curves, heatmap, per_head = _tabs(K_VIEW, VIEW_LABELS, "view", current)
-    matrix = figures.head_mean(layer_attention, heads)[np.ix_(visible, visible)]
+    matrix = shown_attention.matrix[np.ix_(visible, visible)]
     if state.hide_special:
         matrix = figures.renormalize_rows(matrix)
     shown = (" With special tokens hidden, each token's attention is rescaled over the tokens shown."
@@ -152,7 +158,7 @@ with left:
                                                   selected=state.token)
                 with st.container(key="attention_curves", height=SCROLL_HEIGHT if long_input else "content"):
                     st.plotly_chart(figure, key=chart_key, on_select=lambda: _on_curve_pick(chart_key, visible),
-                                    selection_mode="points", config=page.chart_config(f"curves-{stem}"))
+                                    selection_mode="points", config=widgets.chart_config(f"curves-{stem}"))
                 st.caption(
                     f"Each token on the left attends to the tokens on the right; thicker, darker curves "
                     f"carry more attention. Shown: the strongest links making up {state.threshold} % of each "
@@ -167,7 +173,7 @@ with left:
                 with st.container(key="attention_heatmap"):
                     st.plotly_chart(figures.attention_heatmap(matrix, shown_labels, positions=visible,
                                                               selected=state.token),
-                                    config=page.chart_config(f"heatmap-{stem}", zoom=long_input), key="heatmap")
+                                    config=widgets.chart_config(f"heatmap-{stem}", zoom=long_input), key="heatmap")
                 st.caption("Row: the token that attends; column: the token it attends to. The selected "
                            "token's row is outlined." + shown
                            + (" Drag over a region to zoom in (its tokens are then labelled); double-click "
@@ -176,7 +182,7 @@ with left:
         with per_head:
             grid = layer_attention[:, visible][:, :, visible]
             st.plotly_chart(figures.head_grid(grid, shown_labels, selected_heads=heads),
-                            config=page.chart_config(f"heads-layer{state.layer}"), key="head_grid")
+                            config=widgets.chart_config(f"heads-layer{state.layer}"), key="head_grid")
             pooled = len(visible) > figures.POOLED_TILE
             st.caption(f"Every head of layer {state.layer}: one small heat map per head (● = selected). "
                        "Hover for the weights."
@@ -203,7 +209,7 @@ with right:
                        f"dependency **{markdown_text(word.dep)}** · entity **{markdown_text(word.ner or 'none')}**")
         if heads and position in visible:
             row = matrix[visible.index(position)]  # as drawn: shown tokens, rescaled if hiding specials
-            st.caption("Attends most to: " + ", ".join(
+            st.caption(f"Takes most from ({attention_view.measure_words(shown_attention.measure)}): " + ", ".join(
                 f"{markdown_text(shown_labels[t.index])} {t.weight:.0%}" for t in strongest(row)))
         st.markdown("#### Predictions")
         if analysis.predictions is not None:
@@ -211,7 +217,7 @@ with right:
             title = (f"Next token after “{labels[position]}”" if info.causal
                      else f"What the model puts at position {position}")
             st.plotly_chart(figures.predictions_bar(candidates, title=title), key="predictions",
-                            config=page.chart_config(f"predictions-{state.model.split('/')[-1]}-{position}"))
+                            config=widgets.chart_config(f"predictions-{state.model.split('/')[-1]}-{position}"))
             st.page_link("app_pages/layers.py", label="Its predictions at every layer (logit lens)",
                          icon=":material/stacked_bar_chart:")
         else:
@@ -237,9 +243,9 @@ if state.by == "heads" and not heads:
     st.info("Search by head embedding needs at least one head: select heads in the sidebar.")
     st.stop()
 
-result = page.required(page.attempt(
+result = page.required(widgets.attempt(
     lambda: cache.search(state.model, str(entry.path), entry.stamp, analysis.sentence, analysis.masked,
-                         state.token, state.layer, state.by, tuple(heads), state.k),
+                         state.token, state.layer, state.by, tuple(heads), state.k, state.measure, state.aggregate),
     "The search failed.", hint="Try another layer or token."))
 
 title = explain.corpus_title(entry.name, entry.source)
@@ -260,10 +266,12 @@ matches_tab, summary_tab = _tabs(K_RESULTS, {**RESULT_LABELS, "matches": f"Match
 if matches_tab.open is not False:
     with matches_tab, st.container(key="matches"):
         st.markdown(explain.matches_sentence(n, title, query_word, state.layer, state.by, label))
-        page.seed(K_CONTEXT, state.context)
+        widgets.seed(K_CONTEXT, state.context)
         width = st.slider("Context shown (tokens each side)", 1, app_state.MAX_CONTEXT, key=K_CONTEXT, width=360,
                           on_change=lambda: session.set_state(context=int(st.session_state[K_CONTEXT])))
-        st.caption("Highlighted: the matched token; underlined: the token it attends to most (selected heads, "
+        st.caption("Highlighted: the matched token; underlined: the token it takes most from, by "
+                   f"{attention_view.measure_words(state.measure)} "
+                   f"({'rolled out over layers 1 to ' + str(state.layer) if state.aggregate == 'rollout' else 'selected heads'}, "
                    "special tokens excluded), with its offset from the match. Hover a word for its part of "
                    "speech, dependency and entity.")
         st.html(match_table.matches_html(result, width=width))
@@ -282,16 +290,16 @@ if summary_tab.open is not False:
                 if feature == "offset":
                     st.plotly_chart(figures.offset_histogram(hist["max_attention"]["offset"],
                                                              title="Where the most-attended token sits, relative to the match"),
-                                    config=page.chart_config(f"offset-{search_stem}"), key="hist_offset")
+                                    config=widgets.chart_config(f"offset-{search_stem}"), key="hist_offset")
                     continue
                 matched, attended = hist["matched"][feature], hist["max_attention"][feature]
                 top = max([*matched.values(), *attended.values(), 1])  # one x scale for the pair
                 a, b = st.columns(2)
                 a.plotly_chart(figures.histogram(matched, describe=describe, x_max=top, color=figures.MATCHED_COLOR,
                                                  title=f"{FEATURE_TITLES[feature]} of the {n} matched tokens"),
-                               config=page.chart_config(f"{feature}-matched-{search_stem}"),
+                               config=widgets.chart_config(f"{feature}-matched-{search_stem}"),
                                key=f"hist_matched_{feature}")
                 b.plotly_chart(figures.histogram(attended, describe=describe, x_max=top, color=figures.ATTENDED_COLOR,
                                                  title=f"{FEATURE_TITLES[feature]} of the tokens they attend to most"),
-                               config=page.chart_config(f"{feature}-attended-{search_stem}"),
+                               config=widgets.chart_config(f"{feature}-attended-{search_stem}"),
                                key=f"hist_attended_{feature}")

@@ -9,19 +9,19 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from app_pages.common import cache, page
+from app_pages.common import cache, page, widgets
 from app_pages.common import state as session
 from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
 from exbert_core.app.corpus_choice import entry_for
 from exbert_core.app.state import ModelFacts, TokenFacts
-from exbert_core.corpus import catalog, summary
-from exbert_core.corpus.search import SearchResult
+from exbert_core.corpus.search import catalog, summary
+from exbert_core.corpus.search.query import SearchResult
 from exbert_core.model.analysis import Analysis
 from exbert_core.model.loading import ModelInfo
 from exbert_core.model.names import OFFLINE_MODELS
 from exbert_core.model.selection import Heads, block_index, layer_range
-from exbert_core.views import explain, figures, match_table
+from exbert_core.views import attention_view, explain, figures, match_table
 from exbert_core.views.labels import clean_piece, markdown_text
 from exbert_core.views.tokens import same_depth, same_token, strongest
 
@@ -48,7 +48,8 @@ class Side:
     layer: int
     heads: Heads
     corpus: catalog.CorpusEntry | None
-    matrix: np.ndarray | None = None  # [shown, shown] attention of the selected heads
+    matrix: np.ndarray | None = None  # [shown, shown] the selected heads' weights under the measure
+    shown: attention_view.ShownAttention | None = None
     visible: list[int] | None = None
     result: SearchResult | None = None
 
@@ -88,14 +89,18 @@ def _prepare(side: Side, state: app_state.AppState) -> None:
     side.visible = figures.visible_positions([t.special for t in a.tokens], state.hide_special)
     heads = side.heads.resolve(side.info.heads)
     if heads:
-        matrix = figures.head_mean(a.attention[block_index(side.layer)], heads)[np.ix_(side.visible, side.visible)]
-        side.matrix = figures.renormalize_rows(matrix) if state.hide_special else matrix
+        weights = widgets.attempt(lambda: cache.weights(side.model, a.sentence, a.masked, state.measure),
+                                  f"The attention measure of {side.name} could not be computed.")
+        if weights is not None:
+            side.shown = attention_view.shown(weights, a.attention, side.layer, heads, side.info.heads, state.aggregate)
+            matrix = side.shown.matrix[np.ix_(side.visible, side.visible)]
+            side.matrix = figures.renormalize_rows(matrix) if state.hide_special else matrix
     if side.corpus is not None:
         kind = state.by if heads else "embedding"
         entry = side.corpus
-        side.result = page.attempt(
+        side.result = widgets.attempt(
             lambda: cache.search(side.model, str(entry.path), entry.stamp, a.sentence, a.masked, side.token,
-                                 side.layer, kind, tuple(heads), state.k),
+                                 side.layer, kind, tuple(heads), state.k, state.measure, state.aggregate),
             f"The search of {side.name} failed.")
 
 
@@ -108,18 +113,21 @@ def _draw(side: Side, state: app_state.AppState, zmax: float, x_max: int) -> Non
         assert side.visible is not None
         labels = [clean_piece(a.tokens[p].text) for p in side.visible]
         st.plotly_chart(figures.attention_heatmap(side.matrix, labels, positions=side.visible, selected=side.token,
-                                                  title=f"Attention at {side.label}", zmax=zmax),
-                        key=f"cmp_heat_{side.key}", config=page.chart_config(f"compare-{side.key}-attention-{stem}"))
+                                                  title=f"{attention_view.measure_words(state.measure).capitalize()} at {side.label}",
+                                                  zmax=zmax),
+                        key=f"cmp_heat_{side.key}", config=widgets.chart_config(f"compare-{side.key}-attention-{stem}"))
+        heads = side.heads.resolve(side.info.heads)
+        st.caption(attention_view.describe(side.shown, side.layer, heads, side.info.heads, causal=side.info.causal))
         if side.token in side.visible:
             row = side.matrix[side.visible.index(side.token)]
-            st.caption(f"“{markdown_text(word)}” attends most to: " + ", ".join(
+            st.caption(f"“{markdown_text(word)}” takes most from: " + ", ".join(
                 f"{markdown_text(labels[t.index])} {t.weight:.0%}" for t in strongest(row)))
 
     if a.predictions is not None:
         candidates = [(c.token, c.prob) for c in a.predictions[side.token]]
         title = f"Next token after “{word}”" if side.info.causal else f"What {side.model} puts at “{word}”"
         st.plotly_chart(figures.predictions_bar(candidates, title=title), key=f"cmp_pred_{side.key}",
-                        config=page.chart_config(f"compare-{side.key}-predictions-{stem}"))
+                        config=widgets.chart_config(f"compare-{side.key}-predictions-{stem}"))
     else:
         st.caption(f"{markdown_text(side.model)} has no language-model head, so it makes no predictions "
                    "(smollm2 has one).")
@@ -140,7 +148,7 @@ def _draw(side: Side, state: app_state.AppState, zmax: float, x_max: int) -> Non
         figures.histogram(hist, describe=figures.describe_labels(list(hist)), color=figures.MATCHED_COLOR, x_max=x_max,
                           title=f"{explain.FEATURE_NAMES[state.feature]} of its {len(result.matches)} nearest tokens in "
                                 f"'{entry.name}'"),
-        key=f"cmp_hist_{side.key}", config=page.chart_config(f"compare-{side.key}-{state.feature}-{stem}"))
+        key=f"cmp_hist_{side.key}", config=widgets.chart_config(f"compare-{side.key}-{state.feature}-{stem}"))
     nearest: list[str] = []
     for m in result.matches:
         text = m.token.word or clean_piece(m.token.token)
@@ -153,7 +161,7 @@ def _draw(side: Side, state: app_state.AppState, zmax: float, x_max: int) -> Non
 
 
 # --- Controls ------------------------------------------------------------------------------------
-view = sidebar(page_name="compare", groups=("layer", "heads", "masks", "special", "search"))
+view = sidebar(page_name="compare", groups=("layer", "heads", "masks", "measure", "special", "search"))
 state = view.state
 st.markdown("## Compare")
 st.caption("The same token side by side: its attention, its predictions and its corpus neighbours. A is the "
@@ -161,11 +169,11 @@ st.caption("The same token side by side: its attention, its predictions and its 
            "histograms one axis.", help=explain.NOTATION)
 
 with st.container(key="compare_controls"):
-    page.seed(K_MODE, state.compare)
+    widgets.seed(K_MODE, state.compare)
     st.segmented_control("Compare", list(app_state.COMPARE_MODES), key=K_MODE, required=True,
                          format_func=MODE_LABELS.get, on_change=_on_mode)
     if state.compare == "sentences":
-        page.seed(K_SENTENCE_B, state.sentence_b)
+        widgets.seed(K_SENTENCE_B, state.sentence_b)
         st.text_area("Sentence B", key=K_SENTENCE_B, on_change=_on_sentence_b, height=70,
                      max_chars=app_state.MAX_SENTENCE_CHARS, help="Press Ctrl+Enter (or click outside the box).")
         model_b = state.model
@@ -174,7 +182,7 @@ with st.container(key="compare_controls"):
         options = list(OFFLINE_MODELS) + list(app_state.SUGGESTED_HUB_MODELS)
         if model_b not in options:
             options.append(model_b)
-        page.seed(K_MODEL_B, model_b)
+        widgets.seed(K_MODEL_B, model_b)
         st.selectbox("Model B", options, key=K_MODEL_B, on_change=_on_model_b, accept_new_options=True,
                      width=420, help="An offline model, or any Hugging Face model id (needs internet).")
 
@@ -186,7 +194,7 @@ if state.token is None:
 
 # --- Side B: its model, its analysis, the same token ---------------------------------------------
 sentence_b = state.sentence_b if state.compare == "sentences" else state.sentence
-loaded_b, plain_b = page.required(page.attempt(
+loaded_b, plain_b = page.required(widgets.attempt(
     lambda: (cache.model(model_b), cache.analysis(model_b, sentence_b, ())[0]),
     f"B: could not load or run '{model_b}'.", hint="Pick another model."))
 info_b = loaded_b.info
@@ -211,7 +219,7 @@ else:
     layer_b = same_depth(state.layer, info.layers, info_b.layers)
 # B follows A's masking of the compared token (where B's model can mask).
 masks_b = (token_b,) if state.token in analysis.masked and info_b.mask_token else ()
-analysis_b = plain_b if not masks_b else page.required(page.attempt(
+analysis_b = plain_b if not masks_b else page.required(widgets.attempt(
     lambda: cache.analysis(model_b, sentence_b, masks_b)[0], f"B: could not run '{model_b}'."))
 heads_b = state.heads if state.compare == "sentences" else Heads.all()
 
@@ -228,7 +236,7 @@ zmax = figures.shared_max(*[s.matrix for s in sides if s.matrix is not None])
 x_max = max([max(summary.histograms(s.result)["matched"][state.feature].values(), default=1)
              for s in sides if s.result is not None] or [1])
 
-page.seed(K_FEATURE, state.feature)
+widgets.seed(K_FEATURE, state.feature)
 st.segmented_control("Neighbours by", list(app_state.FEATURES), key=K_FEATURE, required=True,
                      format_func=explain.FEATURE_NAMES.get,
                      on_change=lambda: session.set_state(feature=st.session_state[K_FEATURE]))
@@ -237,16 +245,16 @@ left, right = st.columns(2, gap="large")
 with left, st.container(key="compare_a"):
     st.markdown(f"#### A · {markdown_text(state.model)}")
     st.caption(f"“{markdown_text(analysis.sentence)}”")
-    page.token_picker(analysis, "Token of A (mask it in the sidebar)", selected=state.token, key=K_TOKEN_A,
-                      on_pick=lambda position: session.set_state(token=position, token_b=None))
+    widgets.token_picker(analysis, "Token of A (mask it in the sidebar)", selected=state.token, key=K_TOKEN_A,
+                         on_pick=lambda position: session.set_state(token=position, token_b=None))
     _draw(sides[0], state, zmax, x_max)
 with right, st.container(key="compare_b"):
     st.markdown(f"#### B · {markdown_text(model_b)}")
     st.caption(f"“{markdown_text(analysis_b.sentence)}”" + (" (B follows A's mask)" if masks_b else ""))
-    page.token_picker(analysis_b, "Token of B", selected=token_b, key=K_TOKEN_B,
-                      on_pick=lambda position: session.set_state(token_b=position))
+    widgets.token_picker(analysis_b, "Token of B", selected=token_b, key=K_TOKEN_B,
+                         on_pick=lambda position: session.set_state(token_b=position))
     if state.compare == "models":
-        page.seed(K_LAYER_B, layer_b)
+        widgets.seed(K_LAYER_B, layer_b)
         st.select_slider("Layer of B", list(layer_range("heads", info_b.layers)), key=K_LAYER_B,
                          on_change=lambda: session.set_state(layer_b=int(st.session_state[K_LAYER_B])),
                          help=f"Starts at the depth of A's layer ({state.layer} of {info.layers}); B shows all its heads.")

@@ -2,7 +2,7 @@
 
 Builds run in the background, one per corpus for the whole server (the banner at the top of every
 page shows them). What a visitor may build is the operator's choice
-(:mod:`exbert_core.corpus.policy`): existing corpora are read-only unless replacing is allowed,
+(:mod:`exbert_core.corpus.build.policy`): existing corpora are read-only unless replacing is allowed,
 uploads get names nobody else can take, and a disk quota bounds what all builds may write.
 """
 
@@ -12,13 +12,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages.common import banner, build, controls
-from exbert_core.corpus import catalog, jobs, policy, sources
+from app_pages.common import background, build, sidebar
+from app_pages.common import state as session
+from exbert_core.corpus.build import jobs, policy, sources
+from exbert_core.corpus.search import catalog
 from exbert_core.errors import USER_ERRORS
 from exbert_core.limits import MAX_UPLOAD_MB
 from exbert_core.progress import format_seconds
 
-view = controls.sidebar(analysis_controls=False)
+view = sidebar.sidebar(analysis_controls=False)
 state = view.state
 
 st.markdown("## Corpora")
@@ -80,7 +82,7 @@ def _measured_here() -> str:
 try:
     quota = policy.quota_bytes()
 except USER_ERRORS as err:
-    st.error(banner.md(str(err)))
+    st.error(background.md(str(err)))
     st.stop()
 st.caption(
     f"With the model selected in the sidebar: **{state.model}**. {_measured_here()} Corpora on this server "
@@ -98,8 +100,8 @@ def _start(name: str, text: str, *, exists: bool, replace: bool, source: str | N
     """Check the build against the operator's policy, then start it (or join the one running)."""
     running = jobs.status(name)
     if running is not None and running.running:
-        banner.watch(running)
-        banner.select_when_built(name)
+        background.watch(running)
+        background.select_when_built(name)
         st.info(f"Corpus '{name}' is being built already (progress at the top of the page); it becomes "
                 "your corpus when it is done.")
         return
@@ -107,7 +109,7 @@ def _start(name: str, text: str, *, exists: bool, replace: bool, source: str | N
         estimate = policy.check_build(name, exists=exists, replace=replace, characters=len(text), info=info,
                                       reserved=_reserved())
     except USER_ERRORS as err:
-        st.error(banner.md(str(err)))
+        st.error(background.md(str(err)))
         return
     build.start(name, state.model, source=source, text=text, file_name=file_name, select=True,
                 reserved_bytes=estimate)
@@ -132,7 +134,7 @@ with named:
                 path = sources.fetch_source(source)
             text = path.read_text(encoding="utf-8")
         except USER_ERRORS as err:
-            st.error(banner.md(str(err)))
+            st.error(background.md(str(err)))
         else:
             _start(name, text, exists=catalog.entry_of(name) is not None, source=path.stem,
                    replace=bool(st.session_state.get("build_source_replace")))
@@ -151,12 +153,12 @@ with upload:
             try:
                 text = sources.read_user_text(file.getvalue())
             except USER_ERRORS as err:
-                st.error(f"{banner.md(file.name)}: {banner.md(str(err))}")
+                st.error(f"{background.md(file.name)}: {background.md(str(err))}")
             else:
                 name = policy.upload_name(prefix, text, state.model)
                 if catalog.entry_of(name) is not None:  # the same text with the same model: built once
-                    controls.set_state(corpus=name)
-                    controls.note(f"This text was built already as corpus '{name}'; it is now the selected "
-                                  "corpus.", kind="success")
+                    session.set_state(corpus=name)
+                    session.note(f"This text was built already as corpus '{name}'; it is now the selected "
+                                 "corpus.", kind="success")
                     st.rerun()
                 _start(name, text, exists=False, replace=False, file_name=file.name)

@@ -9,17 +9,20 @@ import time
 
 import streamlit as st
 
-from app_pages.common import build, cache, page
+from app_pages.common import build, cache, page, widgets
 from app_pages.common import state as session
 from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
 from exbert_core.app.state import Relations
+from exbert_core.model.measure_names import LABELS as MEASURE_LABELS
 from exbert_core.views import figures, head_atlas, match_table, tables
 from exbert_core.views.labels import markdown_text
 K_SAMPLE = "atlas_sample"
 K_RELATION = "atlas_relation"
 K_CHART = "atlas_chart"
 K_TABLE = "atlas_table"
+K_SCORE = "atlas_score"
+OTHER_WORDS = {"raw": "attention × value", "norm": "raw attention"}  # the table's second head, by the scoring shown
 
 
 def _on_row(relations: list[str]) -> None:
@@ -52,7 +55,7 @@ def _compute(entry, sentences: int) -> head_atlas.HeadAtlas:
     return atlas
 
 
-page.follow_switch()
+widgets.follow_switch()
 view = sidebar(page_name="head_atlas", analysis_controls=False)
 state = view.state
 
@@ -68,18 +71,28 @@ entry = build.corpus_ready(view)
 if entry is None:
     st.stop()
 
-page.seed(K_SAMPLE, state.sample)
+widgets.seed(K_SAMPLE, state.sample)
 st.select_slider("Corpus sentences read", list(app_state.ATLAS_SAMPLES), key=K_SAMPLE, width=420,
                  on_change=lambda: session.set_state(sample=int(st.session_state[K_SAMPLE])),
                  help="A random sample of the corpus (the same for every model). 1,000 sentences took 29 s "
                       "with MiniLM on a busy 2-core machine, longer with bigger models; each sample size is "
                       "computed once and cached with the corpus.")
-atlas = page.required(page.attempt(
+atlas = page.required(widgets.attempt(
     lambda: _compute(entry, state.sample), "The head atlas failed.",
     hint=f"Try a smaller sample, or compute it from the command line: python scripts/head_atlas.py "
          f"--corpus {entry.name} --sentences {state.sample}"))
 
-best = atlas.best_heads()  # most frequent relation first
+scored_by = "norm" if state.measure != "raw" and "norm" in atlas.measures else "raw"
+widgets.seed(K_SCORE, scored_by)
+st.segmented_control("Score heads by", list(atlas.measures), key=K_SCORE, required=True,
+                     format_func=MEASURE_LABELS.get,
+                     on_change=lambda: session.set_state(measure=st.session_state[K_SCORE]),
+                     help="Raw attention: where a head's strongest attention weight lands (Clark et al.). "
+                          "Attention × value: the weight times the size of what that word passes on (Kobayashi "
+                          "et al. 2020). The table shows the best head by the other measure beside it; "
+                          "contribution is measured per layer, not per head, so it scores by attention × value.")
+scores = atlas.scores(scored_by)
+best = atlas.best_heads(scored_by)  # most frequent relation first
 relations = [row[0] for row in best]
 if not relations:
     st.info(f"No relation was seen {head_atlas.MIN_COUNT} times in {atlas.sentences} sentences: read more "
@@ -90,7 +103,7 @@ describe = figures.describe_labels(relations)
 stem = f"{state.model.split('/')[-1]}-{entry.name}-{atlas.sentences}"
 
 with st.container(key="atlas_heatmap"):
-    page.seed(K_RELATION, state.relation)
+    widgets.seed(K_RELATION, state.relation)
     st.selectbox("Relation", relations, key=K_RELATION, width=420,
                  format_func=lambda r: f"{r} · {describe.get(r, '')} ({atlas.count[r]:,})",
                  on_change=lambda: session.set_state(relation=st.session_state[K_RELATION]))
@@ -98,28 +111,30 @@ with st.container(key="atlas_heatmap"):
     layer_now = state.layer if state.layer is not None else None
     st.plotly_chart(
         figures.head_atlas_heatmap(
-            atlas.accuracy[rel], relation=rel, count=atlas.count[rel], baseline=atlas.baseline[rel],
+            scores[rel], relation=rel, count=atlas.count[rel], baseline=atlas.baseline[rel],
             description=describe.get(rel),
             selected=(layer_now, state.selected_heads(view.info.heads)) if layer_now and state.heads.indices else None),
-        key=K_CHART, on_select=lambda: page.open_picked_head(K_CHART), selection_mode="points", width="content",
-        config=page.chart_config(f"head-atlas-{rel}-{stem}"),
+        key=K_CHART, on_select=lambda: widgets.open_picked_head(K_CHART), selection_mode="points", width="content",
+        config=widgets.chart_config(f"head-atlas-{rel}-{stem}"),
     )
     _, layer, head, acc, offset, base = next(row for row in best if row[0] == rel)
     st.caption(f"{atlas.count[rel]:,} “{markdown_text(rel)}” dependents in {atlas.sentences:,} sentences. Outlined: the best "
                f"head, {layer}-{head} ({acc:.0%}; the word at offset {offset:+d} is right {base:.0%} of the time). "
                "**Click a cell** to open that head in the attention view.")
     st.button(f"Open head {layer}-{head} in the attention view", key="atlas_open_best",
-              icon=":material/open_in_new:", on_click=page.open_head, args=(layer, head))
+              icon=":material/open_in_new:", on_click=widgets.open_head, args=(layer, head))
 
 with st.container(key="atlas_table_box"):
     st.markdown("#### Best head per relation")
-    rows = tables.atlas_rows(atlas, describe)
+    rows = tables.atlas_rows(atlas, describe, scored_by)
     st.dataframe(
-        [{k: row[k] for k in ("relation", "meaning", "dependents", "best head", "accuracy", "baseline offset",
-                              "baseline accuracy")} for row in rows],
+        [{k: row[k] for k in ("relation", "meaning", "dependents", "best head", "accuracy", "other head",
+                              "other accuracy", "baseline offset", "baseline accuracy") if k in row} for row in rows],
         key=K_TABLE, on_select=lambda: _on_row(relations), selection_mode="single-row", hide_index=True,
         column_config={
             "accuracy": st.column_config.ProgressColumn("accuracy", format="percent", min_value=0, max_value=1),
+            "other head": st.column_config.TextColumn(f"best by {OTHER_WORDS[scored_by]}"),
+            "other accuracy": st.column_config.NumberColumn("its accuracy", format="percent"),
             "baseline accuracy": st.column_config.NumberColumn("offset baseline", format="percent"),
             "baseline offset": st.column_config.NumberColumn("offset", format="%+d"),
         },

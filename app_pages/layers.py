@@ -8,7 +8,7 @@ import json
 
 import streamlit as st
 
-from app_pages.common import build, cache, page
+from app_pages.common import build, cache, page, widgets
 from app_pages.common import state as session
 from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
@@ -25,8 +25,8 @@ state = view.state
 st.markdown("## Layer sweep & logit lens")
 info, analysis = page.ready(view, "the layer sweep")
 tokens = analysis.tokens
-page.token_picker(analysis, "Token to follow across the layers", selected=state.token,
-                  can_mask=info.mask_token is not None)
+widgets.token_picker(analysis, "Token to follow across the layers", selected=state.token,
+                     can_mask=info.mask_token is not None)
 if state.token is None:
     st.info("The sentence has no word token to follow.")
     st.stop()
@@ -47,15 +47,15 @@ with lens_col, st.container(key="logit_lens"):
                    "read as predictions). The offline model with one is **smollm2** (pick it in the "
                    "sidebar); online, **bert-base-uncased**.")
     else:
-        lens = page.attempt(lambda: cache.logit_lens(state.model, analysis.sentence, analysis.masked, position),
-                            "The logit lens failed.")
+        lens = widgets.attempt(lambda: cache.logit_lens(state.model, analysis.sentence, analysis.masked, position),
+                               "The logit lens failed.")
         if lens is not None:
             layers = list(layer_range("heads", info.layers))
             target = "the next token" if info.causal else f"position {position}"
             st.plotly_chart(
                 figures.logit_lens_chart(layers, [[(c.token, c.prob) for c in row[:LENS_SHOWN]] for row in lens],
                                          title=f"Top predictions for {target} after each layer"),
-                config=page.chart_config(f"logit-lens-{stem}"), key="lens_chart")
+                config=widgets.chart_config(f"logit-lens-{stem}"), key="lens_chart")
             st.caption("The model's language-model head applied to the token's output after every layer "
                        "(the logit lens): where the final prediction first appears. The last row is the "
                        f"model's own prediction. Shown: the top {LENS_SHOWN}; the CSV has the top "
@@ -78,12 +78,12 @@ with sweep_col, st.container(key="layer_sweep"):
     if state.by == "heads" and not heads:
         st.info("Search by head embedding needs at least one head: select heads in the sidebar.")
         st.stop()
-    summaries = page.required(page.attempt(
+    summaries = page.required(widgets.attempt(
         lambda: cache.sweep(state.model, str(entry.path), entry.stamp, analysis.sentence, analysis.masked,
                             position, state.by, tuple(heads), state.k),
         "The layer sweep failed.", hint="Try another token."))
 
-    page.seed(K_FEATURE, state.feature)
+    widgets.seed(K_FEATURE, state.feature)
     st.segmented_control("Feature", list(app_state.FEATURES), key=K_FEATURE, required=True,
                          format_func=explain.FEATURE_NAMES.get,
                          on_change=lambda: session.set_state(feature=st.session_state[K_FEATURE]))
@@ -93,7 +93,7 @@ with sweep_col, st.container(key="layer_sweep"):
     st.plotly_chart(
         figures.layer_sweep_chart(layers, counts, describe=describe,
                                   title=f"{explain.FEATURE_NAMES[state.feature]} of the {state.k} nearest corpus tokens"),
-        config=page.chart_config(f"layer-sweep-{state.feature}-{stem}"), key="sweep_chart")
+        config=widgets.chart_config(f"layer-sweep-{state.feature}-{stem}"), key="sweep_chart")
     first = ("Layer 0 is the embedding output (before any attention), layers 1-"
              f"{info.layers} the output of each block" if state.by == "embedding"
              else f"Layers 1-{info.layers}: what the selected heads of each block gathered")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_pages.common import page
+from app_pages.common import cache, page, widgets
 from app_pages.common.sidebar import sidebar
 from exbert_core.model.selection import block_index, layer_range
-from exbert_core.views import explain, figures
+from exbert_core.views import attention_view, explain, figures
 from exbert_core.views.labels import clean_piece, markdown_text
 
 K_CHART = "model_view_chart"
@@ -18,11 +18,11 @@ K_HEAD = "mv_head"
 
 
 def _open_picked() -> None:  # reads the menus at the click (args would hold the values drawn before)
-    page.open_head(st.session_state[K_LAYER], st.session_state[K_HEAD])
+    widgets.open_head(st.session_state[K_LAYER], st.session_state[K_HEAD])
 
 
-page.follow_switch()
-view = sidebar(page_name="model_view", groups=("masks", "special"))
+widgets.follow_switch()
+view = sidebar(page_name="model_view", groups=("masks", "measure", "special"))
 state = view.state
 
 st.markdown("## Model view")
@@ -31,14 +31,21 @@ assert state.layer is not None
 tokens = analysis.tokens
 visible = figures.visible_positions([t.special for t in tokens], state.hide_special)
 labels = [clean_piece(tokens[p].text) for p in visible]
-attention = analysis.attention[:, :, visible][:, :, :, visible]  # layers x heads x shown x shown
+weights = page.required(widgets.attempt(
+    lambda: cache.weights(state.model, analysis.sentence, analysis.masked, state.measure),
+    "The attention measure could not be computed.", hint="Choose Raw attention in the sidebar."))
+every_head = attention_view.every_head(weights, analysis.attention)  # layers x heads x tokens x tokens
+attention = every_head[:, :, visible][:, :, :, visible]  # layers x heads x shown x shown
 if state.hide_special:
     attention = figures.renormalize_rows(attention)
 pooled = len(visible) > figures.MODEL_VIEW_TILE
 
 st.caption(f"Model **{markdown_text(info.name)}**: {info.layers} layers × {info.heads} heads · {len(tokens)} tokens. Every "
            "map shows one head: row = the token that attends, column = the token it attends to (darker = "
-           "more). **Click a map** to open that head in the attention view."
+           f"more), by **{attention_view.measure_words(weights.per_head)}**"
+           + (" (contribution is measured per layer, so single heads show attention × value)"
+              if weights.per_head != weights.measure else "")
+           + ". **Click a map** to open that head in the attention view."
            + (" With special tokens hidden, each row is rescaled over the tokens shown." if state.hide_special else "")
            + (f" Long input: each cell is the strongest link of a block of tokens (maps of at most "
               f"{figures.MODEL_VIEW_TILE} × {figures.MODEL_VIEW_TILE} cells)." if pooled else ""))
@@ -46,8 +53,8 @@ st.caption(f"Model **{markdown_text(info.name)}**: {info.layers} layers × {info
 with st.container(key="model_view"):
     st.plotly_chart(
         figures.model_view(attention, labels, layer=state.layer, heads=state.selected_heads(info.heads)),
-        key=K_CHART, on_select=lambda: page.open_picked_head(K_CHART), selection_mode="points", width="content",
-        config=page.chart_config(f"model-view-{state.model.split('/')[-1]}"),
+        key=K_CHART, on_select=lambda: widgets.open_picked_head(K_CHART), selection_mode="points", width="content",
+        config=widgets.chart_config(f"model-view-{state.model.split('/')[-1]}"),
     )
 st.caption(f"Outlined: the heads selected for the attention view ({view.layer_label()}).",
            help=explain.NOTATION)

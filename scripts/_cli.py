@@ -36,6 +36,20 @@ def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def read_lines(path: str) -> list[str]:
+    """The lines of a UTF-8 text file given on the command line; InputError (one ``error:`` line)
+    for a missing file, a folder or bytes that are not UTF-8."""
+    from exbert_core.errors import InputError
+
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"{path}: no such file (give a UTF-8 text file, one sentence per line).")
+    try:
+        return file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path} is not UTF-8 text (bad byte at offset {err.start}).") from None
+
+
 def run_main(main: Callable[[], int]) -> None:
     """Run ``main`` and turn the core's expected errors into a one-line message, exit code 2."""
     from exbert_core.errors import USER_ERRORS

@@ -534,8 +534,8 @@ def served(measure: Any, **kwargs: Any) -> Any:
 PHASES: dict[str, list[tuple[str, tuple[str, ...] | None]]] = {
     "analysis (model forward)": [("exbert_core/model/analysis.py", ("analyze",))],
     "spaCy": [("exbert_core/model/annotate.py", ("annotate_analysis",))],
-    "max attention": [("exbert_core/corpus/search.py", ("_max_attention",))],
-    "search (index, rows)": [("exbert_core/corpus/search.py", ("search",))],
+    "max attention": [("exbert_core/corpus/search/query.py", ("_max_attention",))],
+    "search (index, rows)": [("exbert_core/corpus/search/query.py", ("search",))],
     "figures (plotly objects)": [("exbert_core/views/figures.py", None)],
     "chart serialisation": [("streamlit/elements/plotly_chart.py", ("plotly_chart",))],
     "HTML, CSV, JSON": [("exbert_core/views/match_table.py", None), ("exbert_core/views/serialize.py", None),

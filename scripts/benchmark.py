@@ -20,6 +20,11 @@
   peak RSS of the app process (target <= 1.5 GB), the server's CPU for the rerun after a token
   click (target <= 1 s), 8 sessions opening different links at once (target: every first view
   <= 15 s), a profile of a first view and a rerun, and SmolLM2's first use by stage.
+- measures: analyze() plus each attention measure beside analyze() alone (targets: norm <= 1.3x,
+  contrib <= 2x), a 512-token input with contrib (<= 5 s, <= 300 MB above raw), a search's cost
+  with each measure beside raw (norm <= 1.3x, contrib <= 2x), and what "escape" takes most from in
+  the paper's sentence under each measure.
+- faithfulness: scripts/faithfulness.py's mean Spearman per measure on docs/faithfulness-sentences.txt.
 - views: layer sweep over all layers (target <= 2 s) and head atlas over 1,000 sentences
   (target <= 2 min) on alice.
 Corpora are built into the data dir on first use (alice, moby-dick; brown with --brown).
@@ -32,6 +37,7 @@ import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import _cli
 
@@ -72,6 +78,88 @@ def bench_analyze() -> None:
               f"{lens_one:>15}{lens_all:>18}")
 
 
+def bench_measures() -> None:
+    import threading
+
+    import numpy as np
+
+    from exbert_core.model import analysis, loading, measures
+    from exbert_core.model.measure_names import MEASURES
+
+    print("\n== attention measures: analyze() + measure, p50 over 30 runs (the paper's sentence) ==")
+    print(f"{'model':<10}{'analyze()':>11}" + "".join(f"{'+ ' + m:>16}" for m in MEASURES) + "   targets: norm <= 1.3x, contrib <= 2x")
+    for name in loading.OFFLINE_MODELS:
+        loaded = loading.load(name)
+        base = _p50(lambda: analysis.analyze(loaded, SENTENCE))
+        cells = []
+        for measure in MEASURES:
+            t = _p50(lambda: measures.compute(loaded, analysis.analyze(loaded, SENTENCE), measure))
+            cells.append(f"{ms(t)} {t / base:.2f}x")
+        print(f"{name:<10}{ms(base):>11}" + "".join(f"{c:>16}" for c in cells))
+
+    print("\n== 512 tokens with contrib (time; peak RssAnon above the raw analysis) ==")
+    from _measure import rss_anon
+    for name in loading.OFFLINE_MODELS:
+        loaded = loading.load(name)
+        long_text = " ".join(["The girl ran to a local pub to escape the din of her city."] * 60)
+        result = analysis.analyze(loaded, long_text)
+        n = len(result.tokens)
+        before, peak, done = rss_anon(os.getpid()), [0], threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], rss_anon(os.getpid()))
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        start = time.perf_counter()
+        weights = measures.compute(loaded, result, "contrib")
+        took = time.perf_counter() - start
+        done.set()
+        sampler.join()
+        del weights
+        print(f"{name:<10}{n:>5} tokens: contrib {took:.2f} s (target <= 5 s), "
+              f"+{max(peak[0] - before, 0) / 1e6:.0f} MB (target <= 300 MB)")
+
+    print("\n== search with each measure: top-50 by heads at layer 3 with max attention, alice, p50 of 10 ==")
+    from exbert_core.corpus.search import query as search
+    corpus = ensure_corpus("alice")
+    loaded = loading.load("minilm")
+    result = analysis.analyze(loaded, SENTENCE)
+    position = next(t.position for t in result.tokens if t.text == "escape")
+    times = {m: _p50(lambda: search.search(corpus, loaded, result, position, SEARCH_LAYER, "heads", None, 50, measure=m),
+                     runs=10) for m in MEASURES}
+    print("  " + ", ".join(f"{m} {ms(t)} ({t / times['raw']:.2f}x)" for m, t in times.items())
+          + "   targets: norm <= 1.3x, contrib <= 2x raw")
+
+    print("\n== what the selected token takes most from, under each measure (all heads) ==")
+    for name in loading.OFFLINE_MODELS:
+        loaded = loading.load(name)
+        result = analysis.analyze(loaded, SENTENCE)
+        labels = [t.text.lstrip("Ġ") for t in result.tokens]
+        position = labels.index("escape")
+        for measure in MEASURES:
+            weights = measures.compute(loaded, result, measure)
+            for aggregate, row in (("layer 2", weights.layers[1][position]), ("rollout to 2", weights.rollout[1][position]),
+                                   (f"rollout to {loaded.info.layers}", weights.rollout[-1][position])):
+                top = np.argsort(-row, kind="stable")[:4]
+                print(f"  {name:<8}{measure:<8}{aggregate:<14}" + ", ".join(f"{labels[j]} {row[j]:.0%}" for j in top))
+
+
+def bench_faithfulness() -> None:
+    from exbert_core.model import faithfulness, loading
+
+    path = Path(__file__).resolve().parent.parent / "docs" / "faithfulness-sentences.txt"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    print(f"\n== faithfulness: leave-one-out erasure vs each measure, {len(lines)} sentences of our own ==")
+    for name in loading.OFFLINE_MODELS:
+        loaded = loading.load(name)
+        summary = faithfulness.summarise(faithfulness.score_lines(loaded, lines))
+        print(f"  {name} ({faithfulness.task_of(loaded)}): " + ", ".join(
+            f"{m} {a} {rho:+.2f}" for (m, a), (rho, _) in summary.items()))
+
+
 def _p50(fn, runs: int = 30) -> float:
     fn()  # warm-up
     samples = []
@@ -85,7 +173,8 @@ def _p50(fn, runs: int = 30) -> float:
 def ensure_corpus(source: str):
     """Open corpus ``source`` from the data dir, building it first as one shard if needed (timed;
     the scale section compares shard counts)."""
-    from exbert_core.corpus import build, sources, store as corpus
+    from exbert_core.corpus.build import pipeline as build, sources
+    from exbert_core.corpus.search import store as corpus
     from exbert_core.model import loading
     from exbert_core.paths import corpora_dir
 
@@ -208,7 +297,7 @@ def _pad(ids, k):
 
 def _search_codes(corpus, kind, query, subset, n_heads):
     """The store's own scan over every shard (what search() does before reading metadata)."""
-    from exbert_core.corpus import search
+    from exbert_core.corpus.search import query as search
 
     q = query if kind == "embedding" else query.reshape(n_heads, -1)
     return search.top_k_rows(corpus, kind, SEARCH_LAYER, q, subset, K)
@@ -217,7 +306,8 @@ def _search_codes(corpus, kind, query, subset, n_heads):
 BUILD_CODE = """
 import json, tempfile, time
 from pathlib import Path
-from exbert_core.corpus import build, sources, store
+from exbert_core.corpus.build import pipeline as build, sources
+from exbert_core.corpus.search import store
 from exbert_core.model import loading
 loaded = loading.load({model!r})
 text = sources.fetch_source({source!r}).read_text(encoding="utf-8")
@@ -252,7 +342,7 @@ def bench_build(names: list[str]) -> None:
 
 SWEEP_CODE = """
 import json, time
-from exbert_core.corpus import store
+from exbert_core.corpus.search import store
 from exbert_core.model import analysis, loading
 from exbert_core.views import sweep
 loaded = loading.load("minilm")
@@ -267,7 +357,7 @@ print(json.dumps({{"seconds": time.perf_counter() - start}}))
 
 SMOLLM2_SEARCH_CODE = """
 import json, time
-from exbert_core.corpus import search, store
+from exbert_core.corpus.search import query as search, store
 from exbert_core.model import analysis, loading
 loaded = loading.load("smollm2")
 corpus = store.load({corpus!r})
@@ -287,7 +377,7 @@ def bench_memory(with_brown: bool) -> None:
     import json
 
     import _measure
-    from exbert_core.corpus import build, sources
+    from exbert_core.corpus.build import pipeline as build, sources
     from exbert_core.model import loading
     from exbert_core.paths import corpora_dir
 
@@ -310,7 +400,7 @@ def bench_memory(with_brown: bool) -> None:
           "(target <= 1.25x and <= 1,500 MB; before 3,630 / 960 MB = 3.8x)")
     name = "alice-smollm2"
     try:
-        from exbert_core.corpus import store
+        from exbert_core.corpus.search import store
 
         store.load(name)
     except Exception:
@@ -339,13 +429,15 @@ def bench_memory(with_brown: bool) -> None:
 SCALE_BUILD_CODE = """
 import json, tempfile, time
 from pathlib import Path
-from exbert_core.corpus import build, ray_build, sources, store
+from exbert_core import cluster
+from exbert_core.corpus.build import pipeline as build, ray_pipeline as ray_build, sources
+from exbert_core.corpus.search import store
 from exbert_core.model import loading
 loaded = loading.load("minilm")
 text = sources.fetch_source({source!r}).read_text(encoding="utf-8")
 engine = ray_build.engine(workers={workers}) if {workers} else None
 if engine:
-    ray_build.connect(num_cpus={workers})
+    cluster.connect(num_cpus={workers})
 with tempfile.TemporaryDirectory() as out:
     start = time.perf_counter()
     folder = build.build(text, "scale", Path(out), loaded, options=build.BuildOptions(shard_tokens={shard_tokens}),
@@ -362,7 +454,8 @@ def bench_scale(source: str, search_source: str) -> None:
     import numpy as np
 
     import _measure
-    from exbert_core.corpus import build, search, sources, store
+    from exbert_core.corpus.build import pipeline as build, sources
+    from exbert_core.corpus.search import query as search, store
     from exbert_core.model import analysis, loading
     from exbert_core.paths import corpora_dir
 
@@ -413,7 +506,7 @@ MACHINE_CORES, MACHINE_CACHE_GB = 16, 48  # a search machine: cores, and RAM lef
 
 
 def project(rate_gb_s: float, shard_tokens: float = 5e6) -> None:
-    from exbert_core.corpus.estimate import bytes_per_token
+    from exbert_core.corpus.build.estimate import bytes_per_token
     from exbert_core.model.loading import ModelInfo
 
     print(f"\n== on paper: shards of {shard_tokens / 1e6:.0f}M tokens; machines of {MACHINE_CORES} cores with "
@@ -516,7 +609,7 @@ def main() -> int:
     import faiss
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", "--section", default="analyze,storage,search,build,memory,views,app")
+    parser.add_argument("--sections", "--section", default="analyze,measures,storage,search,build,memory,views,app")
     parser.add_argument("--brown", action="store_true", help="also the 1M-token brown corpus (slow)")
     args = parser.parse_args()
     faiss.omp_set_num_threads(2)
@@ -524,6 +617,10 @@ def main() -> int:
     corpora = ["alice", "moby-dick"] + (["brown"] if args.brown else [])
     if "analyze" in sections:
         bench_analyze()
+    if "measures" in sections:
+        bench_measures()
+    if "faithfulness" in sections:
+        bench_faithfulness()
     if "storage" in sections:
         bench_storage(corpora)
     if "search" in sections:

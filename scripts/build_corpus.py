@@ -21,7 +21,8 @@ import _cli
 def main() -> int:
     from tqdm import tqdm
 
-    from exbert_core.corpus import build, inputs, ray_build, sources, store
+    from exbert_core.corpus.build import pipeline as build, inputs, ray_pipeline as ray_build, sources
+    from exbert_core.corpus.search import store
     from exbert_core.errors import InvalidText
     from exbert_core.limits import MAX_TOKENS_CAP, MIN_SPLIT_TOKENS
     from exbert_core.model import loading

@@ -24,7 +24,7 @@ def main() -> int:
 
     from tqdm import tqdm
 
-    from exbert_core.corpus import store as corpus
+    from exbert_core.corpus.search import store as corpus
     from exbert_core.model import loading
     from exbert_core.views import head_atlas
 
@@ -35,10 +35,15 @@ def main() -> int:
     if args.json:
         print(json.dumps(atlas.to_dict()))
         return 0
-    print(f"{atlas.sentences} sentences; best head per relation beside the best fixed offset")
-    print(f"{'relation':<12}{'count':>7}{'head':>8}{'accuracy':>10}{'offset':>8}{'baseline':>10}")
-    for rel, layer, head, acc, offset, base in atlas.best_heads():
-        print(f"{rel:<12}{atlas.count[rel]:>7}{f'{layer}-{head}':>8}{acc:>10.2f}{offset:>+8d}{base:>10.2f}")
+    print(f"{atlas.sentences} sentences; best head per relation (layer-head) by raw attention and by attention x "
+          "value norm, beside the best fixed offset")
+    norm = {row[0]: row for row in atlas.best_heads("norm")} if "norm" in atlas.measures else {}
+    print(f"{'relation':<18}{'count':>7}{'raw head':>10}{'accuracy':>10}{'norm head':>11}{'accuracy':>10}"
+          f"{'offset':>8}{'baseline':>10}")
+    for rel, layer, head, acc, offset, base in atlas.best_heads("raw"):
+        n = norm.get(rel)
+        by_norm = f"{f'{n[1]}-{n[2]}':>11}{n[3]:>10.2f}" if n else f"{'-':>11}{'-':>10}"
+        print(f"{rel:<18}{atlas.count[rel]:>7}{f'{layer}-{head}':>10}{acc:>10.2f}{by_norm}{offset:>+8d}{base:>10.2f}")
     return 0
 
 

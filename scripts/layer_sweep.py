@@ -29,7 +29,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()  # before the heavy imports: a bad option answers at once
 
-    from exbert_core.corpus import store as corpus
+    from exbert_core.corpus.search import store as corpus
     from exbert_core.model import analysis, loading
     from exbert_core.views import sweep
 

@@ -1,7 +1,8 @@
 """Find the corpus tokens whose context is most like one token of a sentence.
 
     python scripts/search.py --corpus NAME_OR_DIR --sentence TEXT --position POS [--mask POS ...]
-        --layer L --by embedding|heads [--heads 0,3,...] [--k 50] [--model MODEL] [--json]
+        --layer L --by embedding|heads [--heads 0,3,...] [--k 50] [--model MODEL]
+        [--measure raw|norm|contrib] [--aggregate layer|rollout] [--json]
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def heads_list(text: str) -> list[int]:
 
 
 def main() -> int:
-    from exbert_core.corpus import search, store as corpus
+    from exbert_core.corpus.search import query as search, store as corpus
     from exbert_core.limits import MAX_K, MAX_TOKENS_CAP
     from exbert_core.model import analysis, loading
     from exbert_core.views import serialize
@@ -36,6 +37,11 @@ def main() -> int:
     parser.add_argument("--k", type=_cli.int_in(1, MAX_K), default=50)
     parser.add_argument("--model", default=None, help="default: the corpus's model")
     parser.add_argument("--context", type=_cli.int_in(0, MAX_TOKENS_CAP), default=3, help="tokens of context each side")
+    parser.add_argument("--measure", choices=["raw", "norm", "contrib"], default="norm",
+                        help="what 'attends most to' means for each match (default norm, which tracks erasure; "
+                             "raw is the exBERT paper's)")
+    parser.add_argument("--aggregate", choices=["layer", "rollout"], default="layer",
+                        help="the search layer's own weights, or rolled out over layers 1..L")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--address", default=None,
                         help="search through Ray actors on this cluster ('local' starts one on this machine)")
@@ -43,18 +49,20 @@ def main() -> int:
 
     reference = corpus.load(args.corpus)
     if args.address:
-        from exbert_core.corpus import serve
+        from exbert_core.corpus.search import serve
 
         serve.serve(reference, None if args.address == "local" else args.address)
     loaded = loading.load(args.model or reference.manifest.model)
     result = analysis.analyze(loaded, args.sentence, args.mask, logit_lens=False)
-    found = search.search(reference, loaded, result, args.position, args.layer, args.by, args.heads, args.k)
+    found = search.search(reference, loaded, result, args.position, args.layer, args.by, args.heads, args.k,
+                          measure=args.measure, aggregate=args.aggregate)
     data = serialize.search_dict(found, context=args.context)
     if args.json:
         print(json.dumps(data, ensure_ascii=False))
         return 0
     label = search.layer_label(args.layer, found.heads, loaded.info.heads)
-    print(f"query: {result.tokens[args.position].text!r} at {label}, by {args.by}, k={args.k}")
+    print(f"query: {result.tokens[args.position].text!r} at {label}, by {args.by}, k={args.k}; "
+          f"max attention by {args.measure} ({args.aggregate})")
     for m in data["matches"]:
         left, right = " ".join(m["context"]["before"]), " ".join(m["context"]["after"])
         att = m.get("max_attention", {})

@@ -65,7 +65,7 @@ def ensure_alice() -> Path:
     """The default corpus in the app data dir. The AppTest module builds it through the app's
     first-run path; when it has not run (a module run alone), build it here with the core."""
     if not (alice_dir() / "manifest.json").is_file():
-        from exbert_core.corpus import build, sources
+        from exbert_core.corpus.build import pipeline as build, sources
         from exbert_core.model import loading
 
         with app_environment():

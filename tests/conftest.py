@@ -35,7 +35,7 @@ SAMPLE_TEXT = (ROOT / "tests" / "data" / "sample_corpus.txt").read_text(encoding
 @pytest.fixture(scope="session")
 def sample_corpus_dir(minilm, nlp, tmp_path_factory):
     """A small corpus built from the tests' own text with the real model, spaCy and FAISS."""
-    from exbert_core.corpus import build
+    from exbert_core.corpus.build import pipeline as build
 
     out = tmp_path_factory.mktemp("corpora")
     return build.build(SAMPLE_TEXT, "sample", out, minilm, source={"file": "sample_corpus.txt"}, nlp=nlp)
@@ -43,6 +43,6 @@ def sample_corpus_dir(minilm, nlp, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def sample_corpus(sample_corpus_dir):
-    from exbert_core.corpus import store as corpus
+    from exbert_core.corpus.search import store as corpus
 
     return corpus.load(str(sample_corpus_dir))

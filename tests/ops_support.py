@@ -11,7 +11,7 @@ from unittest import mock
 from pathlib import Path
 
 from exbert_core import paths
-from exbert_core.corpus import sources
+from exbert_core.corpus.build import sources
 
 
 def make_fresh_data_dir(root: Path, characters: int) -> Path:

@@ -20,9 +20,10 @@ import pytest
 from conftest import SAMPLE_TEXT
 from streamlit.testing.v1 import AppTest
 
-from app_pages.common import banner
-from exbert_core.corpus import build as corpus_build, catalog, jobs, policy
-from exbert_core.corpus.jobs import JobStatus
+from app_pages.common import background
+from exbert_core.corpus.build import jobs, pipeline as corpus_build, policy
+from exbert_core.corpus.build.jobs import JobStatus
+from exbert_core.corpus.search import catalog
 from exbert_core.model import smollm2
 
 TIMEOUT = 300
@@ -122,15 +123,15 @@ def test_the_banner_says_each_stage_in_its_own_units(tmp_path, minilm):
     assert parse and embed and {s.unit for s in parse} == {"characters"} and {s.unit for s in embed} == {"tokens"}
 
     def line(step, eta):
-        return plain(banner.describe(JobStatus("k", "Building", jobs.RUNNING, step, time.time() - 3, None, eta, None)))
+        return plain(background.describe(JobStatus("k", "Building", jobs.RUNNING, step, time.time() - 3, None, eta, None)))
 
     parsing = line(parse[-1], 12.4)
     assert f"of {parse[-1].total:,.0f} characters" in parsing and "about 12 s left in this step" in parsing
     assert "then the model reads every token" in parsing
     embedding = line(embed[0], None)
     assert f"of {embed[0].total:,.0f} tokens" in embedding and "3 s so far" in embedding
-    in_stage = plain(banner.describe(JobStatus("k", "Building", jobs.RUNNING, embed[0], time.time() - 30, None,
-                                               None, None, stages=(("parse", 28.0), ("embed", 2.0)))))
+    in_stage = plain(background.describe(JobStatus("k", "Building", jobs.RUNNING, embed[0], time.time() - 30, None,
+                                                   None, None, stages=(("parse", 28.0), ("embed", 2.0)))))
     assert "2 s so far" in in_stage  # the step's own time, not the job's
 
 

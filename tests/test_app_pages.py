@@ -15,7 +15,8 @@ import pytest
 from conftest import PAPER_SENTENCE
 from streamlit.testing.v1 import AppTest
 
-from exbert_core.corpus import catalog, jobs, policy
+from exbert_core.corpus.build import jobs, policy
+from exbert_core.corpus.search import catalog
 
 FIRST_RUN_TIMEOUT = 900  # the first run builds the default corpus in the background
 TIMEOUT = 180
@@ -27,7 +28,7 @@ SIDEBAR_KEYS = {
     "multiselect": ["sb_masks"],
     "slider": ["sb_threshold"],
     "toggle": ["sb_hide_special"],
-    "segmented_control": ["sb_by"],
+    "segmented_control": ["sb_by", "sb_measure", "sb_aggregate"],
     "number_input": ["sb_k"],
 }
 
@@ -99,11 +100,33 @@ def test_first_run_writes_the_whole_view_into_the_url(first_run):
     assert at.query_params == {
         "model": "minilm", "corpus": "alice", "corpus_build": catalog.entry_of("alice").build_id,
         "sentence": PAPER_SENTENCE, "layer": "2", "heads": "all",
-        "masks": "", "token": "9", "threshold": "90", "hide_special": "0", "by": "embedding", "k": "50",
-        "view": "auto", "context": "1", "tab": "matches", "hist": "pos", "image": "png",
+        "masks": "", "token": "9", "threshold": "90", "hide_special": "0", "measure": "norm", "aggregate": "layer",
+        "by": "embedding", "k": "50", "view": "auto", "context": "1", "tab": "matches", "hist": "pos", "image": "png",
     }
     # One "Copy link" at the top copies the address (test_e2e_browser reads the clipboard).
     assert [c.proto.component_name for c in at.get("bidi_component")].count("exbert_copy_link") == 1
+
+
+def _takes_most_from(at: AppTest) -> str:
+    (line,) = [c.value for c in at.caption if c.value.startswith("Takes most from")]
+    return line
+
+
+def test_the_measure_changes_every_attention_number(first_run):
+    """The paper's raw "[CLS] 63 %" is one click away; the default measure (attention x value)
+    moves the weight off [CLS]; the chart's caption names what its numbers are."""
+    raw = new_app({"measure": "raw"}).run()
+    assert_clean(raw)
+    assert "(raw attention): [CLS] 63%" in _takes_most_from(raw)
+    assert any("Numbers: **raw attention**, for layer 2 as a whole." in c.value for c in raw.caption)
+    norm = new_app().run()
+    line = _takes_most_from(norm)
+    assert line.startswith("Takes most from (attention × value): escape") and "[CLS]" not in line
+    rolled = new_app({"measure": "contrib", "aggregate": "rollout", "heads": "0,3"}).run()
+    assert_clean(rolled)
+    assert any("rolled out over layers 1 to 2" in c.value and "the head selection does not apply" in c.value
+               for c in rolled.caption)
+    assert rolled.query_params["measure"] == "contrib" and rolled.query_params["aggregate"] == "rollout"
 
 
 def test_every_control_is_found_by_key(first_run):

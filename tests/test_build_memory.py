@@ -10,7 +10,7 @@ import time
 import pytest
 
 from exbert_core import memory
-from exbert_core.corpus import build_memory, estimate, policy
+from exbert_core.corpus.build import build_memory, estimate, policy
 from exbert_core.errors import BuildError
 
 MB = 1_000_000

@@ -9,7 +9,8 @@ import psutil
 import pytest
 from conftest import SAMPLE_TEXT
 
-from exbert_core.corpus import build_memory, child_build, jobs, policy, store
+from exbert_core.corpus.build import build_memory, child_build, jobs, policy
+from exbert_core.corpus.search import store
 from exbert_core.errors import BuildError
 
 MB = 1_000_000
@@ -25,7 +26,7 @@ def data_dir(tmp_path, monkeypatch):
 
 def _build_children() -> list[psutil.Process]:
     return [p for p in psutil.Process().children(recursive=True)
-            if "exbert_core.corpus.child_build" in " ".join(p.cmdline())]
+            if "exbert_core.corpus.build.child_build" in " ".join(p.cmdline())]
 
 
 def test_a_build_runs_in_its_own_process_reports_its_stages_and_records_its_peak(data_dir, minilm):

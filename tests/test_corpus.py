@@ -14,8 +14,11 @@ import pytest
 from conftest import ROOT
 from tiny_models import tiny
 
-from exbert_core.corpus import codes, evaluation, manifest as corpus_manifest, store as corpus, vectors
-from exbert_core.corpus.manifest import sha256
+from exbert_core.corpus import evaluation
+from exbert_core.corpus.build import codes_writer
+from exbert_core.corpus.format import codes, manifest as corpus_manifest, vectors
+from exbert_core.corpus.format.manifest import sha256
+from exbert_core.corpus.search import codes_reader, store as corpus
 from exbert_core.errors import CorpusError, InputError
 
 SHARD = "shard-0000"
@@ -89,7 +92,7 @@ def test_a_file_truncated_while_mapped_is_an_error_not_a_crash(sample_corpus_dir
     script = f"""
 import sys; sys.path.insert(0, {str(ROOT)!r})
 import numpy as np
-from exbert_core.corpus import scan, store
+from exbert_core.corpus.search import scan, store
 from exbert_core.errors import CorpusError
 c = store.load({str(folder)!r})
 mapped = c.shards[0].index("embedding", 2)
@@ -230,20 +233,20 @@ def test_code_files_round_trip_and_refuse_other_shapes(tmp_path, factory, dim):
     rng = np.random.default_rng(1)
     x = vectors.unit_rows(rng.normal(size=(3000, dim)))
     ranges = np.stack([x.min(0), x.max(0)])
-    writer = codes.CodeWriter(tmp_path / "c.faiss", factory, ranges, 3000)
+    writer = codes_writer.CodeWriter(tmp_path / "c.faiss", factory, ranges, 3000)
     order = rng.permutation(3000)
     writer.write_rows(order[:1000], x[order[:1000]])
     writer.write(0, x[:0])
     writer.write_rows(order[1000:], x[order[1000:]])
     writer.close()
-    mapped = codes.open_mapped(tmp_path / "c.faiss", factory, dim, 3000)
+    mapped = codes_reader.open_mapped(tmp_path / "c.faiss", factory, dim, 3000)
     reference = codes.empty_index(factory, ranges)
     reference.add(x)
     assert np.array_equal(mapped.index.search(x[:20], 10)[1], reference.search(x[:20], 10)[1])
     with pytest.raises(ValueError, match="bytes"):
-        codes.open_mapped(tmp_path / "c.faiss", factory, dim, 2999)
+        codes_reader.open_mapped(tmp_path / "c.faiss", factory, dim, 2999)
     with pytest.raises(ValueError):
-        codes.open_mapped(tmp_path / "c.faiss", "SQ8" if factory == "SQ6" else "SQ6", dim, 3000)
+        codes_reader.open_mapped(tmp_path / "c.faiss", "SQ8" if factory == "SQ6" else "SQ6", dim, 3000)
 
 
 def test_parquet_metadata_is_read_once_and_kept_in_the_budget(copy_of_sample):

@@ -9,9 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLE_TEXT
 
-from exbert_core.corpus import build, embed, store as corpus
-from exbert_core.corpus.build import BuildError, BuildOptions
-from exbert_core.corpus.store import CorpusError
+from exbert_core.corpus.build import embed, pipeline as build
+from exbert_core.corpus.build.pipeline import BuildError, BuildOptions
+from exbert_core.corpus.search import store as corpus
+from exbert_core.corpus.search.store import CorpusError
 
 
 def test_layout_and_manifest(sample_corpus_dir, minilm):
@@ -204,7 +205,7 @@ REPLACE_CHILD = """
 import sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from exbert_core.corpus import build
+from exbert_core.corpus.build import pipeline as build
 from exbert_core.model import loading
 build.build({text!r}, "raced", Path({out!r}), loading.load("minilm"))
 print("built")
@@ -242,7 +243,7 @@ def test_abandoned_partial_builds_of_other_names_are_cleaned(minilm, nlp, tmp_pa
 
 
 def test_the_estimate_tells_tokens_disk_and_memory_and_refuses_what_does_not_fit(sample_corpus, minilm, monkeypatch, tmp_path):
-    from exbert_core.corpus import estimate
+    from exbert_core.corpus.build import estimate
 
     guess = estimate.estimate(minilm.info, len(SAMPLE_TEXT), tmp_path)
     actual_bytes = sum(p.stat().st_size for p in sample_corpus.path.rglob("*") if p.is_file())

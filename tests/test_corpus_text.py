@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from exbert_core.corpus import sources, text
+from exbert_core.corpus.build import sources, text
 from exbert_core.limits import MAX_PARSE_CHARS, PARSE_BATCH_CHARS
 
 SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")

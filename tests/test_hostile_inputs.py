@@ -20,7 +20,8 @@ from transformers import BertConfig
 
 from conftest import ROOT
 from exbert_core import limits
-from exbert_core.corpus import search, sources, text
+from exbert_core.corpus.build import sources, text
+from exbert_core.corpus.search import query as search
 from exbert_core.errors import BuildError, ExbertError, InputError, InvalidText, ModelLoadError
 from exbert_core.limits import MAX_K, MAX_TEXT_BYTES, MAX_TOP_K, MAX_UPLOAD_MB
 from exbert_core.model import analysis, loading

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from exbert_core.app import state as app_state
-from exbert_core.corpus import catalog, estimate, jobs, policy
+from exbert_core.corpus.build import estimate, jobs, policy
+from exbert_core.corpus.search import catalog
 from exbert_core.errors import BuildError
 from exbert_core.progress import Step
 

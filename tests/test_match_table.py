@@ -7,7 +7,7 @@ import html
 import io
 import re
 
-from exbert_core.corpus.search import CorpusToken, Match, MaxAttention, SearchResult
+from exbert_core.corpus.search.query import CorpusToken, Match, MaxAttention, SearchResult
 from exbert_core.views import match_table
 
 EVIL = '<script>alert("x")</script>'

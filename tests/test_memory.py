@@ -14,7 +14,7 @@ import pytest
 from conftest import PAPER_SENTENCE, ROOT
 
 from exbert_core import memory
-from exbert_core.corpus import search, store
+from exbert_core.corpus.search import query as search, store
 from exbert_core.model import analysis
 
 CEILING = 1_300_000_000  # bytes: the child's whole memory (anonymous + the page cache it uses)
@@ -31,7 +31,8 @@ def watch():
                 peak[0] = max(peak[0], int(line.split()[1]) * 1024)
         time.sleep(0.02)
 threading.Thread(target=watch, daemon=True).start()
-from exbert_core.corpus import build, search, sources, store
+from exbert_core.corpus.build import pipeline as build, sources
+from exbert_core.corpus.search import query as search, store
 from exbert_core.model import analysis, loading
 loaded = loading.load("minilm")
 text = sources.fetch_source("alice").read_text(encoding="utf-8")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exbert_core.corpus import search, summary
+from exbert_core.corpus.search import query as search, summary
 from exbert_core.model import analysis, forward
 from exbert_core.model.analysis import InputError
 from exbert_core.views import serialize
@@ -74,7 +74,8 @@ def test_one_head_ranking_matches_exact_cosines(sample_corpus, minilm, river):
 
 def test_max_attention_is_exact_and_in_the_same_sentence(sample_corpus, minilm, river):
     layer, heads = 4, (1, 2)
-    found = search.search(sample_corpus, minilm, river, position_of(river, "river"), layer, "heads", heads, k=8)
+    found = search.search(sample_corpus, minilm, river, position_of(river, "river"), layer, "heads", heads, k=8,
+                          measure="raw")
     for match in found.matches:
         att = match.max_attention
         assert att.offset == att.token.position - match.token.position
@@ -84,7 +85,7 @@ def test_max_attention_is_exact_and_in_the_same_sentence(sample_corpus, minilm, 
         row = again.attention[layer - 1, list(heads)].sum(0)[match.token.position]
         row = np.where([t.special for t in again.tokens], -1, row)
         assert int(np.argmax(row)) == att.token.position
-        assert att.weight == pytest.approx(float(row.max()), abs=1e-4)
+        assert att.weight == pytest.approx(float(row.max()) / len(heads), abs=1e-4)  # the heads' mean
 
 
 def test_a_causal_models_max_attention_runs_only_what_the_token_sees(nlp, tmp_path, monkeypatch):
@@ -93,7 +94,8 @@ def test_a_causal_models_max_attention_runs_only_what_the_token_sees(nlp, tmp_pa
     from conftest import SAMPLE_TEXT
     from tiny_models import tiny
 
-    from exbert_core.corpus import build, store
+    from exbert_core.corpus.build import pipeline as build
+    from exbert_core.corpus.search import store
 
     gpt2 = tiny("gpt2")
     corpus = store.load(str(build.build(SAMPLE_TEXT, "causal", tmp_path, gpt2, nlp=nlp)))
@@ -107,7 +109,7 @@ def test_a_causal_models_max_attention_runs_only_what_the_token_sees(nlp, tmp_pa
         return real(loaded, sequences, *args, **kwargs)
 
     monkeypatch.setattr(forward, "in_batches", counted)
-    found = search.search(corpus, gpt2, query, 5, layer, "heads", heads, k=20)
+    found = search.search(corpus, gpt2, query, 5, layer, "heads", heads, k=20, measure="raw")
     assert len(found.matches) == 20
     seen = {m.sentence_id: max(n.token.position for n in found.matches if n.sentence_id == m.sentence_id) + 1
             for m in found.matches}
@@ -176,3 +178,25 @@ def test_bad_queries(sample_corpus, minilm, river, kwargs, fragment):
 def test_layer_label():
     assert search.layer_label(3, [4, 0], 12) == "3-[0,4]"
     assert search.layer_label(3, range(12), 12) == "3-[all]"
+
+
+@pytest.mark.parametrize("measure,aggregate,heads", [("norm", "layer", (1, 2)), ("contrib", "layer", None),
+                                                     ("contrib", "rollout", None), ("raw", "rollout", (0,))])
+def test_max_attention_follows_the_measure(sample_corpus, minilm, river, measure, aggregate, heads):
+    """The max-attention token under a measure is the argmax of that measure's row for the match,
+    as measures.compute gives it on the matched sentence alone (the batch changes nothing)."""
+    from exbert_core.model import measures
+
+    layer = 3
+    found = search.search(sample_corpus, minilm, river, position_of(river, "river"), layer, "heads", heads, k=8,
+                          measure=measure, aggregate=aggregate)
+    chosen = list(heads or range(12))
+    for match in found.matches:
+        att = match.max_attention
+        assert (att.measure, att.aggregate) == (measure, aggregate)
+        again = analysis.analyze(minilm, match.sentence, logit_lens=False)
+        row = measures.compute(minilm, again, measure).view(again.attention, layer - 1, chosen, 12, aggregate)
+        row = row[match.token.position]
+        row = np.where([t.special for t in again.tokens], -1, row)
+        assert int(np.argmax(row)) == att.token.position
+        assert att.weight == pytest.approx(float(row.max()), abs=1e-4)

@@ -16,7 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import PAPER_SENTENCE, ROOT
 
-from exbert_core.corpus import build, inputs, ray_build, search, serve, sources, store
+from exbert_core import cluster
+from exbert_core.corpus.build import inputs, pipeline as build, ray_pipeline as ray_build, sources
+from exbert_core.corpus.search import query as search, serve, store
 from exbert_core.errors import CorpusError, InvalidText
 from exbert_core.model import analysis
 
@@ -34,7 +36,7 @@ def alice_part() -> str:
 def ray_cluster():
     import ray
 
-    ray_build.connect(num_cpus=2)
+    cluster.connect(num_cpus=2)
     yield
     ray.shutdown()
 

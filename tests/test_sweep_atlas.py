@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from exbert_core.corpus import search
+from exbert_core.corpus.search import query as search
 from exbert_core.model import analysis
 from exbert_core.views import head_atlas, sweep
 
@@ -80,3 +80,28 @@ def test_cli_contracts(sample_corpus_dir):
     assert atlas_out.returncode == 0, atlas_out.stderr
     data = json.loads(atlas_out.stdout)
     assert data["relations"] and all({"offset", "accuracy"} <= set(b) for b in data["baselines"].values())
+
+
+def test_head_atlas_scores_heads_by_attention_times_value(sample_corpus, minilm):
+    """The norm scores equal the argmax of measures.compute's per-head weights, sentence by sentence."""
+    from exbert_core.model import analysis, measures
+
+    atlas = head_atlas.compute(sample_corpus, minilm, sentences=12)
+    assert atlas.measures == ("raw", "norm") and set(atlas.accuracy_norm) == set(atlas.accuracy)
+    hits, seen = np.zeros((6, 12)), 0
+    for sid in head_atlas.sample_sentences(sample_corpus, 12):
+        rows = sample_corpus.rows_of_sentence(sid)
+        words = head_atlas._words(sample_corpus.token_rows(np.arange(rows.start, rows.stop)))
+        result = analysis.analyze(minilm, sample_corpus.sentence_text(sid))
+        assert [t.id for t in result.tokens] == list(sample_corpus.sentence_ids(sid))
+        weights = measures.compute(minilm, result, "norm")
+        per_head = np.stack([weights.heads_at(result.attention, b) for b in range(6)])
+        predicted = head_atlas._word_attention(per_head, words, len(result.tokens)).argmax(-1)
+        index_of = {w: k for k, (w, _, _, _) in enumerate(words)}
+        for k, (word, head, dep, _) in enumerate(words):
+            if dep == "det" and head != word and head in index_of:
+                hits += predicted[:, :, k] == index_of[head]
+                seen += 1
+    assert seen == atlas.count["det"]
+    np.testing.assert_allclose(atlas.accuracy_norm["det"], hits / seen)
+    assert atlas.best_heads("norm")[0][0] == atlas.best_heads("raw")[0][0]  # same relations, own heads

@@ -1,4 +1,11 @@
-"""Streamlit helpers shared by the pages: cached loaders, the shared sidebar, corpus builds.
+"""Streamlit helpers shared by the pages, bottom to top (a module imports only those before it;
+``tests/test_layering.py`` checks it):
+
+- ``state``: the session's state and the URL; ``background``: the jobs this session follows;
+- ``components`` and ``widgets``: the error boundary, the top bar, the token picker, chart settings;
+- ``cache``: models, corpora, analyses and searches, cached by name;
+- ``sidebar``: the shared controls and the messages at the top; ``page``: the frame after them;
+- ``banner``: background work, above every page; ``build``: corpus builds started from a page.
 
 UI only: every computation is a call into ``exbert_core``.
 """

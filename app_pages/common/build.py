@@ -1,15 +1,17 @@
 """Building corpora from the app: one background job per corpus for the whole server
-(:mod:`exbert_core.corpus.jobs`), shown by the banner at the top of every page; and the check that
+(:mod:`exbert_core.corpus.build.jobs`), shown by the banner at the top of every page; and the check that
 the selected corpus fits the selected model (the default corpus is built on first use)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from app_pages.common import banner, cache, controls
-from exbert_core.corpus import catalog, jobs, policy
-from exbert_core.corpus.jobs import JobStatus
-from exbert_core.corpus.names import DEFAULT_CORPUS
+from app_pages.common import background, cache, sidebar
+from app_pages.common import state as session
+from exbert_core.corpus.build import jobs, policy
+from exbert_core.corpus.build.jobs import JobStatus
+from exbert_core.corpus.format.names import DEFAULT_CORPUS
+from exbert_core.corpus.search import catalog
 from exbert_core.model.loading import ModelInfo
 from exbert_core.model.names import DEFAULT_MODEL
 from exbert_core.paths import sources_dir
@@ -22,12 +24,12 @@ def start(name: str, model_name: str, *, source: str | None = None, text: str | 
           reserved_bytes: int = 0) -> JobStatus:
     """Start the build of corpus ``name`` with ``model_name`` (or join the one running), and
     follow it in this session (``select``: make it this session's corpus when done). The caller
-    checks that the build is allowed (:mod:`exbert_core.corpus.policy`)."""
+    checks that the build is allowed (:mod:`exbert_core.corpus.build.policy`)."""
     status, _ = jobs.start_build(name, cache.model(model_name), source=source, text=text, file_name=file_name,
                                  label=label, reserved_bytes=reserved_bytes)
-    banner.watch(status)
+    background.watch(status)
     if select:
-        banner.select_when_built(name)
+        background.select_when_built(name)
     return status
 
 
@@ -50,11 +52,11 @@ def source_characters(source: str) -> int | None:
 
 def _failed(status: JobStatus, retry_label: str) -> bool:
     """Show a failed build with a button to try again; returns whether it was pressed."""
-    st.error(f"{banner.md(status.label)} failed. {banner.md(status.error or '')}", icon=":material/error:")
+    st.error(f"{background.md(status.label)} failed. {background.md(status.error or '')}", icon=":material/error:")
     return st.button(retry_label, key="build_retry")
 
 
-def corpus_ready(view: controls.View) -> catalog.CorpusEntry | None:
+def corpus_ready(view: sidebar.View) -> catalog.CorpusEntry | None:
     """The selected corpus if it can be searched with the selected model; else say why and offer
     a fix: the default corpus is built on first use, a model's own corpus on request, both in
     the background (the page above keeps working; the banner shows the progress)."""
@@ -65,7 +67,7 @@ def corpus_ready(view: controls.View) -> catalog.CorpusEntry | None:
     if entry is None:
         job = jobs.status(name)
         if job is not None and job.running:
-            banner.watch(job)
+            background.watch(job)
             st.info(f"Corpus '{name}' is being built (progress at the top of the page). The matches "
                     "appear here when it is done; the views above already work.", icon=":material/hourglass_top:")
             return None
@@ -108,7 +110,7 @@ def corpus_ready(view: controls.View) -> catalog.CorpusEntry | None:
                    f"with '{state.model}'. Pick a corpus built with '{state.model}' or build one.")
         if fitting:
             st.button(f"Use corpus '{fitting[0]}'", key="use_fitting",
-                      on_click=controls.set_state, kwargs={"corpus": fitting[0]})
+                      on_click=session.set_state, kwargs={"corpus": fitting[0]})
         elif (job := jobs.status(own)) is not None and job.running:
             st.info(f"Corpus '{own}' is being built (progress at the top of the page).")
         elif own_taken:

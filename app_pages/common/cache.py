@@ -3,7 +3,7 @@
 Models and corpora are shared resources (``st.cache_resource``, one copy per server process);
 analyses and searches are values (``st.cache_data``, keyed by names, the sentence and the
 settings, shared by every session of the server and copied out to each). A model's first
-preparation (SmolLM2's conversion) is a background job (``exbert_core.corpus.jobs``).
+preparation (SmolLM2's conversion) is a background job (``exbert_core.corpus.build.jobs``).
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ import time
 
 import streamlit as st
 
+from app_pages.common import background
 from exbert_core import memory
-from exbert_core.corpus import jobs, search as core_search, serve, store as core_corpus
-from exbert_core.corpus.search import SearchResult
-from exbert_core.corpus.store import Corpus
+from exbert_core.corpus.build import jobs
+from exbert_core.corpus.search import query as core_search, serve, store as core_corpus
+from exbert_core.corpus.search.query import SearchResult
+from exbert_core.corpus.search.store import Corpus
 from exbert_core.errors import ModelLoadError
-from exbert_core.model import analysis as core_analysis, annotate, loading
+from exbert_core.model import analysis as core_analysis, annotate, loading, measures
 from exbert_core.model.analysis import Analysis, Candidate
 from exbert_core.model.annotate import WordAnnotation
 from exbert_core.progress import format_seconds
@@ -47,18 +49,16 @@ def _model(name: str) -> loading.LoadedModel:
 
 
 def _wait_for_preparation(name: str) -> None:
-    from app_pages.common import banner  # the banner's controls import this module
-
     key = jobs.model_key(name)
     status = jobs.status(key)
     if status is None or status.running or time.time() - (status.finished or 0) > RETRY_AFTER_S:
         status, _ = jobs.start(key, f"Preparing model '{name}' for its first use (once per server)",
                                lambda progress: loading.prepare(name, progress))
-    banner.watch(status)
-    with st.status(f"{banner.md(status.label)}…", expanded=True) as box:
+    background.watch(status)
+    with st.status(f"{background.md(status.label)}…", expanded=True) as box:
         line = st.empty()
         while status is not None and status.running:
-            line.caption(banner.describe(status))
+            line.caption(background.describe(status))
             time.sleep(0.5)
             status = jobs.status(key)
         if status is None or status.state == jobs.FAILED:
@@ -98,6 +98,13 @@ def analysis(model_name: str, sentence: str, masks: tuple[int, ...]) -> tuple[An
     return result, annotate.annotate_analysis(result, spacy_pipeline())
 
 
+@st.cache_data(max_entries=64, max_size=_BUDGET // 10, show_spinner="Measuring what each token takes from the others…")
+def weights(model_name: str, sentence: str, masks: tuple[int, ...], measure: str) -> measures.Weights:
+    """``measure`` over every layer of the analysis (``measures.compute``; ``2 L n²`` floats)."""
+    result, _ = analysis(model_name, sentence, masks)
+    return measures.compute(model(model_name), result, measure)
+
+
 @st.cache_data(max_entries=64, max_size=_BUDGET // 10,
                show_spinner="Searching the corpus (the first search of a layer reads its index)…")
 def search(
@@ -111,12 +118,16 @@ def search(
     kind: str,
     heads: tuple[int, ...],
     k: int,
+    measure: str = measures.DEFAULT_MEASURE,
+    aggregate: str = measures.DEFAULT_AGGREGATE,
 ) -> SearchResult:
-    """The k nearest corpus tokens to token ``position`` (see ``exbert_core.corpus.search.search``)."""
+    """The k nearest corpus tokens to token ``position``, each with the token it takes most from
+    under ``measure`` and ``aggregate`` (see ``exbert_core.corpus.search.query.search``)."""
     loaded = model(model_name)
     reference = corpus(corpus_path, corpus_stamp)
     result, _ = analysis(model_name, sentence, masks)
-    return core_search.search(reference, loaded, result, position, layer, kind, heads, k)
+    return core_search.search(reference, loaded, result, position, layer, kind, heads, k,
+                              measure=measure, aggregate=aggregate)
 
 
 @st.cache_data(max_entries=64, max_size=_BUDGET // 80, show_spinner=False)

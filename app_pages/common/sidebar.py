@@ -1,5 +1,6 @@
 """The shared sidebar: model, corpus and sentence, then the controls of the view, each drawn from
-and written to the session's state (:mod:`app_pages.common.state`).
+and written to the session's state (:mod:`app_pages.common.state`), and the messages at the top of
+the page (the link's problems, notes, and this run's problems).
 
 Pages call :func:`sidebar` first and get a :class:`View` (state, model info, analysis). A page
 names itself (its own URL parameters come from the table in :mod:`exbert_core.app.state`) and the
@@ -18,16 +19,24 @@ from typing import Any
 
 import streamlit as st
 
-from app_pages.common import cache, page
+from app_pages.common import cache, widgets
 from app_pages.common import state as session
 from exbert_core.app import state as app_state
 from exbert_core.app.corpus_choice import corpus_for, fitting
 from exbert_core.app.state import AppState, CorpusFacts, ModelFacts, TokenFacts
-from exbert_core.corpus import catalog
+from exbert_core.corpus.search import catalog
 from exbert_core.model import analysis as core_analysis
 from exbert_core.model.analysis import Analysis
 from exbert_core.model.annotate import WordAnnotation
 from exbert_core.model.loading import ModelInfo
+from exbert_core.model.measure_names import (
+    AGGREGATE_EXPLANATIONS,
+    AGGREGATE_LABELS,
+    AGGREGATES,
+    MEASURES,
+)
+from exbert_core.model.measure_names import EXPLANATIONS as MEASURE_EXPLANATIONS
+from exbert_core.model.measure_names import LABELS as MEASURE_LABELS
 from exbert_core.model.names import DEFAULT_MODEL, OFFLINE_MODELS
 from exbert_core.model.selection import Heads, layer_range
 from exbert_core.views.labels import clean_piece, markdown_text
@@ -43,13 +52,15 @@ K_HEADS_NONE = "sb_heads_none"
 K_MASKS = "sb_masks"
 K_THRESHOLD = "sb_threshold"
 K_HIDE_SPECIAL = "sb_hide_special"
+K_MEASURE = "sb_measure"
+K_AGGREGATE = "sb_aggregate"
 K_BY = "sb_by"
 K_K = "sb_k"
 K_IMAGE = "sb_image"
 
 BY_LABELS = {"embedding": "Token embedding", "heads": "Head embedding"}
 # The sidebar's groups of sentence controls; a page draws those it uses (the others keep values).
-GROUPS = ("layer", "heads", "masks", "threshold", "special", "search")
+GROUPS = ("layer", "heads", "masks", "measure", "threshold", "special", "search")
 
 
 @dataclass
@@ -102,7 +113,7 @@ def sidebar(*, page_name: str | None = None, analysis_controls: bool = True,
     """
     state = session.begin_run()
     view = View(state, page=page_name, starting=session.starting())
-    view.messages = page.top_bar()
+    view.messages = widgets.top_bar()
     view.url_box = view.messages.empty()
 
     with st.sidebar:
@@ -129,9 +140,27 @@ def sidebar(*, page_name: str | None = None, analysis_controls: bool = True,
 
     view.state = session.get_state()
     session.finish_run(view.params)
-    page.show_messages(view)
+    show_messages(view)
     session.end_start()
     return view
+
+
+def show_messages(view: View) -> None:
+    """The link's problems, the notes, and the problems of this run, at the top of the page."""
+    box = view.messages
+    warnings = session.link_warnings(view.params)
+    if warnings:
+        widgets.link_warning(view.url_box, warnings)
+    for kind, message in session.take_notes():
+        if kind == "success":
+            box.success(markdown_text(message), icon=":material/check_circle:")
+        else:
+            box.warning(markdown_text(message), icon=":material/warning:")
+    for problem in view.problems:
+        box.error(markdown_text(problem), icon=":material/error:")
+    if view.model_failed and view.state.model != DEFAULT_MODEL:
+        box.button(f"Open the default model ({DEFAULT_MODEL})", key="use_default_model",
+                   on_click=session.set_state, kwargs={"model": DEFAULT_MODEL, "masks": (), "token": None})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,15 +201,15 @@ def _model_control(view: View) -> ModelInfo | None:
     options = list(OFFLINE_MODELS) + list(app_state.SUGGESTED_HUB_MODELS)
     if state.model not in options:
         options.append(state.model)
-    page.seed(K_MODEL, state.model)
+    widgets.seed(K_MODEL, state.model)
     st.selectbox(
         "Model", options, key=K_MODEL, on_change=_on_model, accept_new_options=True,
         format_func=_model_option,
         help="The offline models work without internet. Type any Hugging Face model id "
              "(e.g. bert-base-uncased) to load it from the hub.",
     )
-    loaded = page.attempt(lambda: cache.model(state.model), f"Could not load model '{state.model}'.",
-                          problems=view.problems, hint="Pick another model in the sidebar.")
+    loaded = widgets.attempt(lambda: cache.model(state.model), f"Could not load model '{state.model}'.",
+                             problems=view.problems, hint="Pick another model in the sidebar.")
     if loaded is None:
         view.model_failed = True
         return None
@@ -217,7 +246,7 @@ def _corpus_control(state: AppState) -> catalog.CorpusEntry | None:
             return f"{name} (built with {entry.model})"
         return f"{name} ({entry.sentences:,} sentences)"
 
-    page.seed(K_CORPUS, state.corpus)
+    widgets.seed(K_CORPUS, state.corpus)
     st.selectbox("Reference corpus", options, key=K_CORPUS, format_func=describe,
                  on_change=_setter(K_CORPUS, "corpus", str),
                  help="The annotated text searched for tokens like the selected one. "
@@ -226,7 +255,7 @@ def _corpus_control(state: AppState) -> catalog.CorpusEntry | None:
 
 
 def _sentence_control(state: AppState) -> None:
-    page.seed(K_SENTENCE, state.sentence)
+    widgets.seed(K_SENTENCE, state.sentence)
     st.text_area("Sentence", key=K_SENTENCE, on_change=_on_sentence, height=90,
                  max_chars=app_state.MAX_SENTENCE_CHARS,
                  help="Press Ctrl+Enter (or click outside the box) to analyse.")
@@ -242,13 +271,13 @@ def _analyse(view: View) -> None:
             found, _ = core_analysis.tokenize(loaded, core_analysis.clean_sentence(state.sentence))
         return TokenFacts(tuple(t.text for t in found), tuple(t.special for t in found))
 
-    facts = page.attempt(tokens, "Could not read the sentence.", problems=view.problems)
+    facts = widgets.attempt(tokens, "Could not read the sentence.", problems=view.problems)
     if facts is None:
         return
     state = session.fitted(*app_state.fit(state, facts))
-    result = page.attempt(lambda: cache.analysis(state.model, state.sentence, state.masks),
-                          f"Could not analyse the sentence with '{state.model}'.", problems=view.problems,
-                          hint="Try a shorter sentence or another model.")
+    result = widgets.attempt(lambda: cache.analysis(state.model, state.sentence, state.masks),
+                             f"Could not analyse the sentence with '{state.model}'.", problems=view.problems,
+                             hint="Try a shorter sentence or another model.")
     if result is not None:
         view.analysis, view.words = result
         for warning in view.analysis.warnings:  # an over-long input is analysed in part: a warning
@@ -261,7 +290,7 @@ def _view_controls(view: View, info: ModelInfo, groups: tuple[str, ...] = GROUPS
 
     st.divider()
     if "layer" in groups:
-        page.seed(K_LAYER, state.layer)
+        widgets.seed(K_LAYER, state.layer)
         st.select_slider("Layer", list(layer_range("heads", info.layers)), key=K_LAYER,
                          on_change=_setter(K_LAYER, "layer", int),
                          help="Layer L: the attention of block L, the embeddings it outputs and its heads.")
@@ -269,16 +298,19 @@ def _view_controls(view: View, info: ModelInfo, groups: tuple[str, ...] = GROUPS
         _heads_control(view, info, with_layer="layer" in groups)
     if "masks" in groups:
         _masks_control(view, info)
+    if "measure" in groups:
+        st.divider()
+        _measure_control(state)
     if "threshold" in groups or "special" in groups:
         st.divider()
     if "threshold" in groups:
-        page.seed(K_THRESHOLD, state.threshold)
+        widgets.seed(K_THRESHOLD, state.threshold)
         st.slider("Attention shown (%)", 5, 100, step=5, key=K_THRESHOLD,
                   on_change=_setter(K_THRESHOLD, "threshold", int),
                   help="Per token, draw the strongest links that together make up this share of its "
                        "attention.")
     if "special" in groups:
-        page.seed(K_HIDE_SPECIAL, state.hide_special)
+        widgets.seed(K_HIDE_SPECIAL, state.hide_special)
         st.toggle("Hide special tokens", key=K_HIDE_SPECIAL,
                   on_change=_setter(K_HIDE_SPECIAL, "hide_special", bool),
                   help="Hide [CLS], [SEP] and the like, which often collect much of the attention.")
@@ -293,7 +325,7 @@ def _heads_control(view: View, info: ModelInfo, *, with_layer: bool) -> None:
     st.markdown(f"**Heads** &nbsp; `{label}`",
                 help="The paper's notation layer-[heads]: 2-[0,3] is heads 0 and 3 of layer 2, averaged; "
                      "2-[all] is every head of layer 2.")
-    page.seed(K_HEADS, list(state.selected_heads(info.heads)))
+    widgets.seed(K_HEADS, list(state.selected_heads(info.heads)))
     st.pills("Heads", list(range(info.heads)), selection_mode="multi", key=K_HEADS,
              on_change=_setter(K_HEADS, "heads", Heads.of), label_visibility="collapsed")
     left, right = st.columns(2)
@@ -307,7 +339,7 @@ def _masks_control(view: View, info: ModelInfo) -> None:
     state = session.get_state()
     assert view.analysis is not None
     words = [t.position for t in view.analysis.tokens if not t.special]
-    page.seed(K_MASKS, [m for m in state.masks if m in words])
+    widgets.seed(K_MASKS, [m for m in state.masks if m in words])
     can_mask = info.mask_token is not None
     st.multiselect(
         "Masked tokens", words, key=K_MASKS, format_func=view.label, disabled=not can_mask,
@@ -318,13 +350,31 @@ def _masks_control(view: View, info: ModelInfo) -> None:
     )
 
 
+def _measure_control(state: AppState) -> None:
+    """One control for what every attention number on every page shows."""
+    widgets.seed(K_MEASURE, state.measure)
+    st.segmented_control(
+        "Measure", list(MEASURES), key=K_MEASURE, required=True, format_func=MEASURE_LABELS.get,
+        on_change=_setter(K_MEASURE, "measure", str),
+        help="What the attention numbers and curves show. " + " ".join(
+            f"**{MEASURE_LABELS[m]}**: {MEASURE_EXPLANATIONS[m]}" for m in MEASURES)
+        + " Attention × value is the default: in our tests it follows what the model really uses more "
+          "closely than raw attention does (see How to read this page).")
+    st.caption(f"{MEASURE_LABELS[state.measure]}: {MEASURE_EXPLANATIONS[state.measure]}")
+    widgets.seed(K_AGGREGATE, state.aggregate)
+    st.segmented_control(
+        "Across layers", list(AGGREGATES), key=K_AGGREGATE, required=True, format_func=AGGREGATE_LABELS.get,
+        on_change=_setter(K_AGGREGATE, "aggregate", str),
+        help=" ".join(f"**{AGGREGATE_LABELS[a]}**: {AGGREGATE_EXPLANATIONS[a]}" for a in AGGREGATES))
+
+
 def _search_controls(state: AppState) -> None:
-    page.seed(K_BY, state.by)
+    widgets.seed(K_BY, state.by)
     st.segmented_control("Search by", list(app_state.SEARCH_KINDS), key=K_BY, required=True,
                          format_func=BY_LABELS.get, on_change=_setter(K_BY, "by", str),
                          help="Token embedding: the layer's output for the token. Head embedding: "
                               "what the selected heads gathered for it (exBERT's head search).")
-    page.seed(K_K, state.k)
+    widgets.seed(K_K, state.k)
     st.number_input("Matches (k)", 1, app_state.MAX_K, step=10, key=K_K,
                     on_change=_setter(K_K, "k", int),
                     help=f"How many corpus tokens to find (at most {app_state.MAX_K}: each match's "
@@ -333,7 +383,7 @@ def _search_controls(state: AppState) -> None:
 
 def _image_control(state: AppState) -> None:
     st.divider()
-    page.seed(K_IMAGE, state.image)
+    widgets.seed(K_IMAGE, state.image)
     st.segmented_control("Chart downloads", list(app_state.IMAGE_FORMATS), key=K_IMAGE, required=True,
                          format_func=str.upper, on_change=_setter(K_IMAGE, "image", str),
                          help="The camera button of every chart (top right, shown on hover) saves it in "

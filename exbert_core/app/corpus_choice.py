@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from exbert_core.corpus.names import default_corpus_name
+from exbert_core.corpus.format.names import default_corpus_name
 
 
 class Entry(Protocol):
-    """What the rule reads of a corpus (:class:`exbert_core.corpus.catalog.CorpusEntry`)."""
+    """What the rule reads of a corpus (:class:`exbert_core.corpus.search.catalog.CorpusEntry`)."""
 
     name: str
 

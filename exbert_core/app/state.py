@@ -35,10 +35,12 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from exbert_core.corpus import names as corpus_names
-from exbert_core.corpus.names import DEFAULT_CORPUS
+from exbert_core.corpus.format import names as corpus_names
+from exbert_core.corpus.format.names import DEFAULT_CORPUS
 from exbert_core.errors import InputError
 from exbert_core.limits import MAX_K, MAX_SENTENCE_CHARS
+from exbert_core.model.measure_names import AGGREGATES, DEFAULT_AGGREGATE, DEFAULT_MEASURE, MEASURES
+from exbert_core.model.measure_names import LABELS as MEASURE_LABELS
 from exbert_core.model.names import DEFAULT_MODEL, OFFLINE_MODELS, resolve_name
 from exbert_core.model.selection import Heads, canonical_kind, layer_range
 from exbert_core.views.labels import clean_piece  # noqa: F401 (the app's token labels)
@@ -112,7 +114,7 @@ class Relations:
 @dataclass(frozen=True)
 class CorpusFacts:
     """The selected corpus as this server has it: its build checksum
-    (:attr:`~exbert_core.corpus.catalog.CorpusEntry.build_id`; None while it is not built), and
+    (:attr:`~exbert_core.corpus.search.catalog.CorpusEntry.build_id`; None while it is not built), and
     whether the state comes from a link being opened."""
 
     name: str
@@ -426,6 +428,11 @@ class AppState:
     threshold: int = _param(DEFAULT_THRESHOLD, lambda t: _count("is not a percentage from 1 to 100", 1, 100)(t.rstrip("%")),
                             f"using {DEFAULT_THRESHOLD}")
     hide_special: bool = _param(False, _flag, "special tokens are shown", write=lambda v, s: "1" if v else "0")
+    # What every attention number on every page shows (exbert_core.model.measure_names).
+    measure: str = _param(DEFAULT_MEASURE, _choice(MEASURES, {"attention": "raw", "value": "norm", "alti": "contrib"}),
+                          f"showing {MEASURE_LABELS[DEFAULT_MEASURE].lower()}", what="attention measure")
+    aggregate: str = _param(DEFAULT_AGGREGATE, _choice(AGGREGATES), "showing each layer on its own",
+                            what="layer aggregate")
     by: str = _param("embedding", _kind, "searching by token embedding", what="search kind")
     k: int = _param(DEFAULT_K, _count(f"is not a number from 1 to {MAX_K}", 1, MAX_K), f"showing {DEFAULT_K} matches")
     # The attention page

@@ -10,8 +10,8 @@ import faiss
 import numpy as np
 import pyarrow.compute as pc
 
-from exbert_core.corpus import embed
-from exbert_core.corpus.store import Corpus
+from exbert_core.corpus.build import embed
+from exbert_core.corpus.search.store import Corpus
 from exbert_core.model.loading import LoadedModel
 
 

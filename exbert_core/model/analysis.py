@@ -47,6 +47,9 @@ class Analysis:
     predictions: per position, the top-k from the LM head (masked LM: the token itself; causal:
         the next token), or None without an LM head
     layer_predictions: ``[layers][tokens][k]``, the logit lens (LM head on each layer's output)
+    values: ``[layers, tokens, kv_heads * head_dim]`` float32, each layer's value vectors (what the
+        value-aware measures of :mod:`exbert_core.model.measures` read), or None for a family
+        whose value projections are not known
     """
 
     model: str
@@ -59,6 +62,7 @@ class Analysis:
     predictions: tuple[tuple[Candidate, ...], ...] | None
     layer_predictions: tuple[tuple[tuple[Candidate, ...], ...], ...] | None
     warnings: tuple[str, ...] = field(default=())
+    values: np.ndarray | None = None
 
     @property
     def layers(self) -> int:
@@ -207,6 +211,7 @@ def analyze(
         predictions=predictions,
         layer_predictions=layer_predictions,
         warnings=tuple(warnings),
+        values=None if out.values is None else out.values[0].float().numpy().copy(),
     )
 
 

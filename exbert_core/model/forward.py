@@ -25,12 +25,15 @@ class ForwardOutput:
     hidden: ``[batch, layers + 1, tokens, hidden]`` (embedding output first)
     contexts: ``[batch, layers, tokens, heads, head_dim]``
     logits: ``[batch, tokens, vocab]`` from the LM head, or None
+    values: ``[batch, layers, tokens, kv_heads * head_dim]``, each layer's value vectors (bias
+        included), or None for a family whose value projections are not known
     """
 
     attention: torch.Tensor | None
     hidden: torch.Tensor
     contexts: torch.Tensor
     logits: torch.Tensor | None
+    values: torch.Tensor | None = None
 
 
 def run(
@@ -39,21 +42,28 @@ def run(
     attention_mask: torch.Tensor,
     *,
     attentions: bool = True,
+    logits: bool = True,
 ) -> ForwardOutput:
     """Run the model on ``input_ids`` ``[batch, tokens]`` under inference mode.
 
-    The caller holds ``loaded.lock`` when the model is shared between threads.
+    ``logits=False`` runs the base model only (no LM head: for SmolLM2 a batch of 4,096 tokens
+    would hold 0.8 GB of logits). The caller holds ``loaded.lock`` when the model is shared
+    between threads.
     """
     info = loaded.info
     captured: list[torch.Tensor] = []
+
+    values: list[torch.Tensor] = []
 
     def capture(_module: torch.nn.Module, args: tuple) -> None:
         captured.append(args[0].detach())
 
     hooks = [p.register_forward_pre_hook(capture) for p in loaded.output_projections]
+    if attentions:  # the value-aware measures need them beside the weights
+        hooks += [v.module.register_forward_hook(_take_values(v, values)) for v in loaded.value_projections]
     try:
         with torch.inference_mode():
-            out = loaded.model(
+            out = (loaded.model if logits else loaded.model.base_model)(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 output_attentions=attentions,
@@ -70,8 +80,16 @@ def run(
     contexts = torch.stack(captured, dim=1).reshape(batch, info.layers, tokens, info.heads, info.head_dim)
     hidden = torch.stack(out.hidden_states, dim=1)
     attention = torch.stack(out.attentions, dim=1) if attentions else None
-    logits = out.logits if info.has_lm_head else None
-    return ForwardOutput(attention=attention, hidden=hidden, contexts=contexts, logits=logits)
+    lm_logits = out.logits if logits and info.has_lm_head else None
+    value_stack = torch.stack(values, dim=1) if values else None
+    return ForwardOutput(attention=attention, hidden=hidden, contexts=contexts, logits=lm_logits, values=value_stack)
+
+
+def _take_values(source, into: list[torch.Tensor]) -> Callable:
+    """A forward hook appending the value features of ``source`` (a ValueProjection) to ``into``."""
+    def hook(_m: torch.nn.Module, _args: tuple, output: torch.Tensor) -> None:
+        into.append(output[..., source.start : source.stop].detach())
+    return hook
 
 
 def run_padded(loaded: LoadedModel, sequences: list[tuple[int, ...]], *, attentions: bool = False) -> ForwardOutput:
@@ -110,7 +128,7 @@ def in_batches(
     it runs. Yields (indices into ``sequences``, the batch's result), batches in length order.
 
     The batching loop of searches (max attention), the head atlas and exact vectors, so memory
-    per batch is bounded by ``token_budget``. Builds batch in :func:`exbert_core.corpus.embed.run`
+    per batch is bounded by ``token_budget``. Builds batch in :func:`exbert_core.corpus.build.embed.run`
     instead: fixed batch shapes per sentence, so that codes do not depend on batch mates.
     """
     for group in length_batches([len(s) for s in sequences], token_budget):
@@ -301,3 +319,65 @@ def stream_layers(
         for hook in hooks:
             hook.remove()
     on_hidden(layers, out.last_hidden_state.detach())
+
+
+@dataclass
+class BlockParts:
+    """What a value-aware measure needs of one block of a padded batch.
+
+    attention: ``[batch, heads, tokens, tokens]``; values: ``[batch, tokens, kv_heads * head_dim]``;
+    inputs: ``[batch, tokens, hidden]``, the residual stream entering the block.
+    """
+
+    attention: torch.Tensor
+    values: torch.Tensor
+    inputs: torch.Tensor
+
+
+def blocks_up_to(
+    loaded: LoadedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int,
+    on_block: Callable[[int, BlockParts], None],
+) -> None:
+    """Run blocks 1..``layer`` (paper layers) and call ``on_block(layer, parts)`` for each as soon as
+    its attention is known, then stop: memory holds one block's parts at a time, and a search at
+    layer 3 of a 30-layer model costs 3 blocks (caller holds ``loaded.lock``). Needs the family's
+    value projections (``loaded.value_projections``)."""
+    if not 1 <= layer <= loaded.info.layers:
+        raise ValueError(f"layer must be in [1, {loaded.info.layers}]")
+    if not loaded.value_projections:
+        raise ValueError(f"the value vectors of {loaded.info.name} ({loaded.info.family}) cannot be read")
+    target = getattr(loaded.model, "_can_record_outputs", {}).get("attentions")
+    index = getattr(target, "index", 1)
+    inputs: dict[int, torch.Tensor] = {}
+    values: dict[int, list[torch.Tensor]] = {}
+
+    def block_input(i: int) -> Callable:
+        def hook(_m: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+            inputs[i] = (args[0] if args else kwargs["hidden_states"]).detach()
+        return hook
+
+    def attention_done(i: int) -> Callable:
+        def hook(_m: torch.nn.Module, _args: tuple, output: tuple) -> None:
+            weights = output[index]
+            if weights is None:
+                raise RuntimeError(f"{loaded.info.name} returned no attention weights (it needs eager attention)")
+            on_block(i + 1, BlockParts(weights.detach(), values.pop(i)[0], inputs.pop(i)))
+            if i + 1 == layer:
+                raise _StopForward
+        return hook
+
+    block_list, modules = blocks(loaded), attention_modules(loaded)
+    hooks = []
+    for i in range(layer):
+        values[i] = []
+        hooks.append(block_list[i].register_forward_pre_hook(block_input(i), with_kwargs=True))
+        hooks.append(loaded.value_projections[i].module.register_forward_hook(_take_values(loaded.value_projections[i], values[i])))
+        hooks.append(modules[i].register_forward_hook(attention_done(i)))
+    try:
+        with torch.inference_mode():
+            loaded.model.base_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+    except _StopForward:
+        pass
+    finally:
+        for hook in hooks:
+            hook.remove()

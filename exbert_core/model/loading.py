@@ -59,6 +59,12 @@ _OUTPUT_PROJECTION = re.compile(
     r"(attention\.output\.dense|attention\.out_lin|attn\.c_proj|self_attn\.o_proj"
     r"|self_attn\.out_proj|attn\.out_proj|attention\.dense)$"
 )
+# Value projections (their output is every value head, with its bias), per family; GPT-2's
+# ``c_attn`` is fused (queries, keys, values): its values are the last third.
+_VALUE_PROJECTION = re.compile(r"(attention\.self\.value|attention\.v_lin|self_attn\.v_proj|attn\.v_proj|attn\.c_attn)$")
+_FUSED_QKV = re.compile(r"attn\.c_attn$")
+# Post-LN blocks (BERT, RoBERTa, DistilBERT) normalise the attention output plus the residual.
+_POST_ATTENTION_NORM = re.compile(r"(attention\.output\.LayerNorm|sa_layer_norm)$")
 
 
 
@@ -137,6 +143,10 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     output_projections: list[torch.nn.Module]  # one per layer, in order
     lock: FairLock = field(default_factory=FairLock, repr=False)
+    # One per layer, or empty for a family whose values cannot be read (then only raw attention).
+    value_projections: list["ValueProjection"] = field(default_factory=list, repr=False)
+    # One per layer for post-LN blocks (the norm after attention + residual), else empty.
+    post_attention_norms: list[torch.nn.Module] = field(default_factory=list, repr=False)
 
     def lm_logits(self, hidden: torch.Tensor, final: bool = False) -> torch.Tensor:
         """Apply the LM head to hidden states ``[..., hidden]`` -> logits ``[..., vocab]``.
@@ -147,6 +157,17 @@ class LoadedModel:
         if not self.info.has_lm_head:
             raise ValueError(f"{self.info.name} has no LM head")
         return _lm_head_fn(self.model, self.info.causal, final)(hidden)
+
+
+@dataclass(frozen=True)
+class ValueProjection:
+    """Where one layer's value vectors come from: ``module``'s output ``[..., out]``, features
+    ``start:stop`` (all of them but for a fused query-key-value projection), which hold the
+    value heads ``[kv_heads * head_dim]`` with their bias."""
+
+    module: torch.nn.Module
+    start: int
+    stop: int
 
 
 def minilm_dir() -> Path:
@@ -280,7 +301,23 @@ def _assemble(name: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
         parameters=sum(p.numel() for p in model.parameters()),
         embedding_parameters=model.get_input_embeddings().weight.numel(),
     )
-    return LoadedModel(info, model, tokenizer, projections)
+    return LoadedModel(info, model, tokenizer, projections, value_projections=_value_projections(model, info),
+                       post_attention_norms=[m for n, m in model.named_modules() if _POST_ATTENTION_NORM.search(n)])
+
+
+def _value_projections(model: PreTrainedModel, info: ModelInfo) -> list[ValueProjection]:
+    """One :class:`ValueProjection` per layer, or [] when this family's are not found (one per layer)."""
+    found = [(n, m) for n, m in model.named_modules() if _VALUE_PROJECTION.search(n)]
+    if len(found) != info.layers:
+        return []
+    kv_width = kv_heads(model.config) * info.head_dim
+    return [ValueProjection(m, 2 * info.hidden, 3 * info.hidden) if _FUSED_QKV.search(n) else ValueProjection(m, 0, kv_width)
+            for n, m in found]
+
+
+def kv_heads(config: PretrainedConfig) -> int:
+    """Key/value heads: fewer than the query heads under grouped-query attention (SmolLM2: 3 for 9)."""
+    return getattr(config, "num_key_value_heads", None) or config.num_attention_heads
 
 
 def _validated_source(name: str) -> str | Path:

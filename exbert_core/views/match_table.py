@@ -15,7 +15,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from exbert_core.corpus.search import CorpusToken, Match, SearchResult
+from exbert_core.corpus.search.query import CorpusToken, Match, SearchResult
 from exbert_core.views.labels import clean_piece
 
 MAX_WIDTH = 10  # context offsets shown each side at most

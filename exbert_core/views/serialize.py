@@ -4,16 +4,35 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
+
 from exbert_core.model.analysis import Analysis, Candidate
 from exbert_core.model.annotate import WordAnnotation
 from exbert_core.model.loading import ModelInfo
+from exbert_core.model.measures import Weights
 
 if TYPE_CHECKING:
-    from exbert_core.corpus.search import CorpusToken, SearchResult
+    from exbert_core.corpus.search.query import CorpusToken, SearchResult
 
 
 def candidates(top: Sequence[Candidate]) -> list[dict[str, Any]]:
     return [{"token": c.token, "prob": round(c.prob, 6)} for c in top]
+
+
+def _rounded(array: np.ndarray) -> list:
+    return np.round(array.astype(np.float64), 6).tolist()
+
+
+def measure_dict(weights: Weights, attention: np.ndarray, per_head: bool = False) -> dict[str, Any]:
+    """``analyze --measure`` 's ``attention`` object: ``measure``, ``layers`` ``[L][n][n]``, ``rollout``
+    ``[L][n][n]`` and, with ``per_head``, ``heads`` ``[L][H][n][n]`` (under ``per_head_measure``,
+    which is ``norm`` for ``contrib``); positions as in ``tokens``, rows sum to 1."""
+    data: dict[str, Any] = {"measure": weights.measure, "layers": _rounded(weights.layers),
+                            "rollout": _rounded(weights.rollout)}
+    if per_head:
+        data["per_head_measure"] = weights.per_head
+        data["heads"] = [_rounded(weights.heads_at(attention, b)) for b in range(weights.layers.shape[0])]
+    return data
 
 
 def analysis_dict(info: ModelInfo, analysis: Analysis, words: Sequence[WordAnnotation | None]) -> dict[str, Any]:
@@ -74,7 +93,7 @@ def corpus_token(token: "CorpusToken") -> dict[str, Any]:
 def search_dict(result: "SearchResult", context: int = 3) -> dict[str, Any]:
     """The ``search --json`` contract: matches with annotations, max_attention and context,
     and the summary histograms."""
-    from exbert_core.corpus.summary import histograms
+    from exbert_core.corpus.search.summary import histograms
 
     matches = []
     for m in result.matches:
@@ -84,6 +103,8 @@ def search_dict(result: "SearchResult", context: int = 3) -> dict[str, Any]:
                 **corpus_token(m.max_attention.token),
                 "offset": m.max_attention.offset,
                 "weight": round(m.max_attention.weight, 6),
+                "measure": m.max_attention.measure,
+                "aggregate": m.max_attention.aggregate,
             }
         index = next(i for i, t in enumerate(m.context) if t.row == m.token.row)
         entry["context"] = {

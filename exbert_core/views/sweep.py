@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from exbert_core.corpus.search import search
-from exbert_core.corpus.store import Corpus
-from exbert_core.corpus.summary import FEATURES, counts
+from exbert_core.corpus.search.query import search
+from exbert_core.corpus.search.store import Corpus
+from exbert_core.corpus.search.summary import FEATURES, counts
 from exbert_core.model.analysis import Analysis, Candidate, lens_at
 from exbert_core.model.loading import LoadedModel
 

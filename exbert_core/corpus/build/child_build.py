@@ -37,7 +37,7 @@ from exbert_core.progress import Progress, Step
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]  # the folder holding exbert_core, for the child's sys.path
+ROOT = Path(__file__).resolve().parents[3]  # the folder holding exbert_core, for the child's sys.path
 SAMPLE_S = 0.1  # how often the child's memory is sampled (and the stop flag read)
 STOP_GRACE_S = 10.0  # a stopped child gets this long to end before it is killed
 
@@ -183,7 +183,7 @@ def _child_main(fd: int) -> int:
     request = json.loads(sys.stdin.buffer.read().decode("utf-8", "surrogatepass"))
     try:
         # Imported here: the parent side of this module needs neither torch nor spaCy.
-        from exbert_core.corpus import build
+        from exbert_core.corpus.build import pipeline as build
         from exbert_core.model import loading
 
         progress(Step("load", "Loading the model in the build's own process"))

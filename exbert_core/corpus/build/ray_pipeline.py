@@ -15,43 +15,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import spacy
 
-from exbert_core.corpus import build as corpus_build
-from exbert_core.corpus.manifest import shard_dir
+from exbert_core.cluster import connect
+from exbert_core.corpus.build import pipeline as corpus_build
+from exbert_core.corpus.format.manifest import shard_dir
 from exbert_core.errors import BuildError
 from exbert_core.model.loading import LoadedModel
 from exbert_core.progress import Progress, Step
 
 log = logging.getLogger(__name__)
-
-PACKAGE = Path(__file__).resolve().parent.parent  # exbert_core/
-_ENV_KEYS = ("EXBERT_DATA_DIR", "HF_HUB_OFFLINE", "EXBERT_MEMORY_BUDGET", "EXBERT_HUB_MODELS", "HF_HOME",
-             "XDG_CACHE_HOME")
-
-
-def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
-    """Join the Ray cluster at ``address``, or start a local one (``num_cpus`` CPUs); once per process."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    env = {key: os.environ[key] for key in _ENV_KEYS if key in os.environ}
-    env["TOKENIZERS_PARALLELISM"] = "false"
-    kwargs: dict = {"runtime_env": {"py_modules": [str(PACKAGE)], "env_vars": env},
-                    "include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus, object_store_memory=256 * 2**20, **kwargs)
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False  # progress goes through our own Progress steps
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-
 
 class _ParseShard:
     """Ray Data stage 1 (an actor holds spaCy and the tokenizer): paragraphs -> shard metadata."""
@@ -96,7 +72,7 @@ class _EmbedShard:
 
 
 def engine(address: str | None = None, workers: int | None = None, device: str = "auto") -> corpus_build.ShardEngine:
-    """A shard engine for :func:`exbert_core.corpus.build.build` that runs on Ray: ``workers``
+    """A shard engine for :func:`exbert_core.corpus.build.pipeline.build` that runs on Ray: ``workers``
     actors per stage (default: what the cluster's CPUs allow), one GPU per model actor when the
     cluster has GPUs (``device`` auto), always (``cuda``: BuildError without one) or never (``cpu``)."""
 

@@ -1,6 +1,6 @@
 """Nearest corpus tokens to one token of an analysed sentence, with their max-attention tokens.
 
-Every shard is scanned (see :mod:`exbert_core.corpus.scan`) and the top-k merged exactly. The
+Every shard is scanned (see :mod:`exbert_core.corpus.search.scan`) and the top-k merged exactly. The
 max-attention token of a match is computed exactly by re-running the model on the matched
 sentences, only up to the search layer: no attention is stored for the corpus.
 """
@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 
-from exbert_core.corpus import scan, vectors
-from exbert_core.corpus.store import Corpus, Shard
+from exbert_core.corpus.format import vectors
+from exbert_core.corpus.search import scan
+from exbert_core.corpus.search.store import Corpus, Shard
 from exbert_core.limits import MAX_K
-from exbert_core.model import forward
+from exbert_core.model import forward, measures
 from exbert_core.model.analysis import Analysis, InputError, word_position
 from exbert_core.model.loading import LoadedModel
 from exbert_core.model.selection import Heads, block_index, check_layer
@@ -43,13 +45,16 @@ class CorpusToken:
 
 @dataclass(frozen=True)
 class MaxAttention:
-    """The token a match attends to most at the search layer (layer 1 for an embedding search at
-    layer 0, which has no attention), selected heads summed (special tokens excluded).
-    ``offset`` = its position minus the match's position."""
+    """The token a match takes most from at the search layer (layer 1 for an embedding search at
+    layer 0, which has no attention) under ``measure`` (special tokens excluded), as the attention
+    view shows it: the chosen heads' mean, the whole layer's measure when every head is chosen,
+    or the rollout up to that layer. ``offset`` = its position minus the match's position."""
 
     token: CorpusToken
     offset: int
-    weight: float  # summed attention weight (the mean over heads is weight / len(heads))
+    weight: float  # its share of the match's row (rows sum to 1 over the sentence's tokens)
+    measure: str = "raw"
+    aggregate: str = "layer"
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,8 @@ def search(
     progress: Callable[[str], None] | None = None,
     *,
     with_attention: bool = True,
+    measure: str = measures.DEFAULT_MEASURE,
+    aggregate: str = measures.DEFAULT_AGGREGATE,
 ) -> SearchResult:
     """The k corpus tokens nearest to token ``position`` of ``analysis`` at ``layer``.
 
@@ -110,8 +117,12 @@ def search(
     an embedding search with no head selected has no max-attention tokens (there is no attention
     to sum). ``with_attention=False`` skips the max-attention pass (one model run over the
     matched sentences, up to ``layer``), for views that only need the matches' own annotations.
+    ``measure`` and ``aggregate`` choose what "attends most to" means (see
+    :mod:`exbert_core.model.measures`); the matches themselves do not depend on them.
     """
     corpus.check_model(loaded)
+    measures.check_measure(measure)
+    measures.check_aggregate(aggregate)
     if not 1 <= k <= MAX_K:
         raise InputError(f"k must be between 1 and {MAX_K}, got {k}.")
     selection = heads if isinstance(heads, Heads) else Heads.of(heads)
@@ -126,7 +137,7 @@ def search(
     tokens = _corpus_tokens(meta, rows)
     sentence_ids = meta["sentence_id"]
     if with_attention and chosen:
-        attended = _max_attention(corpus, loaded, sentence_ids, tokens, max(layer, 1), chosen)
+        attended = _max_attention(corpus, loaded, sentence_ids, tokens, max(layer, 1), chosen, measure, aggregate)
     else:
         attended = [None] * len(tokens)
     matches = []
@@ -141,7 +152,7 @@ def search(
 def top_k_rows(corpus: Corpus, kind: str, layer: int, query: np.ndarray, heads: Sequence[int], k: int) -> tuple[np.ndarray, np.ndarray]:
     """The exact top-k (scores, global token rows) over every shard: the shards' scans run in
     parallel on this machine, or on the Ray actors serving them when the corpus is served
-    (:mod:`exbert_core.corpus.serve`)."""
+    (:mod:`exbert_core.corpus.search.serve`)."""
     if corpus.server is not None:
         return corpus.server.top_k(kind, layer, query, tuple(heads), k)
     return scan_shards(corpus.shards, kind, layer, query, heads, k)
@@ -185,9 +196,12 @@ def _max_attention(
     tokens: list[CorpusToken],
     layer: int,
     heads: tuple[int, ...],
+    measure: str = "raw",
+    aggregate: str = "layer",
 ) -> list[MaxAttention | None]:
     """Re-run the model on the distinct matched sentences, only up to ``layer``, and for each match
-    find the indexed token it attends to most at ``layer`` with ``heads`` summed."""
+    find the indexed token it takes most from at ``layer`` under ``measure`` (see
+    :class:`MaxAttention`)."""
     if not tokens:
         return []
     unique = sorted(set(sentence_ids))
@@ -199,11 +213,13 @@ def _max_attention(
         for sid, token in zip(sentence_ids, tokens):
             last[sid] = max(last.get(sid, 0), token.position)
         sequences = [seq[: last[sid] + 1] for sid, seq in zip(unique, sequences)]
-    summed: dict[int, np.ndarray] = {}  # sentence id -> [tokens run, tokens run], chosen heads summed
+    summed: dict[int, np.ndarray] = {}  # sentence id -> [tokens run, tokens run], as the view shows it
     selected = list(heads)
 
     def layer_attention(input_ids, mask):
-        return forward.attention_at(loaded, input_ids, mask, layer)[:, selected].sum(dim=1)  # [batch, T, T]
+        if measure == "raw" and aggregate == "layer":  # the attention weights alone: no values needed
+            return forward.attention_at(loaded, input_ids, mask, layer)[:, selected].mean(dim=1)  # [batch, T, T]
+        return batch_view(loaded, input_ids, mask, layer, selected, measure, aggregate)
 
     for group, attention in forward.in_batches(loaded, sequences, ATTENTION_BATCH_TOKENS, layer_attention):
         for row, i in enumerate(group):
@@ -219,5 +235,33 @@ def _max_attention(
         weights = summed[sid][token.position, positions]  # indexed (non-special) tokens only
         best = int(np.argmax(weights))
         target = _corpus_tokens(corpus.token_rows(rows[best : best + 1]), rows[best : best + 1])[0]
-        result.append(MaxAttention(target, target.position - token.position, float(weights[best])))
+        result.append(MaxAttention(target, target.position - token.position, float(weights[best]), measure, aggregate))
     return result
+
+
+def batch_view(loaded: LoadedModel, input_ids, mask, layer: int, heads: list[int], measure: str,
+               aggregate: str):
+    """``[batch, T, T]`` weights at ``layer`` of a padded batch as the attention view shows them
+    (:meth:`exbert_core.model.measures.Weights.view`), computed block by block while the model runs
+    (memory: one block's ``[batch, heads, T, max(T, hidden)]`` at a time)."""
+    blocks = measures.block_weights(loaded) if measure != "raw" else None
+    n_heads = loaded.info.heads
+    state: dict[str, object] = {"rollout": None, "view": None}
+
+    def on_block(index: int, parts: forward.BlockParts) -> None:
+        block = None if blocks is None else blocks[index - 1]
+        weights, value_norms = measures.layer_weights(block, measure, parts.attention, parts.values, parts.inputs)
+        if aggregate == "rollout":
+            state["rollout"] = measures.rollout_step(state["rollout"], weights, measure)
+            state["view"] = state["rollout"]
+        elif index == layer:
+            if len(heads) == n_heads:
+                state["view"] = weights
+            else:
+                attention = parts.attention.float()
+                per_head = attention if value_norms is None else torch.from_numpy(
+                    measures.head_weights(attention.numpy(), value_norms.numpy()))
+                state["view"] = per_head[:, heads].mean(dim=1)
+
+    forward.blocks_up_to(loaded, input_ids, mask, layer, on_block)
+    return state["view"]

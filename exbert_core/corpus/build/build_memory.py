@@ -1,10 +1,10 @@
 """The memory of corpus builds, measured, and whether the next one fits (no streamlit).
 
-Each build of the app runs in a child process (:mod:`exbert_core.corpus.child_build`) whose peak
+Each build of the app runs in a child process (:mod:`exbert_core.corpus.build.child_build`) whose peak
 anonymous resident memory is sampled while it runs. The peaks of the last :data:`KEEP` builds of
 each model on this server are kept in ``<data dir>/build-memory.json``; a new build of a model is
 expected to take the largest of them, or, before the first build of that model here, the
-estimate of :func:`exbert_core.corpus.estimate.child_peak_bytes`.
+estimate of :func:`exbert_core.corpus.build.estimate.child_peak_bytes`.
 
 The rule, stated once here: a build starts when the server's own memory now, the expected peaks
 of the builds already running and its own expected peak fit in ``EXBERT_MEMORY_LIMIT``
@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 
 from exbert_core import atomic, memory
-from exbert_core.corpus import estimate
+from exbert_core.corpus.build import estimate
 from exbert_core.errors import BuildError
 from exbert_core.model.loading import ModelInfo
 from exbert_core.paths import data_dir

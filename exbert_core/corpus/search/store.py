@@ -27,8 +27,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from exbert_core import memory
-from exbert_core.corpus import codes, names
-from exbert_core.corpus.manifest import (
+from exbert_core.corpus.format import names
+from exbert_core.corpus.search import codes_reader
+from exbert_core.corpus.format.manifest import (
     CODES,
     MANIFEST,
     QUANTISER,
@@ -60,7 +61,7 @@ class Shard:
     manifest: ShardManifest
     corpus: CorpusManifest
     entry: ShardEntry
-    _mapped: dict[tuple[str, int], codes.MappedIndex] = field(default_factory=dict, repr=False)
+    _mapped: dict[tuple[str, int], codes_reader.MappedIndex] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -118,7 +119,7 @@ class Shard:
         sentence_id = self.tokens().column("sentence_id").to_numpy()
         return np.searchsorted(sentence_id, np.arange(self.manifest.sentences + 1), side="left")
 
-    def index(self, kind: str, layer: int) -> codes.MappedIndex:
+    def index(self, kind: str, layer: int) -> codes_reader.MappedIndex:
         """The memory-mapped codes of ``kind`` at ``layer``: embedding ``[rows, hidden]``, heads
         ``[heads * rows, head_dim]`` (head-major)."""
         key = (kind, layer)
@@ -133,7 +134,7 @@ class Shard:
             c = self.corpus
             dim, rows = (c.hidden, self.rows) if kind == "embedding" else (c.head_dim, self.rows * c.heads)
             try:
-                mapped = codes.open_mapped(path, CODES[kind], dim, rows)
+                mapped = codes_reader.open_mapped(path, CODES[kind], dim, rows)
             except (ValueError, RuntimeError, OSError) as err:
                 raise self._fail(f"{file} cannot be read ({err})") from err
             self._mapped[key] = mapped
@@ -148,7 +149,7 @@ class Corpus:
     path: Path
     manifest: CorpusManifest
     shards: list[Shard]
-    # Ray actors that scan the shards (exbert_core.corpus.serve), or None: scanned in this process.
+    # Ray actors that scan the shards (exbert_core.corpus.search.serve), or None: scanned in this process.
     server: Any = field(default=None, repr=False)
 
     @property

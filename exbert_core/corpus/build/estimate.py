@@ -7,8 +7,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from exbert_core.corpus import embed
-from exbert_core.corpus.build import CHARS_PER_TOKEN, BuildOptions, sample_tokens
+from exbert_core.corpus.build import embed
+from exbert_core.corpus.build.pipeline import BuildOptions, CHARS_PER_TOKEN, sample_tokens
 from exbert_core.model.loading import ModelInfo
 from exbert_core.progress import format_seconds
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from exbert_core.corpus import scan
-from exbert_core.corpus.store import Corpus
+from exbert_core.corpus.search import scan
+from exbert_core.corpus.search.store import Corpus
 from exbert_core.errors import CorpusError
 
 log = logging.getLogger(__name__)
@@ -28,13 +28,13 @@ class _ShardServer:
     """A Ray actor: the shards ``indices`` of corpus ``path``, mapped on first use."""
 
     def __init__(self, path: str, indices: list[int]) -> None:
-        from exbert_core.corpus import store
+        from exbert_core.corpus.search import store
 
         corpus = store.load(path)
         self.shards = [corpus.shards[i] for i in indices]
 
     def top_k(self, kind: str, layer: int, query: np.ndarray, heads: tuple[int, ...], k: int) -> tuple[np.ndarray, np.ndarray]:
-        from exbert_core.corpus.search import scan_shards
+        from exbert_core.corpus.search.query import scan_shards
 
         return scan_shards(self.shards, kind, layer, query, heads, k)
 
@@ -65,9 +65,9 @@ def serve(corpus: Corpus, address: str | None = None, actors: int | None = None)
     shard up to the cluster's CPUs). Connects to ``address`` or starts a local cluster."""
     import ray
 
-    from exbert_core.corpus import ray_build
+    from exbert_core import cluster
 
-    ray_build.connect(address)
+    cluster.connect(address)
     count = max(1, min(actors or int(ray.cluster_resources().get("CPU", 1)), len(corpus.shards)))
     groups = [list(g) for g in np.array_split(np.arange(len(corpus.shards)), count) if len(g)]
     remote = ray.remote(num_cpus=0)(_ShardServer)

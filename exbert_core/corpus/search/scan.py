@@ -24,7 +24,7 @@ import faiss
 import numpy as np
 import torch
 
-from exbert_core.corpus.codes import MappedIndex
+from exbert_core.corpus.search.codes_reader import MappedIndex
 
 SPLIT_ROWS = 50_000  # ranges of more rows are scanned as several parts in parallel (one per core)
 SUM_BLOCK_ROWS = 32_768  # rows decoded at once when summing heads: 32k x 32 dims x 4 B = 4 MB per head

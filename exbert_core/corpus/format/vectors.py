@@ -7,7 +7,7 @@ Two kinds of vector per token and layer (the exBERT paper's definitions):
   heads concatenated ``[heads * head_dim]``. A query keeps the selected heads and zeroes the
   rest, so its inner product is the *sum of per-head cosines* over the selected heads.
 
-How they are stored and scanned: :mod:`exbert_core.corpus.codes` and :mod:`exbert_core.corpus.scan`.
+How they are stored and scanned: :mod:`exbert_core.corpus.format.codes` and :mod:`exbert_core.corpus.search.scan`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable
 
-from exbert_core.corpus.search import CorpusToken, SearchResult
+from exbert_core.corpus.search.query import CorpusToken, SearchResult
 
 FEATURES = ("pos", "dep", "ner")
 NO_LABEL = {"pos": "(none)", "dep": "(none)", "ner": "(no entity)"}

@@ -20,8 +20,10 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from exbert_core.corpus import build_memory, catalog, estimate, names
-from exbert_core.corpus.build import CHARS_PER_TOKEN
+from exbert_core.corpus.build import build_memory, estimate
+from exbert_core.corpus.build.pipeline import CHARS_PER_TOKEN
+from exbert_core.corpus.format import names
+from exbert_core.corpus.search import catalog
 from exbert_core.errors import BuildError
 from exbert_core.model.loading import ModelInfo
 from exbert_core.paths import corpora_dir

@@ -3,7 +3,7 @@
 The text is cut into shards of about ``shard_tokens`` tokens (whole paragraphs). Each shard is
 built on its own: spaCy parses its sentences, the model runs over them in byte-sized batches and
 every layer's vectors are quantised and written straight into the shard's code files (see
-:mod:`exbert_core.corpus.embed`). All shards share one quantiser, whose ranges come from a random
+:mod:`exbert_core.corpus.build.embed`). All shards share one quantiser, whose ranges come from a random
 sample of the whole text, so codes and scores do not depend on how the corpus was cut.
 
 Atomic and resumable: the build happens in ``<name>.partial/`` under a file lock for the name
@@ -33,8 +33,9 @@ import pyarrow.parquet as pq
 import spacy
 
 from exbert_core import atomic, memory, runtime
-from exbert_core.corpus import codes, embed, names, text as corpus_text
-from exbert_core.corpus.manifest import (
+from exbert_core.corpus.build import codes_writer, embed, text as corpus_text
+from exbert_core.corpus.format import names
+from exbert_core.corpus.format.manifest import (
     CODES,
     FORMAT_VERSION,
     MANIFEST,
@@ -48,7 +49,7 @@ from exbert_core.corpus.manifest import (
     sha256,
     shard_dir,
 )
-from exbert_core.corpus.text import EncodedSentence
+from exbert_core.corpus.build.text import EncodedSentence
 from exbert_core.errors import BuildError
 from exbert_core.model.annotate import load_spacy, pipeline_name
 from exbert_core.model.loading import LoadedModel, ModelInfo
@@ -92,7 +93,7 @@ def build(
     engine: ShardEngine | None = None,
 ) -> Path:
     """Build corpus ``name`` from ``text`` (one text, or many documents, e.g. from
-:mod:`exbert_core.corpus.inputs`) under ``out_dir`` and return its folder.
+:mod:`exbert_core.corpus.build.inputs`) under ``out_dir`` and return its folder.
 
     An existing corpus of that name is replaced only once the new one is complete. A partial
     build of the same text, model and options is resumed; any other partial build is discarded.
@@ -342,10 +343,10 @@ def embed_shard(
     info = loaded.info
     writers = {}
     for layer in range(info.layers + 1):
-        writers[("embedding", layer)] = codes.CodeWriter(
+        writers[("embedding", layer)] = codes_writer.CodeWriter(
             work / index_file(layer, "embedding"), CODES["embedding"], ranges[f"embedding_{layer:02d}"], n)
         if layer:
-            writers[("heads", layer)] = codes.CodeWriter(
+            writers[("heads", layer)] = codes_writer.CodeWriter(
                 work / index_file(layer, "heads"), CODES["heads"], ranges[f"heads_{layer:02d}"], n * info.heads)
     sink = embed.ShardCodes(writers, n, info.heads)
     rate, done = Rate(), 0

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exbert_core.corpus import build_memory, child_build, sources
-from exbert_core.errors import USER_ERRORS, BuildError
+from exbert_core.corpus.build import build_memory, child_build, sources
+from exbert_core.errors import BuildError, USER_ERRORS
 from exbert_core.model.loading import LoadedModel
 from exbert_core.paths import corpora_dir
 from exbert_core.progress import Progress, Rate, Step
@@ -200,7 +200,7 @@ def start_build(name: str, loaded: LoadedModel, *, source: str | None = None, te
     weights: the page cache is shared with ``loaded``), once it fits in memory beside the server
     and the builds running (it waits its turn otherwise); its measured peak is recorded for the
     estimates of the next builds. The result is the corpus folder. Checking whether the build is
-    allowed (an existing name, a quota) is the caller's: see :mod:`exbert_core.corpus.policy`."""
+    allowed (an existing name, a quota) is the caller's: see :mod:`exbert_core.corpus.build.policy`."""
     info = loaded.info
     stop = threading.Event()
 

@@ -15,8 +15,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from exbert_core.corpus import codes, vectors
-from exbert_core.corpus.manifest import CODES
+from exbert_core.corpus.build import codes_writer
+from exbert_core.corpus.format import vectors
+from exbert_core.corpus.format.manifest import CODES
 from exbert_core.model import forward
 from exbert_core.model.loading import LoadedModel, ModelInfo
 
@@ -172,7 +173,7 @@ class ShardCodes:
     """Writes a shard's code files: ``layer_LL.embedding.faiss`` ``[rows, hidden]`` and
     ``layer_LL.heads.faiss`` ``[heads * rows, head_dim]`` (head-major: row ``h * rows + r``)."""
 
-    def __init__(self, writers: dict[tuple[str, int], codes.CodeWriter], rows: int, heads: int) -> None:
+    def __init__(self, writers: dict[tuple[str, int], codes_writer.CodeWriter], rows: int, heads: int) -> None:
         self.writers, self.rows, self.n_heads = writers, rows, heads
 
     def embedding(self, layer: int, rows: np.ndarray, x: np.ndarray) -> None:

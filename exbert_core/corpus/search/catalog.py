@@ -2,7 +2,7 @@
 
 Used by the app to list corpora, to say which fit the current model and to key caches by a
 stamp that changes when a corpus is rebuilt. Loading and checking a corpus stays in
-:mod:`exbert_core.corpus.store`.
+:mod:`exbert_core.corpus.search.store`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from exbert_core.corpus import store as corpus_mod
-from exbert_core.corpus.names import default_corpus_name, slug  # noqa: F401 (the app's names)
+from exbert_core.corpus.format.names import default_corpus_name, slug  # noqa: F401 (the app's names)
+from exbert_core.corpus.search import store as corpus_mod
 from exbert_core.paths import corpora_dir
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from exbert_core.corpus.build import CHARS_PER_TOKEN
+from exbert_core.corpus.build.pipeline import CHARS_PER_TOKEN
 from exbert_core.errors import InvalidText
 
 log = logging.getLogger(__name__)
