@@ -1,5 +1,5 @@
 """What a build will take, told before it starts: time, disk and memory for a model and a text,
-and whether it fits the memory budget and the free disk (the app refuses what does not)."""
+and whether it fits in memory beside the server and on the free disk (the app refuses what does not)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from exbert_core.corpus.build import embed
-from exbert_core.corpus.build.pipeline import BuildOptions, CHARS_PER_TOKEN, sample_tokens
+from exbert_core.corpus.build.pipeline import CHARS_PER_TOKEN, sample_tokens
 from exbert_core.model.loading import ModelInfo
 from exbert_core.progress import format_seconds
 
@@ -58,20 +57,19 @@ MODEL_PARAM_TOKENS_PER_S = 28e9
 METADATA_BYTES_PER_TOKEN = 130
 
 
-# The build's own process, fitted to its measured peaks (RssAnon, scripts/benchmark.py's memory
-# section): the interpreter with torch, transformers, spaCy and pyarrow imported and the model
-# loaded (its weights are memory-mapped, page cache, not counted), spaCy's parse of one batch
-# of text, and the forward batches, whose transient tensors took about BATCH_FACTOR times the
-# activations :func:`embed.activation_bytes` counts.
-CHILD_START_BYTES = 420_000_000
-PARSE_BYTES = 200_000_000
-BATCH_FACTOR = 2.0
+# The build's own process (RssAnon), fitted to the peaks of the app's alice builds measured by
+# `scripts/app_probe.py --measure build` (default budget): MiniLM (6 layers) 665 MB, SmolLM2 (30
+# layers) 907 MB. A fixed part (the interpreter with torch, transformers, spaCy, faiss and pyarrow,
+# the model loaded with its weights memory-mapped and not counted, spaCy's parse of one batch of
+# text, one forward batch of an eighth of the budget) and a part per layer (every layer's code
+# writers and vectors of a batch).
+CHILD_START_BYTES = 600_000_000
+CHILD_LAYER_BYTES = 10_000_000
 
 
-def child_peak_bytes(info: ModelInfo, options: BuildOptions = BuildOptions()) -> int:
+def child_peak_bytes(info: ModelInfo) -> int:
     """The peak memory of a build's own process with ``info``'s model, before any was measured."""
-    batch = embed.activation_bytes(info, options.rows_per_batch(info) * options.max_tokens)
-    return int(CHILD_START_BYTES + PARSE_BYTES + BATCH_FACTOR * batch)
+    return CHILD_START_BYTES + CHILD_LAYER_BYTES * info.layers
 
 
 def bytes_per_token(info: ModelInfo) -> int:
@@ -80,14 +78,13 @@ def bytes_per_token(info: ModelInfo) -> int:
     return (info.layers + 1) * embedding + info.layers * info.heads * info.head_dim + METADATA_BYTES_PER_TOKEN
 
 
-def estimate(info: ModelInfo, text_chars: int, out_dir: Path, options: BuildOptions = BuildOptions(),
-             tokens_per_s: float | None = None, peak_bytes: int | None = None,
-             memory_problem: str | None = None) -> BuildEstimate:
+def estimate(info: ModelInfo, text_chars: int, out_dir: Path, tokens_per_s: float | None = None,
+             peak_bytes: int | None = None, memory_problem: str | None = None) -> BuildEstimate:
     """Time, disk and memory of building ``text_chars`` characters of text with the model ``info``;
     ``tokens_per_s``: the whole-build rate measured on this machine for this model, when known
     (else the time comes from the model's size and the rates measured on the project's machine);
     ``peak_bytes``: the build process's peak measured here (else :func:`child_peak_bytes`);
-    ``memory_problem``: why it would not fit in memory now (:mod:`exbert_core.corpus.build_memory`)."""
+    ``memory_problem``: why it would not fit in memory now (:mod:`exbert_core.corpus.build.build_memory`)."""
     tokens = int(text_chars / CHARS_PER_TOKEN)
     weights, embedding = info.parameters, info.embedding_parameters
     again = 1 + sample_tokens(tokens) / max(tokens, 1)  # the quantiser's sample is parsed and run once more
@@ -99,7 +96,7 @@ def estimate(info: ModelInfo, text_chars: int, out_dir: Path, options: BuildOpti
         tokens=tokens,
         seconds=seconds,
         disk_bytes=tokens * bytes_per_token(info),
-        memory_bytes=peak_bytes or child_peak_bytes(info, options),
+        memory_bytes=peak_bytes or child_peak_bytes(info),
         free_disk_bytes=shutil.disk_usage(out_dir).free,
         measured_here=bool(tokens_per_s),
         memory_measured=bool(peak_bytes),
