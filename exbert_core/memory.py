@@ -55,7 +55,7 @@ def budget_bytes() -> int:
 def limit_bytes() -> int:
     """What the whole process tree may take (``EXBERT_MEMORY_LIMIT``): the app's server and the
     child processes its corpus builds run in. A build starts only when its expected peak fits
-    beside the server's memory and the builds already running (:mod:`exbert_core.corpus.build_memory`)."""
+    beside the server's memory and the builds already running (:mod:`exbert_core.corpus.build.build_memory`)."""
     text = os.environ.get(LIMIT_ENV, "").strip()
     if not text:
         return DEFAULT_LIMIT

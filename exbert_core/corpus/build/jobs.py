@@ -11,9 +11,9 @@ restarted only by an explicit :func:`start` (a retry), never by a rerun.
 
 Only what a job reports is kept (a few hundred bytes); its result is a path, not data.
 
-A corpus build's work runs in a child process of its own (:mod:`exbert_core.corpus.child_build`):
+A corpus build's work runs in a child process of its own (:mod:`exbert_core.corpus.build.child_build`):
 the thread here fetches the text, waits for its turn when the build would not fit in memory
-beside the others (:mod:`exbert_core.corpus.build_memory`), then relays the child's steps and
+beside the others (:mod:`exbert_core.corpus.build.build_memory`), then relays the child's steps and
 records its measured peak. :func:`cancel` stops a job that can be stopped (a build).
 """
 
