@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 BUDGET_ENV = "EXBERT_MEMORY_BUDGET"
 DEFAULT_BUDGET = 1_200_000_000
+LIMIT_ENV = "EXBERT_MEMORY_LIMIT"
+DEFAULT_LIMIT = 2_200_000_000  # the server and its build processes together: Community Cloud allows ~2.7 GB
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
 V = TypeVar("V")
@@ -48,6 +50,35 @@ def budget_bytes() -> int:
     except ValueError as err:
         log.warning("%s=%r ignored (%s); using %d bytes", BUDGET_ENV, text, err, DEFAULT_BUDGET)
         return DEFAULT_BUDGET
+
+
+def limit_bytes() -> int:
+    """What the whole process tree may take (``EXBERT_MEMORY_LIMIT``): the app's server and the
+    child processes its corpus builds run in. A build starts only when its expected peak fits
+    beside the server's memory and the builds already running (:mod:`exbert_core.corpus.build.build_memory`)."""
+    text = os.environ.get(LIMIT_ENV, "").strip()
+    if not text:
+        return DEFAULT_LIMIT
+    try:
+        return max(parse_bytes(text), 100_000_000)
+    except ValueError as err:
+        log.warning("%s=%r ignored (%s); using %d bytes", LIMIT_ENV, text, err, DEFAULT_LIMIT)
+        return DEFAULT_LIMIT
+
+
+def rss_anon(pid: int | str = "self") -> int:
+    """Anonymous resident memory (``RssAnon`` in /proc) of process ``pid`` in bytes: what the
+    process holds of its own, without memory-mapped files (model weights read from safetensors,
+    index codes), which are page cache shared by every process. 0 when the process is gone or
+    off Linux."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Start the app as users do (`streamlit run app.py`) and measure it in a real browser.
 
-    python scripts/app_probe.py [--measure cold,click,concurrent,profile] [--sessions 8] [--json]
+    python scripts/app_probe.py [--measure cold,click,concurrent,profile,build] [--sessions 8] [--json]
 
 - cold: the cold start (launching `streamlit run` to the attention chart drawn in Chromium), the
   time to the first corpus matches, and the peak resident memory of the app process;
@@ -13,7 +13,11 @@
   runs on the same 2 cores in ``concurrent``);
 - profile: where a first view and a rerun spend their time (analysis, spaCy, search, max
   attention, figures, chart serialisation, HTML), from cProfile of the page script under
-  Streamlit's AppTest.
+  Streamlit's AppTest;
+- build: the peak ``RssAnon`` of the app's whole process tree (the server and the processes its
+  builds run in) through a session that uses both offline models, starts a SmolLM2 build of
+  alice from the Corpora page and keeps using both models while it runs (a fresh server on a
+  scratch data dir: its first view builds alice with MiniLM; minutes).
 
 The corpus must exist already (`python scripts/build_corpus.py --source alice --name alice`).
 Chromium is Debian's (`/usr/bin/chromium`, or $CHROMIUM), driven by Playwright for Python.
@@ -364,6 +368,153 @@ def session_peak_rss(base: str, pid: int, *, deep_corpus: str = "alice-smollm2",
             browser.close()
 
 
+class TreePeak:
+    """Peaks of a process and all its descendants (the app's server and the child processes its
+    builds run in), sampled every ``every`` s in a thread until :meth:`stop`: ``peak``, the sum
+    of their ``RssAnon`` (memory of their own; what the targets count), and ``pss_peak``, the
+    sum of their ``Pss`` (every resident page, memory-mapped weights included, a page shared by
+    n processes counted 1/n in each: the tree's whole footprint, with no page counted twice)."""
+
+    def __init__(self, pid: int, every: float = 0.1) -> None:
+        import threading
+
+        self.pid, self.every, self.peak, self.pss_peak, self.samples = pid, every, 0, 0, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import _measure
+        import psutil
+
+        while not self._done.is_set():
+            self.peak = max(self.peak, _measure.tree_rss_anon(self.pid))
+            if self.samples % 5 == 0:  # smaps_rollup costs more to read
+                try:
+                    tree = [self.pid] + [c.pid for c in psutil.Process(self.pid).children(recursive=True)]
+                except psutil.Error:
+                    tree = []
+                self.pss_peak = max(self.pss_peak, sum(_pss(pid) for pid in tree))
+            self.samples += 1
+            self._done.wait(self.every)
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join(5)
+        return self.peak
+
+
+def _pss(pid: int) -> int:
+    """``Pss`` of one process in bytes (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def scratch_data_dir(root: Path) -> Path:
+    """A data dir of its own for a probe that builds: the real models and source texts linked
+    (nothing is converted or fetched again), no corpus yet, no record of earlier builds."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from exbert_core import paths
+
+    real = paths.data_dir()
+    root.mkdir(parents=True)
+    for name in ("models", "sources"):
+        (real / name).mkdir(parents=True, exist_ok=True)
+        (root / name).symlink_to(real / name, target_is_directory=True)
+    (root / "corpora").mkdir()
+    return root
+
+
+BUILD_NAME = "probe-alice-smollm2"
+
+
+def build_session_peak(base: str, pid: int, *, data_dir: Path, timeout: float = 3600.0) -> dict[str, float]:
+    """Peak ``RssAnon`` of the app's whole process tree through a session that uses both offline
+    models, then starts a SmolLM2 build of alice from the Corpora page and keeps using both
+    models while it runs. A fresh server: the first view builds ``alice`` (MiniLM) by itself.
+
+    Returns the tree's peak before the build and during it, the build process's own peak (as the
+    server recorded it) and the build's seconds; sizes in MB of 10^6 bytes."""
+    from playwright.sync_api import sync_playwright
+
+    peak = TreePeak(pid)
+    smollm2 = {"model": "smollm2", "layer": "15"}
+    with sync_playwright() as p:
+        browser = launch_browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.set_default_timeout(timeout * 1000)
+            page.goto(link(base))  # the first run: alice is built with MiniLM in its own process
+            page.wait_for_selector(MATCHES_TABLE)
+            for layer in (2, 4, 6):
+                for by in ("embedding", "heads"):
+                    page.goto(link(base, layer=str(layer), by=by))
+                    page.wait_for_selector(MATCHES_TABLE)
+            page.goto(link(base).replace("/?", "/layers?", 1))
+            page.wait_for_selector(SWEEP_CHART)
+            for sentence in LINK_SENTENCES[:3]:  # SmolLM2's attention view and logit lens (no corpus yet)
+                page.goto(link(base, sentence, **smollm2))
+                page.wait_for_selector(ATTENTION_CHART)
+            before = peak.peak
+            page.goto(link(base, **smollm2).replace("/?", "/corpora?", 1))
+            page.fill(".st-key-build_source_name input", BUILD_NAME)
+            page.keyboard.press("Enter")
+            page.wait_for_timeout(1500)
+            page.click(".st-key-build_source_go button")
+            started = time.perf_counter()
+            page.wait_for_selector(BANNER)
+            manifest = data_dir / "corpora" / BUILD_NAME / "manifest.json"
+            visits = 0
+            while not manifest.is_file():  # a visitor keeps using both models while it builds
+                if time.perf_counter() - started > timeout:
+                    raise TimeoutError(f"the build of {BUILD_NAME} took more than {timeout:.0f} s")
+                if visits % 2 == 0:
+                    page.goto(link(base, LINK_SENTENCES[(visits // 2) % len(LINK_SENTENCES)],
+                                   layer=str(LINK_LAYERS[visits % len(LINK_LAYERS)])))
+                    page.wait_for_selector(MATCHES_TABLE)
+                else:
+                    page.goto(link(base, LINK_SENTENCES[(visits // 2 + 3) % len(LINK_SENTENCES)], **smollm2))
+                    page.wait_for_selector(ATTENTION_CHART)
+                failed = page.locator("[data-testid='stAlertContentError']")
+                if failed.count():
+                    raise RuntimeError(f"the build failed: {failed.first.inner_text()}")
+                visits += 1
+            seconds = time.perf_counter() - started
+        finally:
+            browser.close()
+    tree = peak.stop()
+    try:  # the server's record of its builds' peaks (none where builds run in the server's threads)
+        record = json.loads((data_dir / "build-memory.json").read_text())
+    except OSError:
+        record = {}
+    mb = 1e6  # as the app and EXBERT_MEMORY_LIMIT count (2.2 GB = 2,200 MB)
+    return {"before_build_mb": round(before / mb, 1), "tree_peak_mb": round(tree / mb, 1),
+            "tree_pss_peak_mb": round(peak.pss_peak / mb, 1),
+            "build_process_peak_mb": round(record["smollm2"][-1] / mb, 1) if "smollm2" in record else None,
+            "minilm_build_process_peak_mb": round(record["minilm"][-1] / mb, 1) if "minilm" in record else None,
+            "build_s": round(seconds, 1), "visits_during_build": visits}
+
+
+def build_probe(timeout: float = 3600.0) -> dict[str, float]:
+    """:func:`build_session_peak` against a fresh app on a scratch data dir of its own."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="exbert-probe-") as tmp:
+        data_dir = scratch_data_dir(Path(tmp) / "data")
+        process, base = start_app(env={"EXBERT_DATA_DIR": str(data_dir)}, log_path=Path(tmp) / "server.log")
+        try:
+            wait_healthy(process, base)
+            return build_session_peak(base, process.pid, data_dir=data_dir, timeout=timeout)
+        finally:
+            stop_app(process)
+
+
 def served(measure: Any, **kwargs: Any) -> Any:
     """Run ``measure(base, pid, **kwargs)`` against a fresh app process, warmed up first."""
     process, base = start_app()
@@ -465,7 +616,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--measure", default="cold,click,concurrent,server",
                         help="comma-separated: cold, click, concurrent (Chromium tabs), server (the same "
-                             "without browsers), profile")
+                             "without browsers), profile, build (the process tree's peak through a "
+                             "SmolLM2 build from the Corpora page)")
     parser.add_argument("--url-query", default="", help="cold: query string of the link to open, e.g. layer=3")
     parser.add_argument("--sessions", type=int, default=8, help="concurrent: how many sessions")
     parser.add_argument("--json", action="store_true")
@@ -483,6 +635,8 @@ def main() -> int:
         result["server"] = served(concurrent_first_views_server, sessions=args.sessions)
     if "profile" in measures:
         result["profile"] = profile()
+    if "build" in measures:
+        result["build"] = build_probe()
     if args.json:
         print(json.dumps(result))
     else:

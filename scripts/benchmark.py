@@ -417,6 +417,13 @@ def bench_memory(with_brown: bool) -> None:
     print(f"app peak RSS through a Chromium session (matches at 3 layers by token and heads, the layer sweep): "
           f"{peaks['minilm_session_mb']:,.0f} MB; after SmolLM2's matches and its sweep over 31 layers: "
           f"{peaks['with_smollm2_sweep_mb']:,.0f} MB (target <= 2,000 MB; before 2.8 GB after one smollm2 sweep)")
+    built = app_probe.build_probe()
+    print(f"app process tree (server and build processes) through a session with both models, then a SmolLM2 "
+          f"build of alice from the Corpora page while both models stay in use: peak {built['tree_peak_mb']:,.0f} MB "
+          f"(MB of 10^6 bytes; target <= 2,200 MB; before 2,700 MB, the build in a thread of the server); before the build "
+          f"{built['before_build_mb']:,.0f} MB; whole footprint (Pss, mapped weights included) "
+          f"{built['tree_pss_peak_mb']:,.0f} MB; the build's own process {built['build_process_peak_mb']:,.0f} MB "
+          f"(MiniLM's first-run build {built['minilm_build_process_peak_mb']:,.0f} MB); build {built['build_s']:.0f} s")
 
 
 SCALE_BUILD_CODE = """

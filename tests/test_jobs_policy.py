@@ -1,5 +1,5 @@
 """Background jobs (one per key for the whole process), the operator's corpus policy, and the
-corpus build a link records: real builds with the real model, spaCy and FAISS."""
+corpus build a link records (the app's builds in their own process: test_child_build.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import threading
 import time
 
 import pytest
-from conftest import SAMPLE_TEXT
 
 from exbert_core.app import state as app_state
 from exbert_core.corpus.build import estimate, jobs, policy
-from exbert_core.corpus.search import catalog, store
+from exbert_core.corpus.search import catalog
 from exbert_core.errors import BuildError
 from exbert_core.progress import Step
 
@@ -85,18 +84,6 @@ def test_eta_comes_from_the_speed_measured_so_far():
     # 40 tokens in ~0.8 s: the other 60 take ~1.2 s more (generous bounds for a busy machine).
     assert status.eta_s is not None and 0.8 <= status.eta_s <= 20
     jobs.wait("test-eta", 30)
-
-
-def test_a_background_build_reports_its_stages_and_loads(data_dir, minilm):
-    status, started = jobs.start_build("jobs-sample", minilm, text=SAMPLE_TEXT, file_name="sample.txt")
-    assert started
-    done = jobs.wait("jobs-sample", 600)
-    assert done.state == jobs.DONE, done.error
-    stages = [stage for stage, _ in done.stages]
-    # the quantiser's sample of the text comes first, then the shard's parse and model run
-    assert stages[:2] == ["sample", "parse"] and "embed" in stages and stages[-1] == "done"
-    corpus = store.load(str(done.result))
-    assert corpus.manifest.tokens > 100 and corpus.manifest.source == {"file": "sample.txt"}
 
 
 def test_upload_names_are_the_texts_own(data_dir):

@@ -1,5 +1,5 @@
 """What a build will take, told before it starts: time, disk and memory for a model and a text,
-and whether it fits the memory budget and the free disk (the app refuses what does not)."""
+and whether it fits in memory beside the server and on the free disk (the app refuses what does not)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from exbert_core import memory
-from exbert_core.corpus.build import embed
-from exbert_core.corpus.build.pipeline import BuildOptions, CHARS_PER_TOKEN, sample_tokens
+from exbert_core.corpus.build.pipeline import CHARS_PER_TOKEN, sample_tokens
 from exbert_core.model.loading import ModelInfo
 from exbert_core.progress import format_seconds
 
@@ -22,18 +20,17 @@ class BuildEstimate:
     tokens: int
     seconds: float
     disk_bytes: int
-    memory_bytes: int  # what the build adds to the process: the model's weights and one batch
-    budget_bytes: int
+    memory_bytes: int  # peak memory of the build's own process (RssAnon): measured here, or estimated
     free_disk_bytes: int
     measured_here: bool = False  # seconds from earlier builds with this model on this server
+    memory_measured: bool = False  # memory_bytes is the peak of earlier builds with this model here
+    memory_problem: str | None = None  # why it cannot run beside the server now (build_memory.too_big)
 
     @property
     def problem(self) -> str | None:
-        """Why the build would not fit (memory budget or free disk), or None."""
-        if self.memory_bytes > self.budget_bytes:
-            return (f"Building with this model needs about {self.memory_bytes / 1e9:.1f} GB of memory, more than the "
-                    f"{self.budget_bytes / 1e9:.1f} GB budget (EXBERT_MEMORY_BUDGET). Use a smaller model, or raise "
-                    "the budget on a machine that has the memory.")
+        """Why the build would not fit (memory or free disk), or None."""
+        if self.memory_problem:
+            return self.memory_problem
         if self.disk_bytes * 1.1 > self.free_disk_bytes:
             return (f"The corpus would take about {self.disk_bytes / 1e9:.1f} GB on disk; only "
                     f"{self.free_disk_bytes / 1e9:.1f} GB are free. Use a shorter text.")
@@ -42,8 +39,11 @@ class BuildEstimate:
     def summary(self) -> str:
         """One sentence for a reader: tokens, time, disk, memory."""
         where = "going by earlier builds on this server" if self.measured_here else "on a 2-core CPU"
+        memory_words = ("as measured on earlier builds with this model here" if self.memory_measured
+                        else "estimated before the first build with this model here")
         return (f"about {self.tokens:,} tokens: {format_seconds(self.seconds)} {where}, "
-                f"{self.disk_bytes / 1e6:,.0f} MB on disk, {self.memory_bytes / 1e6:,.0f} MB of memory while it runs")
+                f"{self.disk_bytes / 1e6:,.0f} MB on disk, {self.memory_bytes / 1e6:,.0f} MB of memory while it "
+                f"runs in a process of its own ({memory_words})")
 
 
 # Fitted to scripts/benchmark.py's build section on the project's 2-core machine (MiniLM on
@@ -57,31 +57,48 @@ MODEL_PARAM_TOKENS_PER_S = 28e9
 METADATA_BYTES_PER_TOKEN = 130
 
 
+# The build's own process (RssAnon), fitted to the peaks of the app's alice builds measured by
+# `scripts/app_probe.py --measure build` (default budget): MiniLM (6 layers) 665 MB, SmolLM2 (30
+# layers) 907 MB. A fixed part (the interpreter with torch, transformers, spaCy, faiss and pyarrow,
+# the model loaded with its weights memory-mapped and not counted, spaCy's parse of one batch of
+# text, one forward batch of an eighth of the budget) and a part per layer (every layer's code
+# writers and vectors of a batch).
+CHILD_START_BYTES = 600_000_000
+CHILD_LAYER_BYTES = 10_000_000
+
+
+def child_peak_bytes(info: ModelInfo) -> int:
+    """The peak memory of a build's own process with ``info``'s model, before any was measured."""
+    return CHILD_START_BYTES + CHILD_LAYER_BYTES * info.layers
+
+
 def bytes_per_token(info: ModelInfo) -> int:
     """Disk per indexed token: every layer's codes (embeddings 6 bits, heads 8 bits) + metadata."""
     embedding = -(-info.hidden * 6 // 8)
     return (info.layers + 1) * embedding + info.layers * info.heads * info.head_dim + METADATA_BYTES_PER_TOKEN
 
 
-def estimate(info: ModelInfo, text_chars: int, out_dir: Path, options: BuildOptions = BuildOptions(),
-             tokens_per_s: float | None = None) -> BuildEstimate:
+def estimate(info: ModelInfo, text_chars: int, out_dir: Path, tokens_per_s: float | None = None,
+             peak_bytes: int | None = None, memory_problem: str | None = None) -> BuildEstimate:
     """Time, disk and memory of building ``text_chars`` characters of text with the model ``info``;
     ``tokens_per_s``: the whole-build rate measured on this machine for this model, when known
-    (else the time comes from the model's size and the rates measured on the project's machine)."""
+    (else the time comes from the model's size and the rates measured on the project's machine);
+    ``peak_bytes``: the build process's peak measured here (else :func:`child_peak_bytes`);
+    ``memory_problem``: why it would not fit in memory now (:mod:`exbert_core.corpus.build.build_memory`)."""
     tokens = int(text_chars / CHARS_PER_TOKEN)
     weights, embedding = info.parameters, info.embedding_parameters
     again = 1 + sample_tokens(tokens) / max(tokens, 1)  # the quantiser's sample is parsed and run once more
     seconds = tokens / tokens_per_s if tokens_per_s else START_S + \
         again * (text_chars / PARSE_CHARS_PER_S
                  + tokens * (TOKEN_OVERHEAD_S + max(weights - embedding, 1) / MODEL_PARAM_TOKENS_PER_S))
-    batch = embed.activation_bytes(info, options.rows_per_batch(info) * options.max_tokens)
     out_dir.mkdir(parents=True, exist_ok=True)
     return BuildEstimate(
         tokens=tokens,
         seconds=seconds,
         disk_bytes=tokens * bytes_per_token(info),
-        memory_bytes=weights * 4 + batch,
-        budget_bytes=memory.budget_bytes(),
+        memory_bytes=peak_bytes or child_peak_bytes(info),
         free_disk_bytes=shutil.disk_usage(out_dir).free,
         measured_here=bool(tokens_per_s),
+        memory_measured=bool(peak_bytes),
+        memory_problem=memory_problem,
     )

@@ -10,6 +10,11 @@ stays in the registry with its outcome until a new job of the same key starts; a
 restarted only by an explicit :func:`start` (a retry), never by a rerun.
 
 Only what a job reports is kept (a few hundred bytes); its result is a path, not data.
+
+A corpus build's work runs in a child process of its own (:mod:`exbert_core.corpus.build.child_build`):
+the thread here fetches the text, waits for its turn when the build would not fit in memory
+beside the others (:mod:`exbert_core.corpus.build.build_memory`), then relays the child's steps and
+records its measured peak. :func:`cancel` stops a job that can be stopped (a build).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exbert_core.corpus.build import pipeline as build, sources
+from exbert_core.corpus.build import build_memory, child_build, sources
 from exbert_core.errors import BuildError, USER_ERRORS
 from exbert_core.model.loading import LoadedModel
 from exbert_core.paths import corpora_dir
@@ -60,8 +65,9 @@ class JobStatus:
 
 
 class _Job:
-    def __init__(self, key: str, label: str, work: Callable[[Progress], Any], reserved_bytes: int) -> None:
-        self.key, self.label, self.work, self.reserved_bytes = key, label, work, reserved_bytes
+    def __init__(self, key: str, label: str, work: Callable[[Progress], Any], reserved_bytes: int,
+                 stop: threading.Event | None) -> None:
+        self.key, self.label, self.work, self.reserved_bytes, self.stop = key, label, work, reserved_bytes, stop
         self.started = time.time()
         self.finished: float | None = None
         self.ended: float | None = None  # time.monotonic() at the end
@@ -86,6 +92,8 @@ class _Job:
             result = self.work(self.report)
         except USER_ERRORS as err:
             self._end(FAILED, error=str(err))
+        except child_build.BuildCrashed as err:  # a bug in the build's process: its log has the traceback
+            self._end(FAILED, error=f"{self.label} failed ({err}). This is a bug; the details are in the server log.")
         except Exception as err:  # a bug: the reader gets one line, the log the traceback
             log.exception("Job %s failed", self.key)
             self._end(FAILED, error=f"{self.label} failed ({type(err).__name__}: {err}). This is a bug; "
@@ -117,16 +125,28 @@ _registry = threading.Lock()
 
 
 def start(key: str, label: str, work: Callable[[Progress], Any], *,
-          reserved_bytes: int = 0) -> tuple[JobStatus, bool]:
+          reserved_bytes: int = 0, stop: threading.Event | None = None) -> tuple[JobStatus, bool]:
     """Run ``work(progress)`` in a background thread under ``key``, unless a job of that key is
-    running: then return that one. Returns (its status, whether this call started it)."""
+    running: then return that one. Returns (its status, whether this call started it).
+    ``stop``: the event ``work`` watches to end early; :func:`cancel` sets it."""
     with _registry:
         current = _jobs.get(key)
         if current is not None and current.state == RUNNING:
             return current.status(), False
-        job = _jobs[key] = _Job(key, label, work, reserved_bytes)
+        job = _jobs[key] = _Job(key, label, work, reserved_bytes, stop)
         job.thread.start()
         return job.status(), True
+
+
+def cancel(key: str) -> bool:
+    """Ask the running job of ``key`` to stop; returns whether it can be stopped (it runs and
+    watches a stop event). It ends FAILED, with a message saying it was stopped."""
+    with _registry:
+        job = _jobs.get(key)
+    if job is None or job.state != RUNNING or job.stop is None:
+        return False
+    job.stop.set()
+    return True
 
 
 def status(key: str) -> JobStatus | None:
@@ -173,11 +193,16 @@ def build_label(name: str, model: str, source: str | None = None, file_name: str
 def start_build(name: str, loaded: LoadedModel, *, source: str | None = None, text: str | None = None,
                 file_name: str | None = None, label: str | None = None,
                 reserved_bytes: int = 0) -> tuple[JobStatus, bool]:
-    """Build corpus ``name`` with the loaded model ``loaded`` from ``text``, or from the named
+    """Build corpus ``name`` with the model of ``loaded`` from ``text``, or from the named
     ``source`` (fetched in the job when ``text`` is None), in the background (see :func:`start`).
-    The result is the corpus folder. Checking whether the build is allowed (an existing name, a
-    quota) is the caller's: see :mod:`exbert_core.corpus.build.policy`."""
-    model = loaded.info.name
+
+    The build itself runs in a child process that loads its own copy of the model (memory-mapped
+    weights: the page cache is shared with ``loaded``), once it fits in memory beside the server
+    and the builds running (it waits its turn otherwise); its measured peak is recorded for the
+    estimates of the next builds. The result is the corpus folder. Checking whether the build is
+    allowed (an existing name, a quota) is the caller's: see :mod:`exbert_core.corpus.build.policy`."""
+    info = loaded.info
+    stop = threading.Event()
 
     def work(progress: Progress) -> Path:
         content = text
@@ -189,6 +214,13 @@ def start_build(name: str, loaded: LoadedModel, *, source: str | None = None, te
             origin = {"name": path.stem}  # alice falls back to wizard-of-oz without a package index
         if not content:
             raise BuildError("There is no text to build a corpus from.")
-        return build.build(content, name, corpora_dir(), loaded, source=origin, progress=progress)
+        with build_memory.admitted(name, build_memory.expected_peak(info), progress, stop):
+            progress(Step("start", "Starting the build in a process of its own"))
+            outcome = child_build.run(name, info.name, content, corpora_dir(), source=origin, progress=progress,
+                                      stop=stop)
+        build_memory.record(info.name, outcome.peak_bytes)
+        log.info("Build of %s with %s: peak %d MB", name, info.name, outcome.peak_bytes // 10**6)
+        return outcome.path
 
-    return start(name, label or build_label(name, model, source, file_name), work, reserved_bytes=reserved_bytes)
+    return start(name, label or build_label(name, info.name, source, file_name), work,
+                 reserved_bytes=reserved_bytes, stop=stop)

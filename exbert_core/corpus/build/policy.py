@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from exbert_core.corpus.build import estimate
+from exbert_core.corpus.build import build_memory, estimate
 from exbert_core.corpus.build.pipeline import CHARS_PER_TOKEN
 from exbert_core.corpus.format import names
 from exbert_core.corpus.search import catalog
@@ -97,8 +97,12 @@ def tokens_per_s(info: ModelInfo, entries: Iterable[catalog.CorpusEntry] | None 
 
 def plan(info: ModelInfo, characters: int) -> estimate.BuildEstimate:
     """What building ``characters`` of text with ``info``'s model will take on this server: time
-    from this server's own builds with the model when there are some."""
-    return estimate.estimate(info, characters, corpora_dir(), tokens_per_s=tokens_per_s(info))
+    and memory from this server's own builds with the model when there are some; refused when
+    its memory would not fit beside the server even with no other build running."""
+    peak = build_memory.measured_peak(info.name)
+    problem = build_memory.too_big(peak or estimate.child_peak_bytes(info))
+    return estimate.estimate(info, characters, corpora_dir(), tokens_per_s=tokens_per_s(info), peak_bytes=peak,
+                             memory_problem=problem)
 
 
 def estimated_bytes(characters: int, info: ModelInfo) -> int:
@@ -121,7 +125,7 @@ def check_build(name: str, *, exists: bool, replace: bool, characters: int, info
         raise BuildError(f"A corpus named '{name}' exists, and this server keeps existing corpora as they are "
                          "(links to them must keep showing what their authors saw). Pick another name. "
                          f"The operator can allow replacing corpora with {ALLOW_REPLACE_ENV}=1.")
-    problem = plan(info, characters).problem  # memory budget, free disk
+    problem = plan(info, characters).problem  # memory beside the server, free disk
     if problem:
         raise BuildError(problem)
     needed = estimated_bytes(characters, info)
