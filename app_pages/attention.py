@@ -9,7 +9,7 @@ import json
 import numpy as np
 import streamlit as st
 
-from app_pages.common import build, cache, components, page
+from app_pages.common import build, cache, components, page, style
 from app_pages.common import state as session
 from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
@@ -17,7 +17,7 @@ from exbert_core.app.state import LONG_INPUT_TOKENS
 from exbert_core.corpus import summary
 from exbert_core.model.selection import Heads, block_index
 from exbert_core.views import explain, figures, match_table, serialize, tables
-from exbert_core.views.labels import clean_piece, markdown_text
+from exbert_core.views.labels import clean_piece, markdown_text, told_apart, word_and_piece
 from exbert_core.views.tokens import strongest
 
 CURVES_NONCE = "curves_nonce"
@@ -93,12 +93,17 @@ view = sidebar(page_name="attention")
 state = view.state
 
 st.markdown("## Attention & search")
+style.phone_hint()
 with st.expander("How to read this page", icon=":material/help:"):
     st.markdown(HOW_TO_READ)
 info, analysis = page.ready(view, "the attention view")
 assert state.layer is not None
 tokens = analysis.tokens
 labels = [clean_piece(t.text) for t in tokens]
+# For a reader: the word, with the piece where the token is part of it; repeats carry their position.
+names = told_apart(["[MASK]" if t.position in analysis.masked
+                    else word_and_piece(t.text, w.text if w is not None and not t.special else None)
+                    for t, w in zip(tokens, view.words or [None] * len(tokens))], [t.position for t in tokens])
 heads = state.selected_heads(info.heads)
 visible = figures.visible_positions([t.special for t in tokens], state.hide_special)
 shown_labels = [labels[p] for p in visible]
@@ -156,8 +161,8 @@ with left:
                 st.caption(
                     f"Each token on the left attends to the tokens on the right; thicker, darker curves "
                     f"carry more attention. Shown: the strongest links making up {state.threshold} % of each "
-                    f"token's attention, averaged over heads {label}. Hover a token for its "
-                    "strongest links; click one to search with it." + shown + limited
+                    f"token's attention, averaged over heads {label}. Point at a token (tap it on a "
+                    "phone) for its strongest links; click it to search with it." + shown + limited
                 )
     if heatmap.open is not False:
         with heatmap:
@@ -179,7 +184,7 @@ with left:
                             config=page.chart_config(f"heads-layer{state.layer}"), key="head_grid")
             pooled = len(visible) > figures.POOLED_TILE
             st.caption(f"Every head of layer {state.layer}: one small heat map per head (● = selected). "
-                       "Hover for the weights."
+                       "Point at (or tap) a cell for its weight."
                        + (" Long input: each cell is the strongest link of a block of tokens." if pooled else ""))
 
     # The paper's per-head maps, as toggles (the selection is sent once the clicks pause).
@@ -197,14 +202,16 @@ with right:
     position = state.token
     if position is not None:
         word = view.words[position] if view.words else None
-        st.markdown(f"#### Selected: “{markdown_text(labels[position])}” (position {position})")
+        st.markdown(f"#### Selected: “{markdown_text(names[position])}” (position {position})")
         if word is not None:
             st.caption(f"word “{markdown_text(word.text)}” · part of speech **{markdown_text(word.pos)}** · "
                        f"dependency **{markdown_text(word.dep)}** · entity **{markdown_text(word.ner or 'none')}**")
         if heads and position in visible:
             row = matrix[visible.index(position)]  # as drawn: shown tokens, rescaled if hiding specials
             st.caption("Attends most to: " + ", ".join(
-                f"{markdown_text(shown_labels[t.index])} {t.weight:.0%}" for t in strongest(row)))
+                f"{markdown_text(names[visible[t.index]])} {t.weight:.0%}" for t in strongest(row)),
+                help="The share of this token's attention (selected heads, averaged) that goes to each "
+                     "token; a number in brackets is the token's position, for a word that repeats.")
         st.markdown("#### Predictions")
         if analysis.predictions is not None:
             candidates = [(c.token, c.prob) for c in analysis.predictions[position]]
@@ -228,8 +235,8 @@ if state.token is None:
     st.info("The sentence has no word token to search with.")
     st.stop()
 query_word = labels[state.token]
-st.markdown(f"### Corpus tokens like “{markdown_text(query_word)}” at {label}",
-            help=explain.NOTATION)
+st.markdown(explain.search_heading(names[state.token], state.layer, state.by, label, list(heads), info.heads),
+            help=explain.SEARCH_KINDS_HELP)
 entry = build.corpus_ready(view)
 if entry is None:
     st.stop()
@@ -264,14 +271,14 @@ if matches_tab.open is not False:
         width = st.slider("Context shown (tokens each side)", 1, app_state.MAX_CONTEXT, key=K_CONTEXT, width=360,
                           on_change=lambda: session.set_state(context=int(st.session_state[K_CONTEXT])))
         st.caption("Highlighted: the matched token; underlined: the token it attends to most (selected heads, "
-                   "special tokens excluded), with its offset from the match. Hover a word for its part of "
-                   "speech, dependency and entity.")
+                   "special tokens excluded), with its offset from the match. Point at a word for its part of "
+                   "speech, grammatical role and entity (on a phone they are listed under each match).")
         st.html(match_table.matches_html(result, width=width))
 
 if summary_tab.open is not False:
     with summary_tab, st.container(key="summary"):
         st.markdown(explain.summary_sentence(n, title, query_word, state.layer))
-        st.caption("Both charts use one scale. Hover a bar for its meaning and share.")
+        st.caption("Both charts use one scale. Point at (or tap) a bar for its meaning and share.")
         everything = [lab for side in hist.values() for feature, counts in side.items() if feature != "offset"
                       for lab in counts]
         describe = figures.describe_labels(sorted(set(everything)))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from app_pages.common import cache, page
+from app_pages.common import cache, page, style
 from app_pages.common import state as session
 from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
@@ -156,6 +156,7 @@ def _draw(side: Side, state: app_state.AppState, zmax: float, x_max: int) -> Non
 view = sidebar(page_name="compare", groups=("layer", "heads", "masks", "special", "search"))
 state = view.state
 st.markdown("## Compare")
+style.phone_hint()
 st.caption("The same token side by side: its attention, its predictions and its corpus neighbours. A is the "
            "sentence and model of the sidebar; choose what B changes. Both heat maps use one colour scale, both "
            "histograms one axis.", help=explain.NOTATION)

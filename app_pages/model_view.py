@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_pages.common import page
+from app_pages.common import page, style
 from app_pages.common.sidebar import sidebar
 from exbert_core.model.selection import block_index, layer_range
 from exbert_core.views import explain, figures
@@ -26,6 +26,7 @@ view = sidebar(page_name="model_view", groups=("masks", "special"))
 state = view.state
 
 st.markdown("## Model view")
+style.phone_hint()
 info, analysis = page.ready(view, "the model view")
 assert state.layer is not None
 tokens = analysis.tokens
@@ -43,9 +44,13 @@ st.caption(f"Model **{markdown_text(info.name)}**: {info.layers} layers × {info
            + (f" Long input: each cell is the strongest link of a block of tokens (maps of at most "
               f"{figures.MODEL_VIEW_TILE} × {figures.MODEL_VIEW_TILE} cells)." if pooled else ""))
 
+# The maps keep their size (tappable); a screen narrower than the chart scrolls it sideways.
+chart = figures.model_view(attention, labels, layer=state.layer, heads=state.selected_heads(info.heads))
+st.html(f"<style>.st-key-model_view {{ overflow-x: auto; }} .st-key-model_view > div {{ min-width: "
+        f"{int(chart.layout.width)}px; }}</style>")
 with st.container(key="model_view"):
     st.plotly_chart(
-        figures.model_view(attention, labels, layer=state.layer, heads=state.selected_heads(info.heads)),
+        chart,
         key=K_CHART, on_select=lambda: page.open_picked_head(K_CHART), selection_mode="points", width="content",
         config=page.chart_config(f"model-view-{state.model.split('/')[-1]}"),
     )

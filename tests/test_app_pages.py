@@ -89,7 +89,7 @@ def test_first_run_shows_the_paper_example_and_builds_the_default_corpus(first_r
     assert any("2-[all]" in c.value for c in at.caption)
     assert "curves" in at.get("plotly_chart")[0].proto.id
     assert n_rows(matches_table(at)) == 50
-    assert any("Corpus tokens like “escape” at 2-[all]" in m.value for m in at.markdown)
+    assert any("Corpus tokens like “escape” by token embedding at layer 2" in m.value for m in at.markdown)
     # MiniLM has no LM head: a line says so and names the offline model that has one.
     assert any("no language-model head" in c.value and "smollm2" in c.value for c in at.caption)
 

@@ -91,7 +91,7 @@ def test_shared_link_search_and_summary(server, page):
     expect(page.get_by_text("layer-[heads] 3-[all]", exact=False)).to_be_visible()
     # The default token is "escape"; select "house" with its button.
     page.locator(".st-key-token_pick button", has_text="house").click()
-    expect(page.get_by_text("Corpus tokens like “house” at 3-[all]")).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “house” by token embedding at layer 3")).to_be_visible()
     rows = page.locator(".st-key-matches .exbert-matches tbody tr")
     expect(rows).to_have_count(50)
     wait_for_query(page, "token", "6")
@@ -122,7 +122,7 @@ def test_clicking_a_token_in_the_chart_selects_it(server, page):
               if b and abs((b["y"] + b["height"] / 2) - (box["y"] + box["height"] / 2)) < 4 and b["x"] > box["x"])
     page.mouse.click(marker["x"] + marker["width"] / 2, marker["y"] + marker["height"] / 2)
     wait_for_query(page, "token", "11")
-    expect(page.get_by_text("Corpus tokens like “din” at 2-[all]")).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “din” by token embedding at layer 2")).to_be_visible()
     expect(page.locator(".st-key-token_pick button[aria-checked='true']")).to_have_text("din")
 
 
@@ -136,7 +136,7 @@ def test_reopening_the_url_reproduces_the_view(server, browser):
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(link)
         page.wait_for_selector(app_probe.ATTENTION_CHART)
-        expect(page.get_by_text("Corpus tokens like “rain” at 4-[0,5]")).to_be_visible()
+        expect(page.get_by_text("Corpus tokens like “rain” by head embedding of 4-[0,5] (heads 0 and 5 of layer 4)")).to_be_visible()
         expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(12)
         assert "[CLS]" not in chart_tokens(page)
         params = query_of(page)
@@ -149,7 +149,7 @@ def test_layer_one_recomputes_the_corpus_vectors_it_does_not_store(server, page)
     _, base = server
     page.goto(f"{base}/?layer=1&token=7")
     page.wait_for_selector(app_probe.ATTENTION_CHART)
-    expect(page.get_by_text("Corpus tokens like “pub” at 1-[all]")).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “pub” by token embedding at layer 1")).to_be_visible()
     expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(50)
 
 
@@ -169,7 +169,7 @@ def test_page_switches_keep_the_view(server, page):
     the view (the Corpora page draws only model and corpus, the rest is kept for the way back)."""
     _, base = server
     page.goto(f"{base}/?layer=5&token=7&k=20")
-    expect(page.get_by_text("Corpus tokens like “pub” at 5-[all]")).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “pub” by token embedding at layer 5")).to_be_visible()
     page.get_by_role("link", name="Corpora").click()
     expect(page.get_by_role("heading", name="Corpora")).to_be_visible()
     expect(page.locator(".st-key-corpora_list").get_by_text("Manifest of 'alice'")).to_be_visible()
@@ -177,7 +177,7 @@ def test_page_switches_keep_the_view(server, page):
     assert page.evaluate("location.pathname").endswith("/corpora")
     page.screenshot(path=str(ARTIFACTS / "e2e-corpora.png"))
     page.get_by_role("link", name="Attention & search").click()
-    expect(page.get_by_text("Corpus tokens like “pub” at 5-[all]")).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “pub” by token embedding at layer 5")).to_be_visible()
     expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(20)
     assert query_of(page)["k"] == "20"
 
@@ -267,11 +267,11 @@ def test_a_repeated_word_selects_the_token_clicked(server, page):
     paper's sentence the first "to" (4) and the first "the" (1), not their last occurrences."""
     _, base = server
     page.goto(f"{base}/?sentence={quote(PAPER)}&token=1")
-    expect(page.get_by_text("Corpus tokens like “the” at 2-[all]")).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “the (1)” by token embedding at layer 2")).to_be_visible()
     assert checked(page) == [0]  # pill 0 is position 1 (the pills skip [CLS])
     pills(page).nth(3).click()  # the first "to"
     wait_for_query(page, "token", "4")
-    expect(page.get_by_text("Corpus tokens like “to” at 2-[all]")).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “to (4)” by token embedding at layer 2")).to_be_visible()
     expect(pills(page).nth(3)).to_have_attribute("aria-checked", "true")
     assert checked(page) == [3]
     pills(page).nth(9).click()  # the second "the"
@@ -324,12 +324,12 @@ def test_two_clicks_on_the_head_maps_choose_two_heads_in_one_rerun(server, page)
     page.goto(f"{base}/?token=9&layer=2&heads=all")
     maps = page.locator(".st-key-head_maps_box button.head")
     expect(maps).to_have_count(12)
-    expect(page.get_by_text("Corpus tokens like “escape” at 2-[all]")).to_be_visible()
+    expect(page.get_by_text("layer-[heads] 2-[all]", exact=False)).to_be_visible()
     entries = page.evaluate("history.length")
     maps.nth(0).click()
     maps.nth(3).click()
     wait_for_query(page, "heads", "0,3")
-    expect(page.get_by_text("Corpus tokens like “escape” at 2-[0,3]")).to_be_visible()
+    expect(page.get_by_text("layer-[heads] 2-[0,3]", exact=False)).to_be_visible()
     assert page.evaluate("history.length") - entries == 1
     assert maps.evaluate_all("bs => bs.flatMap((b, i) => b.getAttribute('aria-pressed') === 'true' ? [i] : [])") == [0, 3]
     maps.nth(3).click()  # a selected head: removed
@@ -338,7 +338,7 @@ def test_two_clicks_on_the_head_maps_choose_two_heads_in_one_rerun(server, page)
     wait_for_query(page, "heads", "0,3")
     page.go_back()
     wait_for_query(page, "heads", "all")
-    expect(page.get_by_text("Corpus tokens like “escape” at 2-[all]")).to_be_visible()
+    expect(page.get_by_text("layer-[heads] 2-[all]", exact=False)).to_be_visible()
 
 
 def test_on_a_phone_every_token_shows_and_the_matches_stack(server, browser):
@@ -526,7 +526,7 @@ def test_the_paper_workflow_as_a_newcomer(server, browser, viewport):
     sidebar_close(page, viewport)
     pills(page).filter(has_text="house").click()
     wait_for_query(page, "token", "6")
-    expect(page.get_by_text("Corpus tokens like “house” at 2-[all]")).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “house” by token embedding at layer 2")).to_be_visible()
     shot("token")
     page.get_by_role("button", name="Mask “house”").click()
     wait_for_query(page, "masks", "6")
@@ -542,7 +542,7 @@ def test_the_paper_workflow_as_a_newcomer(server, browser, viewport):
     maps.nth(0).click()
     maps.nth(3).click()
     wait_for_query(page, "heads", "0,3")
-    expect(page.get_by_text("Corpus tokens like “[MASK]” at 3-[0,3]")).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “[MASK]” by token embedding at layer 3")).to_be_visible()
     maps.nth(0).scroll_into_view_if_needed()
     shot("heads")
     rows = page.locator(".st-key-matches .exbert-matches tbody tr")

@@ -336,6 +336,6 @@ def _image_control(state: AppState) -> None:
     page.seed(K_IMAGE, state.image)
     st.segmented_control("Chart downloads", list(app_state.IMAGE_FORMATS), key=K_IMAGE, required=True,
                          format_func=str.upper, on_change=_setter(K_IMAGE, "image", str),
-                         help="The camera button of every chart (top right, shown on hover) saves it in "
+                         help="The camera button of every chart (top right, shown when the pointer is over the chart) saves it in "
                               "this format. SVG is vector graphics for papers (heat maps stay pixels "
                               "inside it).")

@@ -19,6 +19,28 @@ NOTATION = ("layer-[heads] is the exBERT paper's notation: 2-[0,3] means heads 0
             "averaged; 2-[all] means every head of layer 2.")
 
 
+SEARCH_KINDS_HELP = ("Token embedding: the layer's output for the token, which every head feeds, so the "
+                     "head selection does not change it. Head embedding: what the selected heads gathered "
+                     "for the token (exBERT's head search).")
+
+
+def search_heading(word: str, layer: int, by: str, label: str, heads: Sequence[int], n_heads: int) -> str:
+    """The corpus search's heading, naming what the search compared: ``### Corpus tokens like
+    “escape” by token embedding at layer 2`` (the heads do not change a token embedding), or ``...
+    by head embedding of 2-[0,3] (heads 0 and 3 of layer 2)``."""
+    if by == "embedding":
+        how = f"by token embedding at layer {layer}"
+    else:
+        how = f"by head embedding of {label} ({heads_words(layer, heads, n_heads)})" if heads else \
+            f"by head embedding of {label}"
+    return f"### Corpus tokens like “{markdown_text(word)}” {how}"
+
+
+def head_words(layer: int, head: int) -> str:
+    """One head in words beside the paper's label: ``layer 2, head 4 (2-4)``."""
+    return f"layer {layer}, head {head} ({layer}-{head})"
+
+
 def corpus_title(name: str, source: str) -> str:
     """A corpus as a reader knows it: the book's title for a named source (``alice`` ->
     *Alice's Adventures in Wonderland*), else ``corpus 'name'`` (plain text)."""
