@@ -303,7 +303,7 @@ def test_chart_titles_sit_under_the_toolbar_and_fit_a_phone():
         title = fig.layout.title
         lines = title.text.split("<br>")
         assert len(lines) == 2 and all(len(line) <= figures.TITLE_WRAP for line in lines)
-        assert (title.yref, title.y, title.yanchor) == ("paper", 1, "bottom")
+        assert (title.yref, title.y, title.yanchor) == ("container", 1, "top") and title.pad.t > figures.TOOLBAR_PX
         assert fig.layout.margin.t >= figures.TOOLBAR_PX + figures.TITLE_LINE_PX * len(lines)
     assert figures.wrap_title("a " * 3) == ["a a a"] and figures.wrap_title("x" * 60) == ["x" * 60]
 

@@ -2,7 +2,9 @@
 
 - :func:`copy_link`: one button that copies the page's address (always a link to the current
   view) to the clipboard, also on plain-HTTP deployments (``navigator.clipboard`` needs HTTPS;
-  the fallback is a selected text field and the browser's copy command).
+  the fallback is a selected text field and the browser's copy command). On every page, it also
+  makes the app's own URL writes before the reader's first input replace the history entry
+  instead of adding one, so one Back from a first visit leaves the app.
 - :func:`head_picker`: the per-head attention maps as buttons. Clicks change the selection in the
   browser at once; the selection is sent to the server once the clicks pause, so choosing heads
   0 and 3 out of all is two clicks and one rerun. From "all heads", a click keeps only the head
@@ -30,7 +32,24 @@ button:hover { border-color: var(--st-primary-color, #e4572e); color: var(--st-p
 """
 
 _COPY_JS = """
+// Streamlit pushes a history entry whenever the app writes the URL, also for the app's own first
+// canonical URL of a visit: Back would then return to the same view. Until the reader first
+// presses, taps or types in this document, a push replaces the current entry instead.
+function keepFirstVisitOneEntry() {
+  if (window.__exbertHistory) return;
+  window.__exbertHistory = true;
+  let touched = false;
+  const mark = () => { touched = true; };
+  for (const type of ["pointerdown", "keydown", "touchstart"]) {
+    window.addEventListener(type, mark, { capture: true, once: true });
+  }
+  const push = window.history.pushState.bind(window.history);
+  window.history.pushState = (state, title, url) =>
+    touched ? push(state, title, url) : window.history.replaceState(state, title, url);
+}
+
 export default function (component) {
+  keepFirstVisitOneEntry();
   const { parentElement } = component;
   const button = parentElement.querySelector("button");
   const label = button.querySelector("span");

@@ -48,9 +48,10 @@ _REMOVED_BUTTONS = ["zoom2d", "pan2d", "zoomIn2d", "zoomOut2d", "autoScale2d", "
 
 esc = plotly_text  # every string shown in a figure
 
-# Plotly draws its toolbar (the camera button) in a band at the top right of every chart: titles
-# go under it, wrapped to lines that fit a phone's chart (about 350 px at 14 px per character x 0.5).
-TOOLBAR_PX = 32
+# Plotly draws its toolbar (the camera button) in a band at the top right of every chart (34 px
+# high on a phone, whose buttons are enlarged to be tapped): titles go under it, wrapped to lines
+# that fit a phone's chart (about 350 px at 14 px, about 7 px a character).
+TOOLBAR_PX = 38
 TITLE_LINE_PX = 19
 TITLE_WRAP = 46  # characters per title line
 
@@ -68,7 +69,7 @@ def wrap_title(text: str, width: int = TITLE_WRAP) -> list[str]:
 
 
 def chart_title(text: str | None, *, size: int = 14, markup: bool = False, pad: int = 8) -> tuple[dict | None, int]:
-    """A chart's title and the top margin it needs: the title sits just above the plotting area,
+    """A chart's title and the top margin it needs: the title starts at the chart's left edge,
     below the toolbar's band, so the toolbar never covers it. ``markup``: ``text`` is already
     escaped and may hold Plotly's tags (kept within one line); ``pad``: pixels between the title and
     the plotting area (more where tick labels or subplot titles sit above it). Without a title:
@@ -76,9 +77,15 @@ def chart_title(text: str | None, *, size: int = 14, markup: bool = False, pad: 
     if not text:
         return None, 10
     lines = [text] if markup else [esc(line) for line in wrap_title(text)]
-    title = {"text": "<br>".join(lines), "font": {"size": size}, "x": 0, "xref": "paper", "xanchor": "left",
-             "yref": "paper", "y": 1, "yanchor": "bottom", "pad": {"b": pad}}
-    return title, TOOLBAR_PX + TITLE_LINE_PX * len(lines) + pad + 2
+    title = {"text": "<br>".join(lines), "font": {"size": size}, "x": 0, "xref": "container", "xanchor": "left",
+             "yref": "container", "y": 1, "yanchor": "top", "pad": {"t": _title_pad(len(lines)), "l": 6}}
+    return title, _title_pad(len(lines)) + TITLE_LINE_PX * len(lines) + pad
+
+
+def _title_pad(lines: int) -> int:
+    """Pixels from the chart's top to its title: the toolbar's band, plus what Plotly lifts a title
+    of several lines by (half a line per extra line, measured in Chromium)."""
+    return TOOLBAR_PX + 4 + (lines - 1) * (TITLE_LINE_PX // 2 + 1)
 
 # ---------------------------------------------------------------------------------------------
 # Attention arrays
