@@ -17,8 +17,8 @@ from exbert_core.app.state import LONG_INPUT_TOKENS
 from exbert_core.corpus import summary
 from exbert_core.model.selection import Heads, block_index
 from exbert_core.views import explain, figures, match_table, serialize, tables
-from exbert_core.views.labels import clean_piece, markdown_text, told_apart, word_and_piece
-from exbert_core.views.tokens import strongest
+from exbert_core.views.labels import clean_piece, markdown_text
+from exbert_core.views.tokens import reader_names, strongest
 
 CURVES_NONCE = "curves_nonce"
 K_CONTEXT = "ctx_width"
@@ -100,10 +100,7 @@ info, analysis = page.ready(view, "the attention view")
 assert state.layer is not None
 tokens = analysis.tokens
 labels = [clean_piece(t.text) for t in tokens]
-# For a reader: the word, with the piece where the token is part of it; repeats carry their position.
-names = told_apart(["[MASK]" if t.position in analysis.masked
-                    else word_and_piece(t.text, w.text if w is not None and not t.special else None)
-                    for t, w in zip(tokens, view.words or [None] * len(tokens))], [t.position for t in tokens])
+names = reader_names(analysis)  # "flamingo (piece 'flaming')", "to (4)": what a reader is told
 heads = state.selected_heads(info.heads)
 visible = figures.visible_positions([t.special for t in tokens], state.hide_special)
 shown_labels = [labels[p] for p in visible]

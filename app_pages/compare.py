@@ -23,7 +23,7 @@ from exbert_core.model.names import OFFLINE_MODELS
 from exbert_core.model.selection import Heads, block_index, layer_range
 from exbert_core.views import explain, figures, match_table
 from exbert_core.views.labels import clean_piece, markdown_text
-from exbert_core.views.tokens import same_depth, same_token, strongest
+from exbert_core.views.tokens import reader_names, same_depth, same_token, strongest
 
 K_MODE = "cmp_mode"
 K_SENTENCE_B = "cmp_sentence_b"
@@ -112,8 +112,9 @@ def _draw(side: Side, state: app_state.AppState, zmax: float, x_max: int) -> Non
                         key=f"cmp_heat_{side.key}", config=page.chart_config(f"compare-{side.key}-attention-{stem}"))
         if side.token in side.visible:
             row = side.matrix[side.visible.index(side.token)]
-            st.caption(f"“{markdown_text(word)}” attends most to: " + ", ".join(
-                f"{markdown_text(labels[t.index])} {t.weight:.0%}" for t in strongest(row)))
+            names = reader_names(a)
+            st.caption(f"“{markdown_text(names[side.token])}” attends most to: " + ", ".join(
+                f"{markdown_text(names[side.visible[t.index]])} {t.weight:.0%}" for t in strongest(row)))
 
     if a.predictions is not None:
         candidates = [(c.token, c.prob) for c in a.predictions[side.token]]

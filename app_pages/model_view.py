@@ -39,7 +39,8 @@ pooled = len(visible) > figures.MODEL_VIEW_TILE
 
 st.caption(f"Model **{markdown_text(info.name)}**: {info.layers} layers × {info.heads} heads · {len(tokens)} tokens. Every "
            "map shows one head: row = the token that attends, column = the token it attends to (darker = "
-           "more). **Click a map** to open that head in the attention view."
+           "more). **Click a map** to open that head in the attention view; on a narrow screen, swipe the maps "
+           "sideways for the other heads."
            + (" With special tokens hidden, each row is rescaled over the tokens shown." if state.hide_special else "")
            + (f" Long input: each cell is the strongest link of a block of tokens (maps of at most "
               f"{figures.MODEL_VIEW_TILE} × {figures.MODEL_VIEW_TILE} cells)." if pooled else ""))

@@ -320,6 +320,27 @@ def test_corpora_page_lists_and_builds_corpora(first_run):
     assert re.search(r"escape", table_html)
 
 
+def test_the_corpora_page_s_default_build_is_accepted(first_run, monkeypatch):
+    """The build form's defaults are a build the server accepts (issue 19, 13): a text not built
+    with this model yet, under a free name; pressing Build starts it, with no message naming a
+    server setting. (The build itself is recorded, not run: building corpora is tested above.)"""
+    from app_pages.common import build
+
+    started = []
+    monkeypatch.setattr(build, "start", lambda name, model, **kw: started.append((name, model, kw["source"])))
+    at = new_app().run()
+    at.switch_page("app_pages/corpora.py").run()
+    assert_clean(at)
+    taken = {e.name for e in catalog.entries()}
+    source = at.selectbox(key="build_source").value
+    assert catalog.default_corpus_name("minilm", source) not in taken  # alice is built: another text
+    at.button(key="build_source_go").click().run(timeout=300)
+    assert_clean(at)
+    assert not at.error, [e.value for e in at.error]
+    assert len(started) == 1 and started[0][0] not in taken and started[0][1] == "minilm"
+    assert not [m for m in (*at.error, *at.warning, *at.caption, *at.info) if "EXBERT_" in m.value]
+
+
 # --- Issue 13: links are checked before they are used, and shown as text --------------------------
 
 

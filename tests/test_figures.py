@@ -249,7 +249,7 @@ def test_model_view_has_one_tile_and_one_click_target_per_head(paper):
     assert fig.layout.xaxis.tickangle == 0 and fig.layout.xaxis.title.text == "head"
     # fixed maps of MODEL_VIEW_TILE_PX (tappable), so a phone scrolls the chart instead of shrinking it
     assert fig.layout.width == 12 * figures.MODEL_VIEW_TILE_PX + 60
-    assert fig.layout.height == 6 * figures.MODEL_VIEW_TILE_PX + 60
+    assert fig.layout.height == 6 * figures.MODEL_VIEW_TILE_PX + 75
     json.loads(fig.to_json())
 
 
@@ -346,3 +346,18 @@ def test_head_thumbnails_are_the_paper_s_blue_matrices(paper):
     assert np.unravel_index(np.argmax(darkness), darkness.shape) == np.unravel_index(np.argmax(layer), layer.shape)
     long = figures.head_thumbnails(np.random.default_rng(0).random((2, 300, 300)).astype(np.float32))
     assert Image.open(io.BytesIO(base64.b64decode(long[0].split(",", 1)[1]))).size == (60, 60)  # pooled
+
+
+def test_reader_names_give_the_word_the_piece_and_the_position_of_a_repeat(minilm):
+    """What the pages say a token is (issue 19, 2-3): "flamingo (piece 'flaming')", not "flaming";
+    "to (8)" and "to (11)" for a repeated word; [MASK] where masked; no invisible characters."""
+    from exbert_core.views.tokens import reader_names
+
+    a = analysis.analyze(minilm, "The flamingo came jumping merrily to the pub to escape.", masks=[12])
+    names = reader_names(a)
+    assert [t.text for t in a.tokens][2:4] == ["flaming", "##o"]
+    assert names[2] == "flamingo (piece 'flaming')" and names[3] == "flamingo (piece '##o')"
+    assert names[6] == "merrily (piece 'mer')" and names[4] == "came"
+    assert (names[8], names[11]) == ("to (8)", "to (11)") and names[10] == "pub"
+    assert names[12] == "[MASK]" and names[0] == "[CLS]"
+    assert not any("\u2060" in n for n in names)

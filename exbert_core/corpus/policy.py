@@ -116,9 +116,9 @@ def check_build(name: str, *, exists: bool, replace: bool, characters: int, info
     if exists and not (replace and allow_replace()):
         if allow_replace():
             raise BuildError(f"A corpus named '{name}' exists. Tick “Replace it” to rebuild it, or pick another name.")
+        # Said to a visitor: what to do, not the server's settings (those are in the README).
         raise BuildError(f"A corpus named '{name}' exists, and this server keeps existing corpora as they are "
-                         "(links to them must keep showing what their authors saw). Pick another name. "
-                         f"The operator can allow replacing corpora with {ALLOW_REPLACE_ENV}=1.")
+                         "(links to them must keep showing what their authors saw). Pick another name.")
     problem = plan(info, characters).problem  # memory budget, free disk
     if problem:
         raise BuildError(problem)
@@ -128,8 +128,7 @@ def check_build(name: str, *, exists: bool, replace: bool, characters: int, info
         if used + needed > limit:
             raise BuildError(
                 f"This corpus would take about {_mb(needed)} of disk, and the corpora on this server "
-                f"already use {_mb(used)} of the {_mb(limit)} allowed. Use a shorter text, or ask the "
-                f"operator to raise {QUOTA_ENV}.")
+                f"already use {_mb(used)} of the {_mb(limit)} this server allows. Use a shorter text.")
     return needed
 
 

@@ -348,7 +348,8 @@ def attention_heatmap(
         ticks: dict = {"type": "category", "tickmode": "auto", "tickfont": {"size": 9}}
         x_axis, y_axis = dict(ticks, tickangle=-60, nticks=30), dict(ticks, nticks=60)
     else:
-        x_axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": escaped, "tickangle": -60}
+        # upright labels would overlap on a phone's narrow map: each stands on its own column
+        x_axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": escaped, "tickangle": -90}
         y_axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": escaped}
     heading, top = chart_title(title)
     fig.update_layout(
@@ -516,8 +517,8 @@ def model_view(
                               line={"color": ACCENT, "width": 2})
     fig.update_layout(
         width=n_heads * tile_px + 60,
-        height=n_layers * tile_px + 60,
-        margin={"l": 50, "r": 10, "t": 50, "b": 10},
+        height=n_layers * tile_px + 75,
+        margin={"l": 50, "r": 10, "t": 65, "b": 10},
         # Fixed ranges: the large click targets would otherwise pad the autorange. Numbers as tick
         # labels (the axis titles say head and layer), so they stay level at any width.
         xaxis={"tickmode": "array", "tickvals": [h * step + centre for h in range(n_heads)],
