@@ -49,6 +49,10 @@ several **heads** each decide how much every token (a word or a piece of one) *l
 - **Summary**: what kind of words the matches are (part of speech, grammatical role, named entity), and
   the same for the tokens they attend to most; *Offset* says where those sit relative to the match.
 - **Masking** a token replaces it by a blank (`[MASK]`): the model must guess it from its context.
+- **Special tokens** are markers the model adds: `[CLS]` opens a sentence and `[SEP]` closes it (BERT's
+  names); `[UNK]` stands for a character the model does not know.
+- **Score** (in the matches): how alike the two tokens' vectors are (cosine similarity): 1 means the same
+  direction, 0 unrelated.
 
 Every change is kept in the page's address: **Copy link** at the top gives a colleague this exact view.
 """
@@ -201,8 +205,15 @@ with right:
         word = view.words[position] if view.words else None
         st.markdown(f"#### Selected: “{markdown_text(names[position])}” (position {position})")
         if word is not None:
-            st.caption(f"word “{markdown_text(word.text)}” · part of speech **{markdown_text(word.pos)}** · "
-                       f"dependency **{markdown_text(word.dep)}** · entity **{markdown_text(word.ner or 'none')}**")
+            said = figures.describe_labels([word.pos, word.dep, word.ner])  # PROPN -> proper noun
+
+            def named(label: str) -> str:
+                return f"**{markdown_text(label)}**" + (f" ({markdown_text(said[label])})" if said.get(label) else "")
+
+            st.caption(f"word “{markdown_text(word.text)}” · part of speech {named(word.pos)} · "
+                       f"grammatical role {named(word.dep)} · entity {named(word.ner) if word.ner else '**none**'}",
+                       help="spaCy's labels for the word: its part of speech, its role in the sentence "
+                            "(which word it depends on, and how), and the kind of name it is, if any.")
         if heads and position in visible:
             row = matrix[visible.index(position)]  # as drawn: shown tokens, rescaled if hiding specials
             st.caption("Attends most to: " + ", ".join(
@@ -267,7 +278,8 @@ if matches_tab.open is not False:
         page.seed(K_CONTEXT, state.context)
         width = st.slider("Context shown (tokens each side)", 1, app_state.MAX_CONTEXT, key=K_CONTEXT, width=360,
                           on_change=lambda: session.set_state(context=int(st.session_state[K_CONTEXT])))
-        st.caption("Highlighted: the matched token; underlined: the token it attends to most (selected heads, "
+        st.caption("Score: how alike the match's vector is to the selected token's (cosine similarity, 1 = the "
+                   "same direction). Highlighted: the matched token; underlined: the token it attends to most (selected heads, "
                    "special tokens excluded), with its offset from the match. Point at a word for its part of "
                    "speech, grammatical role and entity (on a phone they are listed under each match).")
         st.html(match_table.matches_html(result, width=width))

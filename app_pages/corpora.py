@@ -26,7 +26,9 @@ st.markdown("## Corpora")
 st.caption(
     "A reference corpus is a text whose tokens were annotated by spaCy (part of speech, dependency, "
     "entity) and embedded by one model at every layer. The search finds its tokens nearest to the "
-    "token you select. A corpus can be searched only with the model that built it."
+    "token you select. A corpus can be searched only with the model that built it. Its **manifest** records "
+    "how it was built (model, text, counts, checksums of its files); a large corpus is stored in "
+    "**shards**, pieces searched together."
 )
 
 entries = catalog.entries()

@@ -42,7 +42,8 @@ sweep_col, lens_col = st.columns([4, 3], gap="large")
 
 # --- Logit lens ----------------------------------------------------------------------------------
 with lens_col, st.container(key="logit_lens"):
-    st.markdown("#### Logit lens")
+    st.markdown("#### Logit lens", help="The model's final step, which turns a token's vector into a guess of "
+                "the next word, applied after every layer: what the model would say if it stopped there.")
     if not info.has_lm_head:
         st.caption(f"{markdown_text(info.name)} has no language-model head, so it has no logit lens (its layers cannot be "
                    "read as predictions). The offline model with one is **smollm2** (pick it in the "

@@ -317,6 +317,45 @@ def test_the_attended_mark_sits_on_its_word(server, page):
     assert not off_the_word, off_the_word[:3]
 
 
+HIGHLIGHTS_JS = """() => [...document.querySelectorAll('.exbert-matches tbody tr')].map(tr => {
+  const cells = [...tr.querySelectorAll('td.ctx')];
+  const match = cells[Math.floor(cells.length / 2)];
+  const mark = [...tr.querySelectorAll('td.sentence span')].filter(s => getComputedStyle(s).backgroundColor === 'rgb(255, 214, 165)');
+  return {token: match.textContent.trim(), marked: mark.map(s => s.textContent)};
+})"""
+
+
+@pytest.mark.parametrize("query", ["token=9", f"sentence={quote('The White Rabbit hurried by.')}&token=3"],
+                         ids=["escape", "rabbit"])
+def test_the_highlight_of_each_match_is_its_token(server, page, query):
+    """Each match's sentence highlights exactly the matched token's characters, not its whole
+    spaCy word (issue 19, 1: a match on "rabbit" highlighted "Rabbit's--'Pat")."""
+    _, base = server
+    page.goto(f"{base}/?{query}")
+    expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(50)
+    rows = page.evaluate(HIGHLIGHTS_JS)
+    assert len(rows) == 50
+    wrong = [r for r in rows if len(r["marked"]) != 1 or r["marked"][0].lower() != r["token"].removeprefix("##").lower()]
+    assert not wrong, wrong[:5]
+
+
+def test_one_back_from_a_first_visit_leaves_the_app(server, browser):
+    """Opening the app writes its canonical URL in place of the visit's history entry (issue 19,
+    16): the browser's first Back leaves the app."""
+    _, base = server
+    page = browser.new_context(viewport=DESKTOP).new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto("about:blank")
+    page.goto(base)
+    expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(50)
+    page.wait_for_function("new URLSearchParams(location.search).has('corpus_build')")  # the canonical URL
+    settle(page)
+    assert page.evaluate("history.length") == 2, "about:blank and the app's first view"
+    page.go_back()
+    page.wait_for_url("about:blank")
+    page.context.close()
+
+
 def test_two_clicks_on_the_head_maps_choose_two_heads_in_one_rerun(server, page):
     """From all heads, clicking the maps of heads 0 and 3 shows 2-[0,3] after one rerun (one new
     history entry), and the browser's Back returns to all heads."""
@@ -462,10 +501,49 @@ def shoot(page: Page, name: str, viewport: dict) -> None:
     page.set_viewport_size(viewport)
 
 
+# What a reader meets on a page (issue 19, 6-11): returns what is wrong, empty lists when nothing is.
+LAYOUT_JS = """(phone) => {
+  const shown = (el) => {
+    const r = el.getBoundingClientRect();
+    if (r.width < 1 || r.height < 1 || r.right <= 0 || r.left >= innerWidth) return false;  // off screen
+    for (let e = el; e; e = e.parentElement) {
+      const s = getComputedStyle(e);
+      if (s.display === 'none' || s.visibility === 'hidden' || parseFloat(s.opacity) === 0) return false;
+    }
+    return true;
+  };
+  const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+  const out = {overflow: document.documentElement.scrollWidth - innerWidth, covered: [], cut: [], small: [], hover: []};
+  document.querySelectorAll('.js-plotly-plot').forEach((plot) => {
+    const bar = plot.querySelector('.modebar'), box = plot.getBoundingClientRect();
+    plot.querySelectorAll('.gtitle').forEach((title) => {
+      const t = title.getBoundingClientRect();
+      if (bar && overlap(t, bar.getBoundingClientRect())) out.covered.push(title.textContent);
+      if (t.left < box.left - 1 || t.right > box.right + 1) out.cut.push(title.textContent);
+    });
+  });
+  if (phone) {
+    document.querySelectorAll('button, a[href], [role=tab], [role=button]').forEach((el) => {
+      const r = el.getBoundingClientRect();
+      if (r.width <= 1 && r.height <= 1) return;  // for screen readers only (Skip to main content)
+      if (shown(el) && (r.width < 32 || r.height < 32))
+        out.small.push(`${el.tagName} "${(el.getAttribute('aria-label') || el.textContent).trim().slice(0, 30)}" ` +
+                       `${Math.round(r.width)}x${Math.round(r.height)}`);
+    });
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n; (n = walker.nextNode());)
+      if (/\\bhover/i.test(n.textContent) && shown(n.parentElement)) out.hover.push(n.textContent.trim().slice(0, 80));
+  }
+  return out;
+}"""
+
+
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x800", "390x844"])
 def test_every_page_at_desktop_and_phone_sizes(server, browser, viewport):
-    """Every page draws without an error, and nothing is wider than a phone's screen; the
-    screenshots are for people to look at (test-artifacts/page-*.png)."""
+    """Every page draws without an error; nothing is wider than the screen, no chart title is
+    under its toolbar or cut at its sides; on a phone every button and link is at least 32 px a
+    side and no text asks to hover. The screenshots are for people to look at
+    (test-artifacts/page-*.png)."""
     _, base = server
     page = new_page(browser, viewport)
     for name, path, ready in PAGES:
@@ -477,6 +555,12 @@ def test_every_page_at_desktop_and_phone_sizes(server, browser, viewport):
         main = page.locator("[data-testid='stMain']")
         overflow = main.evaluate("m => m.scrollWidth - m.clientWidth")
         assert overflow <= 1, f"{name} is {overflow} px wider than the screen"
+        layout = page.evaluate(LAYOUT_JS, viewport == PHONE)
+        assert layout["overflow"] <= 0, f"{name}: the document is {layout['overflow']} px wider than the screen"
+        assert not layout["covered"], f"{name}: chart titles under the toolbar: {layout['covered']}"
+        assert not layout["cut"], f"{name}: chart titles cut at the sides: {layout['cut']}"
+        assert not layout["small"], f"{name}: tap targets under 32 px: {layout['small']}"
+        assert not layout["hover"], f"{name}: text asks a phone reader to hover: {layout['hover']}"
         shoot(page, name, viewport)
         if name == "attention" and viewport == DESKTOP:  # the README's picture: tokens, curves, heads
             page.locator(".st-key-token_pick_row").evaluate(  # below Streamlit's top bar
@@ -563,4 +647,21 @@ def test_the_paper_workflow_as_a_newcomer(server, browser, viewport):
     assert {k: query[k] for k in ("sentence", "token", "masks", "layer", "heads", "tab")} == {
         "sentence": SENTENCE, "token": "6", "masks": "6", "layer": "3", "heads": "0,3", "tab": "summary"}
     shot("copied")
+    page.context.close()
+
+
+def test_the_corpora_page_s_default_build_is_accepted(server, browser):
+    """The build form's defaults start a build (issue 19, 13): a text not built with this model,
+    under a free name, with no refusal and no server setting named to the visitor. Last in this
+    module: the build runs on until the test server stops."""
+    _, base = server
+    page = browser.new_context(viewport=DESKTOP).new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{base}/corpora")
+    go = page.locator(".st-key-build_source_go button")
+    expect(go).to_be_enabled()
+    go.click()
+    expect(page.locator(".st-key-job_banner")).to_be_visible()
+    assert page.locator("[data-testid='stAlertContentError']").count() == 0
+    assert "EXBERT_" not in page.locator("[data-testid='stMain']").inner_text()
     page.context.close()

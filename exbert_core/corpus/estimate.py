@@ -26,6 +26,7 @@ class BuildEstimate:
     budget_bytes: int
     free_disk_bytes: int
     measured_here: bool = False  # seconds from earlier builds with this model on this server
+    slowdown: float = 1.0  # how much the machine's current load stretches the time (included in seconds)
 
     @property
     def problem(self) -> str | None:
@@ -42,6 +43,8 @@ class BuildEstimate:
     def summary(self) -> str:
         """One sentence for a reader: tokens, time, disk, memory."""
         where = "going by earlier builds on this server" if self.measured_here else "on a 2-core CPU"
+        if self.slowdown > 1.05:
+            where += f" at its current load ({self.slowdown:.1f}x slower than idle)"
         return (f"about {self.tokens:,} tokens: {format_seconds(self.seconds)} {where}, "
                 f"{self.disk_bytes / 1e6:,.0f} MB on disk, {self.memory_bytes / 1e6:,.0f} MB of memory while it runs")
 
@@ -64,10 +67,12 @@ def bytes_per_token(info: ModelInfo) -> int:
 
 
 def estimate(info: ModelInfo, text_chars: int, out_dir: Path, options: BuildOptions = BuildOptions(),
-             tokens_per_s: float | None = None) -> BuildEstimate:
+             tokens_per_s: float | None = None, slowdown: float = 1.0) -> BuildEstimate:
     """Time, disk and memory of building ``text_chars`` characters of text with the model ``info``;
     ``tokens_per_s``: the whole-build rate measured on this machine for this model, when known
-    (else the time comes from the model's size and the rates measured on the project's machine)."""
+    (else the time comes from the model's size and the rates measured on the project's machine);
+    ``slowdown``: the machine's current load (:func:`exbert_core.progress.busy_factor`), which
+    stretches the time."""
     tokens = int(text_chars / CHARS_PER_TOKEN)
     weights, embedding = info.parameters, info.embedding_parameters
     again = 1 + sample_tokens(tokens) / max(tokens, 1)  # the quantiser's sample is parsed and run once more
@@ -78,10 +83,11 @@ def estimate(info: ModelInfo, text_chars: int, out_dir: Path, options: BuildOpti
     out_dir.mkdir(parents=True, exist_ok=True)
     return BuildEstimate(
         tokens=tokens,
-        seconds=seconds,
+        seconds=seconds * max(1.0, slowdown),
         disk_bytes=tokens * bytes_per_token(info),
         memory_bytes=weights * 4 + batch,
         budget_bytes=memory.budget_bytes(),
         free_disk_bytes=shutil.disk_usage(out_dir).free,
         measured_here=bool(tokens_per_s),
+        slowdown=max(1.0, slowdown),
     )

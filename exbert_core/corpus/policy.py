@@ -25,6 +25,7 @@ from exbert_core.corpus.build import CHARS_PER_TOKEN
 from exbert_core.errors import BuildError
 from exbert_core.model.loading import ModelInfo
 from exbert_core.paths import corpora_dir
+from exbert_core.progress import busy_factor
 
 ALLOW_REPLACE_ENV = "EXBERT_ALLOW_REPLACE"
 QUOTA_ENV = "EXBERT_CORPUS_QUOTA_MB"
@@ -95,8 +96,10 @@ def tokens_per_s(info: ModelInfo, entries: Iterable[catalog.CorpusEntry] | None 
 
 def plan(info: ModelInfo, characters: int) -> estimate.BuildEstimate:
     """What building ``characters`` of text with ``info``'s model will take on this server: time
-    from this server's own builds with the model when there are some."""
-    return estimate.estimate(info, characters, corpora_dir(), tokens_per_s=tokens_per_s(info))
+    from this server's own builds with the model when there are some, stretched by its current
+    load."""
+    return estimate.estimate(info, characters, corpora_dir(), tokens_per_s=tokens_per_s(info),
+                             slowdown=busy_factor())
 
 
 def estimated_bytes(characters: int, info: ModelInfo) -> int:

@@ -41,6 +41,20 @@ def head_words(layer: int, head: int) -> str:
     return f"layer {layer}, head {head} ({layer}-{head})"
 
 
+_FAMILIES = {"bert": "BERT", "llama": "Llama", "gpt2": "GPT-2", "roberta": "RoBERTa", "distilbert": "DistilBERT"}
+
+
+def model_line(family: str, layers: int, heads: int, *, causal: bool, lm_head: bool) -> str:
+    """The sidebar's line about the model, for a person: ``A BERT-type model with 6 layers of 12
+    attention heads. It reads the whole sentence at once and cannot predict words.``"""
+    reads = "It reads left to right" if causal else "It reads the whole sentence at once"
+    predicts = (("and predicts the next word" if causal else "and predicts hidden (masked) words") if lm_head
+                else "and cannot predict words (no language-model head)")
+    name = _FAMILIES.get(family.lower(), family)
+    return (f"A {markdown_text(name)}-type model with {layers} layers "
+            f"of {heads} attention heads. {reads} {predicts}.")
+
+
 def corpus_title(name: str, source: str) -> str:
     """A corpus as a reader knows it: the book's title for a named source (``alice`` ->
     *Alice's Adventures in Wonderland*), else ``corpus 'name'`` (plain text)."""

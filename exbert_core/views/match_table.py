@@ -20,6 +20,7 @@ from exbert_core.corpus.search import CorpusToken, Match, SearchResult
 from exbert_core.views.labels import clean_piece, piece_spans, word_and_piece
 
 MAX_WIDTH = 10  # context offsets shown each side at most
+SCORE_MEANS = "how alike the match's vector is to the selected token's (cosine similarity: 1 = the same direction)"
 
 _MATCH_STYLE = "background:#ffd6a5;color:#111;border-radius:3px;padding:0 2px;font-weight:600"
 # An underline is drawn with the word's own text, so it cannot leave the word (a border could).
@@ -45,6 +46,7 @@ _STYLE_SHEET = """<style>
   .exbert-matches td { display: block; border: none; padding: 0 2px; }
   .exbert-matches td.rank::before { content: "#"; }
   .exbert-matches td.score { color: rgba(128,128,128,0.9); margin-right: 8px; }
+  .exbert-matches td.score::before { content: "similarity "; }
   .exbert-matches td.ctx:empty { display: none; }
   .exbert-matches td.attended { flex-basis: 100%; white-space: normal; }
   .exbert-matches td.attended::before { content: "attends most to: "; color: rgba(128,128,128,0.9); }
@@ -150,7 +152,7 @@ def matches_html(result: SearchResult, *, width: int = 1, query: str = "") -> st
             attended_cell = ""
         rows.append(
             f'<tr><td class="num rank">{rank}</td>'
-            f'<td class="num score">{m.score:.3f}</td>'
+            f'<td class="num score" title="{esc(SCORE_MEANS)}">{m.score:.3f}</td>'
             + "".join(cells)
             + f'<td class="attended">{attended_cell}</td>'
             f'<td class="sentence">{highlighted_sentence(m)}</td>'
@@ -160,7 +162,7 @@ def matches_html(result: SearchResult, *, width: int = 1, query: str = "") -> st
     caption = f'<caption style="caption-side:top;text-align:left;padding:4px 0">{esc(query)}</caption>' if query else ""
     return (
         f'<div class="exbert-matches">{_STYLE_SHEET}<table>{caption}'
-        f'<thead><tr><th>#</th><th>score</th>{head}'
+        f'<thead><tr><th>#</th><th title="{esc(SCORE_MEANS)}">score</th>{head}'
         f'<th>attends most to</th><th class="sentence">sentence</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
