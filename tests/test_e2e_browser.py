@@ -513,13 +513,16 @@ LAYOUT_JS = """(phone) => {
     return true;
   };
   const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
-  const out = {overflow: document.documentElement.scrollWidth - innerWidth, covered: [], cut: [], small: [], hover: []};
+  const out = {overflow: document.documentElement.scrollWidth - innerWidth, covered: [], cut: [], crowded: [],
+               small: [], hover: []};
   document.querySelectorAll('.js-plotly-plot').forEach((plot) => {
     const bar = plot.querySelector('.modebar'), box = plot.getBoundingClientRect();
     plot.querySelectorAll('.gtitle').forEach((title) => {
       const t = title.getBoundingClientRect();
       if (bar && overlap(t, bar.getBoundingClientRect())) out.covered.push(title.textContent);
       if (t.left < box.left - 1 || t.right > box.right + 1) out.cut.push(title.textContent);
+      const area = plot.querySelector('.draglayer .nsewdrag');  // the plotting area
+      if (area && t.bottom > area.getBoundingClientRect().top + 1) out.crowded.push(title.textContent);
     });
   });
   if (phone) {
@@ -559,6 +562,7 @@ def test_every_page_at_desktop_and_phone_sizes(server, browser, viewport):
         assert layout["overflow"] <= 0, f"{name}: the document is {layout['overflow']} px wider than the screen"
         assert not layout["covered"], f"{name}: chart titles under the toolbar: {layout['covered']}"
         assert not layout["cut"], f"{name}: chart titles cut at the sides: {layout['cut']}"
+        assert not layout["crowded"], f"{name}: chart titles over the plotting area: {layout['crowded']}"
         assert not layout["small"], f"{name}: tap targets under 32 px: {layout['small']}"
         assert not layout["hover"], f"{name}: text asks a phone reader to hover: {layout['hover']}"
         shoot(page, name, viewport)
@@ -626,7 +630,10 @@ def test_the_paper_workflow_as_a_newcomer(server, browser, viewport):
     maps.nth(0).click()
     maps.nth(3).click()
     wait_for_query(page, "heads", "0,3")
+    # a token embedding does not depend on the heads: the heading stays, the view's label changes
+    expect(page.get_by_text("layer-[heads] 3-[0,3]", exact=False)).to_be_visible()
     expect(page.get_by_text("Corpus tokens like “[MASK]” by token embedding at layer 3")).to_be_visible()
+    settle(page)
     maps.nth(0).scroll_into_view_if_needed()
     shot("heads")
     rows = page.locator(".st-key-matches .exbert-matches tbody tr")

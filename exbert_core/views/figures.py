@@ -343,7 +343,8 @@ def attention_heatmap(
         r = positions.index(selected)
         fig.add_shape(type="rect", x0=-0.5, x1=n - 0.5, y0=r - 0.5, y1=r + 0.5,
                       line={"color": ACCENT, "width": 3 if not long else 1.5})
-    side = max(320, min(900, 28 * n + 140))
+    heading, top = chart_title(title)
+    side = max(320, min(900, 28 * n + 140)) + (top - 10)
     if long:
         ticks: dict = {"type": "category", "tickmode": "auto", "tickfont": {"size": 9}}
         x_axis, y_axis = dict(ticks, tickangle=-60, nticks=30), dict(ticks, nticks=60)
@@ -351,7 +352,6 @@ def attention_heatmap(
         # upright labels would overlap on a phone's narrow map: each stands on its own column
         x_axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": escaped, "tickangle": -90}
         y_axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": escaped}
-    heading, top = chart_title(title)
     fig.update_layout(
         height=side,
         margin={"l": 10, "r": 10, "t": top, "b": 10},
@@ -576,7 +576,7 @@ def layer_sweep_chart(
     heading, top = chart_title(title)
     fig.update_layout(
         barmode="stack",
-        height=440,
+        height=400 + top,
         margin={"l": 10, "r": 10, "t": top, "b": 10},
         title=heading,
         xaxis={"tickmode": "array", "tickvals": list(range(len(layers))), "ticktext": ticks,
@@ -615,7 +615,7 @@ def logit_lens_chart(
     ))
     heading, top = chart_title(title, pad=28)
     fig.update_layout(
-        height=max(220, 24 * len(layers) + 90),
+        height=max(220, 24 * len(layers) + 60) + top,
         margin={"l": 10, "r": 10, "t": top if title else 30, "b": 10},
         title=heading,
         xaxis={"side": "top", "fixedrange": True},
@@ -706,7 +706,7 @@ def predictions_bar(candidates: Sequence[tuple[str, float]], *, title: str | Non
                            customdata=tokens))
     heading, top = chart_title(title)
     fig.update_layout(
-        height=max(160, 28 * len(tokens) + 60),
+        height=max(150, 28 * len(tokens) + 50) + top - 10,
         margin={"l": 10, "r": 10, "t": top, "b": 10},
         title=heading,
         xaxis={"range": [0, 1], "tickformat": ".0%", "title": {"text": "probability"}},
@@ -740,7 +740,7 @@ def histogram(
                            hovertemplate="%{customdata}<extra></extra>"))
     heading, top = chart_title(title)
     fig.update_layout(
-        height=max(150, 24 * len(labels) + 70),
+        height=max(110, 24 * len(labels) + 30) + top,  # the title's lines on top of the bars' room
         margin={"l": 10, "r": 10, "t": top, "b": 10},
         title=heading,
         xaxis={"title": {"text": f"number of {noun}"}, "range": [0, (x_max or max(values, default=1)) * 1.18]},
@@ -761,7 +761,7 @@ def offset_histogram(counts: Mapping[str | int, int], *, title: str, color: str 
                            hovertemplate="%{customdata}<extra></extra>"))
     heading, top = chart_title(title)
     fig.update_layout(
-        height=260,
+        height=220 + top,
         margin={"l": 10, "r": 10, "t": top, "b": 10},
         title=heading,
         xaxis={"title": {"text": "offset: −1 = the token just before the match, +1 = just after"},
