@@ -250,7 +250,9 @@ def test_smollm2_shows_predictions_and_explains_the_corpus_mismatch(first_run):
     assert len(predictions["data"][0]["x"]) == 10
     assert any("was built with model 'minilm'" in w.value for w in at.warning)
     assert any(b.label.startswith("Build 'alice-smollm2'") for b in at.button)
-    assert any("30 layers × 9 heads" in c.value for c in at.sidebar.caption)
+    # the model line is written for a person (issue 19, 12)
+    assert any("Llama-type model with 30 layers of 9 attention heads. It reads left to right and predicts the "
+               "next word." in c.value for c in at.sidebar.caption)
 
 
 def test_switching_the_model_resets_positions_and_picks_its_corpus(first_run):

@@ -50,10 +50,10 @@ esc = plotly_text  # every string shown in a figure
 
 # Plotly draws its toolbar (the camera button) in a band at the top right of every chart (34 px
 # high on a phone, whose buttons are enlarged to be tapped): titles go under it, wrapped to lines
-# that fit a phone's chart (about 350 px at 14 px, about 7 px a character).
+# that fit a phone's chart (about 350 px at 14 px, under 7 px a character).
 TOOLBAR_PX = 38
 TITLE_LINE_PX = 19
-TITLE_WRAP = 46  # characters per title line
+TITLE_WRAP = 50  # characters per title line
 
 
 def wrap_title(text: str, width: int = TITLE_WRAP) -> list[str]:
