@@ -28,7 +28,8 @@ K_HIST = "hist_tab"
 K_HEAD_MAPS = "head_maps"
 VIEW_LABELS = {"curves": "Curves", "matrix": "Heat map", "heads": "Every head"}
 RESULT_LABELS = {"matches": "Matches", "summary": "Summary"}
-FEATURE_TITLES = {"pos": "Part of speech", "dep": "Grammatical role (dependency)", "ner": "Named-entity type"}
+# Short enough that "<title> of the tokens they attend to most" is one line of a phone's chart.
+FEATURE_TITLES = {"pos": "Part of speech", "dep": "Grammatical role", "ner": "Named entity"}
 SCROLL_HEIGHT = 900  # px: a long input's curves scroll inside a box of this height
 
 HOW_TO_READ = f"""

@@ -411,7 +411,7 @@ def test_the_link_holds_the_whole_view(server, browser):
     wait_for_query(page, "tab", "summary")
     page.get_by_role("tab", name="Grammatical role").click()
     wait_for_query(page, "hist", "dep")
-    expect(page.get_by_text("Grammatical role (dependency) of the 50 matched tokens")).to_be_visible()
+    expect(page.get_by_text("Grammatical role of the 50 matched tokens")).to_be_visible()
     page.go_back()
     wait_for_query(page, "hist", "pos")
     expect(page.get_by_text("Part of speech of the 50 matched tokens")).to_be_visible()
@@ -430,7 +430,7 @@ def test_the_link_holds_the_whole_view(server, browser):
     assert copied == page.evaluate("location.href") and "context=3" in copied and "tab=matches" in copied
     again = new_page(browser, DESKTOP)
     again.goto(copied.replace("tab=matches", "tab=summary").replace("hist=pos", "hist=ner"))
-    expect(again.get_by_text("Named-entity type of the 50 matched tokens")).to_be_visible()
+    expect(again.get_by_text("Named entity of the 50 matched tokens")).to_be_visible()
     expect(again.get_by_role("tab", name="Named entity")).to_have_attribute("aria-selected", "true")
     again.context.close()
 
