@@ -9,7 +9,7 @@ import json
 import numpy as np
 import streamlit as st
 
-from app_pages.common import build, cache, components, page, widgets
+from app_pages.common import build, cache, components, page, style, widgets
 from app_pages.common import state as session
 from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
@@ -18,7 +18,7 @@ from exbert_core.corpus.search import summary
 from exbert_core.model.selection import Heads, block_index
 from exbert_core.views import attention_view, explain, figures, match_table, serialize, tables
 from exbert_core.views.labels import clean_piece, markdown_text
-from exbert_core.views.tokens import strongest
+from exbert_core.views.tokens import reader_names, strongest
 
 CURVES_NONCE = "curves_nonce"
 K_CONTEXT = "ctx_width"
@@ -28,7 +28,8 @@ K_HIST = "hist_tab"
 K_HEAD_MAPS = "head_maps"
 VIEW_LABELS = {"curves": "Curves", "matrix": "Heat map", "heads": "Every head"}
 RESULT_LABELS = {"matches": "Matches", "summary": "Summary"}
-FEATURE_TITLES = {"pos": "Part of speech", "dep": "Grammatical role (dependency)", "ner": "Named-entity type"}
+# Short enough that "<title> of the tokens they attend to most" is one line of a phone's chart.
+FEATURE_TITLES = {"pos": "Part of speech", "dep": "Grammatical role", "ner": "Named entity"}
 SCROLL_HEIGHT = 900  # px: a long input's curves scroll inside a box of this height
 
 HOW_TO_READ = f"""
@@ -49,6 +50,10 @@ several **heads** each decide how much every token (a word or a piece of one) *l
 - **Summary**: what kind of words the matches are (part of speech, grammatical role, named entity), and
   the same for the tokens they attend to most; *Offset* says where those sit relative to the match.
 - **Masking** a token replaces it by a blank (`[MASK]`): the model must guess it from its context.
+- **Special tokens** are markers the model adds: `[CLS]` opens a sentence and `[SEP]` closes it (BERT's
+  names); `[UNK]` stands for a character the model does not know.
+- **Score** (in the matches): how alike the two tokens' vectors are (cosine similarity): 1 means the same
+  direction, 0 unrelated.
 - **Measure** (sidebar): what the attention numbers are. See *Which measure* below.
 
 Every change is kept in the page's address: **Copy link** at the top gives a colleague this exact view.
@@ -94,12 +99,14 @@ view = sidebar(page_name="attention")
 state = view.state
 
 st.markdown("## Attention & search")
+style.phone_hint()
 with st.expander("How to read this page", icon=":material/help:"):
     st.markdown(HOW_TO_READ)
 info, analysis = page.ready(view, "the attention view")
 assert state.layer is not None
 tokens = analysis.tokens
 labels = [clean_piece(t.text) for t in tokens]
+names = reader_names(analysis)  # "flamingo (piece 'flaming')", "to (4)": what a reader is told
 heads = state.selected_heads(info.heads)
 visible = figures.visible_positions([t.special for t in tokens], state.hide_special)
 shown_labels = [labels[p] for p in visible]
@@ -162,8 +169,8 @@ with left:
                 st.caption(
                     f"Each token on the left attends to the tokens on the right; thicker, darker curves "
                     f"carry more attention. Shown: the strongest links making up {state.threshold} % of each "
-                    f"token's attention, averaged over heads {label}. Hover a token for its "
-                    "strongest links; click one to search with it." + shown + limited
+                    f"token's attention, averaged over heads {label}. Point at a token (tap it on a "
+                    "phone) for its strongest links; click it to search with it." + shown + limited
                 )
     if heatmap.open is not False:
         with heatmap:
@@ -186,7 +193,7 @@ with left:
             pooled = len(visible) > figures.POOLED_TILE
             st.caption(f"Every head of layer {state.layer}: one small heat map per head (● = selected), by "
                        f"{attention_view.measure_words(shown_attention.per_head_measure)}. "
-                       "Hover for the weights."
+                       "Point at (or tap) a cell for its weight."
                        + (" Long input: each cell is the strongest link of a block of tokens." if pooled else ""))
 
     # The paper's per-head maps, as toggles (the selection is sent once the clicks pause).
@@ -204,14 +211,23 @@ with right:
     position = state.token
     if position is not None:
         word = view.words[position] if view.words else None
-        st.markdown(f"#### Selected: “{markdown_text(labels[position])}” (position {position})")
+        st.markdown(f"#### Selected: “{markdown_text(names[position])}” (position {position})")
         if word is not None:
-            st.caption(f"word “{markdown_text(word.text)}” · part of speech **{markdown_text(word.pos)}** · "
-                       f"dependency **{markdown_text(word.dep)}** · entity **{markdown_text(word.ner or 'none')}**")
+            said = figures.describe_labels([word.pos, word.dep, word.ner])  # PROPN -> proper noun
+
+            def named(label: str) -> str:
+                return f"**{markdown_text(label)}**" + (f" ({markdown_text(said[label])})" if said.get(label) else "")
+
+            st.caption(f"word “{markdown_text(word.text)}” · part of speech {named(word.pos)} · "
+                       f"grammatical role {named(word.dep)} · entity {named(word.ner) if word.ner else '**none**'}",
+                       help="spaCy's labels for the word: its part of speech, its role in the sentence "
+                            "(which word it depends on, and how), and the kind of name it is, if any.")
         if heads and position in visible:
             row = matrix[visible.index(position)]  # as drawn: shown tokens, rescaled if hiding specials
             st.caption(f"Takes most from ({attention_view.measure_words(shown_attention.measure)}): " + ", ".join(
-                f"{markdown_text(shown_labels[t.index])} {t.weight:.0%}" for t in strongest(row)))
+                f"{markdown_text(names[visible[t.index]])} {t.weight:.0%}" for t in strongest(row)),
+                help="Each token's share of what this token takes from the sentence, under the measure chosen in "
+                     "the sidebar; a number in brackets is the token's position, for a word that repeats.")
         st.markdown("#### Predictions")
         if analysis.predictions is not None:
             candidates = [(c.token, c.prob) for c in analysis.predictions[position]]
@@ -235,8 +251,8 @@ if state.token is None:
     st.info("The sentence has no word token to search with.")
     st.stop()
 query_word = labels[state.token]
-st.markdown(f"### Corpus tokens like “{markdown_text(query_word)}” at {label}",
-            help=explain.NOTATION)
+st.markdown(explain.search_heading(names[state.token], state.layer, state.by, label, list(heads), info.heads),
+            help=explain.SEARCH_KINDS_HELP)
 entry = build.corpus_ready(view)
 if entry is None:
     st.stop()
@@ -270,17 +286,18 @@ if matches_tab.open is not False:
         widgets.seed(K_CONTEXT, state.context)
         width = st.slider("Context shown (tokens each side)", 1, app_state.MAX_CONTEXT, key=K_CONTEXT, width=360,
                           on_change=lambda: session.set_state(context=int(st.session_state[K_CONTEXT])))
-        st.caption("Highlighted: the matched token; underlined: the token it takes most from, by "
+        st.caption("Score: how alike the match's vector is to the selected token's (cosine similarity, 1 = the "
+                   "same direction). Highlighted: the matched token; underlined: the token it takes most from, by "
                    f"{attention_view.measure_words(state.measure)} "
                    f"({'rolled out over layers 1 to ' + str(state.layer) if state.aggregate == 'rollout' else 'selected heads'}, "
-                   "special tokens excluded), with its offset from the match. Hover a word for its part of "
-                   "speech, dependency and entity.")
+                   "special tokens excluded), with its offset from the match. Point at a word for its part of "
+                   "speech, grammatical role and entity (on a phone they are listed under each match).")
         st.html(match_table.matches_html(result, width=width))
 
 if summary_tab.open is not False:
     with summary_tab, st.container(key="summary"):
         st.markdown(explain.summary_sentence(n, title, query_word, state.layer))
-        st.caption("Both charts use one scale. Hover a bar for its meaning and share.")
+        st.caption("Both charts use one scale. Point at (or tap) a bar for its meaning and share.")
         everything = [lab for side in hist.values() for feature, counts in side.items() if feature != "offset"
                       for lab in counts]
         describe = figures.describe_labels(sorted(set(everything)))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from app_pages.common import cache, page, widgets
+from app_pages.common import cache, page, style, widgets
 from app_pages.common import state as session
 from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
@@ -23,7 +23,7 @@ from exbert_core.model.names import OFFLINE_MODELS
 from exbert_core.model.selection import Heads, block_index, layer_range
 from exbert_core.views import attention_view, explain, figures, match_table
 from exbert_core.views.labels import clean_piece, markdown_text
-from exbert_core.views.tokens import same_depth, same_token, strongest
+from exbert_core.views.tokens import reader_names, same_depth, same_token, strongest
 
 K_MODE = "cmp_mode"
 K_SENTENCE_B = "cmp_sentence_b"
@@ -120,8 +120,9 @@ def _draw(side: Side, state: app_state.AppState, zmax: float, x_max: int) -> Non
         st.caption(attention_view.describe(side.shown, side.layer, heads, side.info.heads, causal=side.info.causal))
         if side.token in side.visible:
             row = side.matrix[side.visible.index(side.token)]
-            st.caption(f"“{markdown_text(word)}” takes most from: " + ", ".join(
-                f"{markdown_text(labels[t.index])} {t.weight:.0%}" for t in strongest(row)))
+            names = reader_names(a)
+            st.caption(f"“{markdown_text(names[side.token])}” takes most from: " + ", ".join(
+                f"{markdown_text(names[side.visible[t.index]])} {t.weight:.0%}" for t in strongest(row)))
 
     if a.predictions is not None:
         candidates = [(c.token, c.prob) for c in a.predictions[side.token]]
@@ -164,6 +165,7 @@ def _draw(side: Side, state: app_state.AppState, zmax: float, x_max: int) -> Non
 view = sidebar(page_name="compare", groups=("layer", "heads", "masks", "measure", "special", "search"))
 state = view.state
 st.markdown("## Compare")
+style.phone_hint()
 st.caption("The same token side by side: its attention, its predictions and its corpus neighbours. A is the "
            "sentence and model of the sidebar; choose what B changes. Both heat maps use one colour scale, both "
            "histograms one axis.", help=explain.NOTATION)

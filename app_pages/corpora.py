@@ -16,6 +16,7 @@ from app_pages.common import background, build, sidebar
 from app_pages.common import state as session
 from exbert_core.corpus.build import jobs, policy, sources
 from exbert_core.corpus.search import catalog
+from exbert_core.corpus.format.names import free_name
 from exbert_core.errors import USER_ERRORS
 from exbert_core.limits import MAX_UPLOAD_MB
 from exbert_core.progress import format_seconds
@@ -27,7 +28,9 @@ st.markdown("## Corpora")
 st.caption(
     "A reference corpus is a text whose tokens were annotated by spaCy (part of speech, dependency, "
     "entity) and embedded by one model at every layer. The search finds its tokens nearest to the "
-    "token you select. A corpus can be searched only with the model that built it."
+    "token you select. A corpus can be searched only with the model that built it. Its **manifest** records "
+    "how it was built (model, text, counts, checksums of its files); a large corpus is stored in "
+    "**shards**, pieces searched together."
 )
 
 entries = catalog.entries()
@@ -116,12 +119,17 @@ def _start(name: str, text: str, *, exists: bool, replace: bool, source: str | N
     st.rerun()  # the banner shows the build from the next run on
 
 
+taken = {e.name for e in entries} | {s.key for s in jobs.running()}
+# The form's default is a build the server accepts: the first text not built with this model yet,
+# under a name no corpus has.
+unbuilt = [s for s in sources.SOURCES if catalog.default_corpus_name(state.model, s) not in taken]
 named, upload = st.tabs(["From a named text", "From your text file"])
 with named:
     source = st.selectbox("Text", list(sources.SOURCES), format_func=lambda s: f"{s} · {sources.SOURCES[s]}",
-                          key="build_source")
-    suggested = catalog.default_corpus_name(state.model, source)
-    name = (st.text_input("Corpus name", key="build_source_name", placeholder=suggested) or suggested).strip()
+                          key="build_source", index=list(sources.SOURCES).index(unbuilt[0]) if unbuilt else 0)
+    suggested = free_name(catalog.default_corpus_name(state.model, source), taken)
+    name = (st.text_input("Corpus name", key="build_source_name", placeholder=suggested,
+                          help=f"Leave it empty to use “{suggested}”.") or suggested).strip()
     if policy.allow_replace():
         st.checkbox("Replace it if it exists", key="build_source_replace")
     characters = build.source_characters(source)

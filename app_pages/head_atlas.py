@@ -15,7 +15,7 @@ from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
 from exbert_core.app.state import Relations
 from exbert_core.model.measure_names import LABELS as MEASURE_LABELS
-from exbert_core.views import figures, head_atlas, match_table, tables
+from exbert_core.views import explain, figures, head_atlas, match_table, tables
 from exbert_core.views.labels import markdown_text
 K_SAMPLE = "atlas_sample"
 K_RELATION = "atlas_relation"
@@ -23,12 +23,6 @@ K_CHART = "atlas_chart"
 K_TABLE = "atlas_table"
 K_SCORE = "atlas_score"
 OTHER_WORDS = {"raw": "attention × value", "norm": "raw attention"}  # the table's second head, by the scoring shown
-
-
-def _on_row(relations: list[str]) -> None:
-    rows = (st.session_state.get(K_TABLE) or {}).get("selection", {}).get("rows") or []
-    if rows and 0 <= rows[0] < len(relations):
-        session.set_state(relation=relations[rows[0]])
 
 
 def _compute(entry, sentences: int) -> head_atlas.HeadAtlas:
@@ -118,29 +112,22 @@ with st.container(key="atlas_heatmap"):
         config=widgets.chart_config(f"head-atlas-{rel}-{stem}"),
     )
     _, layer, head, acc, offset, base = next(row for row in best if row[0] == rel)
-    st.caption(f"{atlas.count[rel]:,} “{markdown_text(rel)}” dependents in {atlas.sentences:,} sentences. Outlined: the best "
-               f"head, {layer}-{head} ({acc:.0%}; the word at offset {offset:+d} is right {base:.0%} of the time). "
+    st.caption(f"{atlas.count[rel]:,} “{markdown_text(rel)}” dependents in {atlas.sentences:,} sentences. Each cell: "
+               "the percent of them whose strongest attention (from that head) lands on their syntactic head. "
+               f"Outlined: the best head, {explain.head_words(layer, head)}, right {acc:.0%} of the time; always "
+               f"taking the word at offset {offset:+d} is right {base:.0%} of the time. "
                "**Click a cell** to open that head in the attention view.")
-    st.button(f"Open head {layer}-{head} in the attention view", key="atlas_open_best",
+    st.button(f"Open {explain.head_words(layer, head)} in the attention view", key="atlas_open_best",
               icon=":material/open_in_new:", on_click=widgets.open_head, args=(layer, head))
 
 with st.container(key="atlas_table_box"):
     st.markdown("#### Best head per relation")
     rows = tables.atlas_rows(atlas, describe, scored_by)
-    st.dataframe(
-        [{k: row[k] for k in ("relation", "meaning", "dependents", "best head", "accuracy", "other head",
-                              "other accuracy", "baseline offset", "baseline accuracy") if k in row} for row in rows],
-        key=K_TABLE, on_select=lambda: _on_row(relations), selection_mode="single-row", hide_index=True,
-        column_config={
-            "accuracy": st.column_config.ProgressColumn("accuracy", format="percent", min_value=0, max_value=1),
-            "other head": st.column_config.TextColumn(f"best by {OTHER_WORDS[scored_by]}"),
-            "other accuracy": st.column_config.NumberColumn("its accuracy", format="percent"),
-            "baseline accuracy": st.column_config.NumberColumn("offset baseline", format="percent"),
-            "baseline offset": st.column_config.NumberColumn("offset", format="%+d"),
-        },
-    )
-    st.caption("Select a row to show its relation. Accuracy: how often the head's strongest attention from "
-               "the dependent lands on its syntactic head.")
+    st.html(tables.atlas_html(rows, f"best by {OTHER_WORDS[scored_by]}"))
+    st.caption("Right: how often the head's strongest attention from the dependent lands on its syntactic "
+               "head (by the measure chosen above; the next column, the best head by the other measure). Best "
+               "fixed offset: always taking the word that far away (−1: the word before), and how often that is "
+               "right. Choose a relation in the menu above to see all its heads.")
     tools = st.columns(2)
     tools[0].download_button("Table as CSV", match_table.rows_csv(rows), file_name=f"exbert-head-atlas-{stem}.csv",
                              mime="text/csv", key="download_atlas_csv", icon=":material/download:",

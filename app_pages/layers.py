@@ -8,7 +8,7 @@ import json
 
 import streamlit as st
 
-from app_pages.common import build, cache, page, widgets
+from app_pages.common import build, cache, page, style, widgets
 from app_pages.common import state as session
 from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
@@ -23,6 +23,7 @@ view = sidebar(page_name="layers", groups=("heads", "masks", "search"))
 state = view.state
 
 st.markdown("## Layer sweep & logit lens")
+style.phone_hint()
 info, analysis = page.ready(view, "the layer sweep")
 tokens = analysis.tokens
 widgets.token_picker(analysis, "Token to follow across the layers", selected=state.token,
@@ -41,7 +42,8 @@ sweep_col, lens_col = st.columns([4, 3], gap="large")
 
 # --- Logit lens ----------------------------------------------------------------------------------
 with lens_col, st.container(key="logit_lens"):
-    st.markdown("#### Logit lens")
+    st.markdown("#### Logit lens", help="The model's final step, which turns a token's vector into a guess of "
+                "the next word, applied after every layer: what the model would say if it stopped there.")
     if not info.has_lm_head:
         st.caption(f"{markdown_text(info.name)} has no language-model head, so it has no logit lens (its layers cannot be "
                    "read as predictions). The offline model with one is **smollm2** (pick it in the "
@@ -98,8 +100,8 @@ with sweep_col, st.container(key="layer_sweep"):
              f"{info.layers} the output of each block" if state.by == "embedding"
              else f"Layers 1-{info.layers}: what the selected heads of each block gathered")
     st.caption(f"At every layer, the {state.k} tokens of corpus '{markdown_text(entry.name)}' whose {by_words} is "
-               f"closest to that of “{markdown_text(word)}”, by {explain.FEATURE_NAMES[state.feature].lower()}. {first}. Hover a bar for "
-               "its label's meaning and count.")
+               f"closest to that of “{markdown_text(word)}”, by {explain.FEATURE_NAMES[state.feature].lower()}. {first}. Point at (or tap) "
+               "a bar for its label's meaning and count.")
     st.download_button("Sweep as CSV (every feature)", match_table.rows_csv(tables.sweep_rows(summaries)),
                        file_name=f"exbert-layer-sweep-{entry.name}-{state.by}-{stem}.csv", mime="text/csv",
                        key="download_sweep_csv", icon=":material/download:", on_click="ignore")

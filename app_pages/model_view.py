@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_pages.common import cache, page, widgets
+from app_pages.common import cache, page, style, widgets
 from app_pages.common.sidebar import sidebar
 from exbert_core.model.selection import block_index, layer_range
 from exbert_core.views import attention_view, explain, figures
@@ -26,6 +26,7 @@ view = sidebar(page_name="model_view", groups=("masks", "measure", "special"))
 state = view.state
 
 st.markdown("## Model view")
+style.phone_hint()
 info, analysis = page.ready(view, "the model view")
 assert state.layer is not None
 tokens = analysis.tokens
@@ -45,14 +46,19 @@ st.caption(f"Model **{markdown_text(info.name)}**: {info.layers} layers × {info
            f"more), by **{attention_view.measure_words(weights.per_head)}**"
            + (" (contribution is measured per layer, so single heads show attention × value)"
               if weights.per_head != weights.measure else "")
-           + ". **Click a map** to open that head in the attention view."
+           + ". **Click a map** to open that head in the attention view; on a narrow screen, swipe the maps "
+           "sideways for the other heads."
            + (" With special tokens hidden, each row is rescaled over the tokens shown." if state.hide_special else "")
            + (f" Long input: each cell is the strongest link of a block of tokens (maps of at most "
               f"{figures.MODEL_VIEW_TILE} × {figures.MODEL_VIEW_TILE} cells)." if pooled else ""))
 
+# The maps keep their size (tappable); a screen narrower than the chart scrolls it sideways.
+chart = figures.model_view(attention, labels, layer=state.layer, heads=state.selected_heads(info.heads))
+st.html(f"<style>.st-key-model_view {{ overflow-x: auto; }} .st-key-model_view > div {{ min-width: "
+        f"{int(chart.layout.width)}px; }}</style>")
 with st.container(key="model_view"):
     st.plotly_chart(
-        figures.model_view(attention, labels, layer=state.layer, heads=state.selected_heads(info.heads)),
+        chart,
         key=K_CHART, on_select=lambda: widgets.open_picked_head(K_CHART), selection_mode="points", width="content",
         config=widgets.chart_config(f"model-view-{state.model.split('/')[-1]}"),
     )

@@ -90,7 +90,7 @@ def test_first_run_shows_the_paper_example_and_builds_the_default_corpus(first_r
     assert any("2-[all]" in c.value for c in at.caption)
     assert "curves" in at.get("plotly_chart")[0].proto.id
     assert n_rows(matches_table(at)) == 50
-    assert any("Corpus tokens like “escape” at 2-[all]" in m.value for m in at.markdown)
+    assert any("Corpus tokens like “escape” by token embedding at layer 2" in m.value for m in at.markdown)
     # MiniLM has no LM head: a line says so and names the offline model that has one.
     assert any("no language-model head" in c.value and "smollm2" in c.value for c in at.caption)
 
@@ -273,7 +273,9 @@ def test_smollm2_shows_predictions_and_explains_the_corpus_mismatch(first_run):
     assert len(predictions["data"][0]["x"]) == 10
     assert any("was built with model 'minilm'" in w.value for w in at.warning)
     assert any(b.label.startswith("Build 'alice-smollm2'") for b in at.button)
-    assert any("30 layers × 9 heads" in c.value for c in at.sidebar.caption)
+    # the model line is written for a person (issue 19, 12)
+    assert any("Llama-type model with 30 layers of 9 attention heads. It reads left to right and predicts the "
+               "next word." in c.value for c in at.sidebar.caption)
 
 
 def test_switching_the_model_resets_positions_and_picks_its_corpus(first_run):
@@ -341,6 +343,27 @@ def test_corpora_page_lists_and_builds_corpora(first_run):
     table_html = matches_table(at)
     assert 0 < n_rows(table_html) <= 50  # the tiny corpus has fewer tokens than k
     assert re.search(r"escape", table_html)
+
+
+def test_the_corpora_page_s_default_build_is_accepted(first_run, monkeypatch):
+    """The build form's defaults are a build the server accepts (issue 19, 13): a text not built
+    with this model yet, under a free name; pressing Build starts it, with no message naming a
+    server setting. (The build itself is recorded, not run: building corpora is tested above.)"""
+    from app_pages.common import build
+
+    started = []
+    monkeypatch.setattr(build, "start", lambda name, model, **kw: started.append((name, model, kw["source"])))
+    at = new_app().run()
+    at.switch_page("app_pages/corpora.py").run()
+    assert_clean(at)
+    taken = {e.name for e in catalog.entries()}
+    source = at.selectbox(key="build_source").value
+    assert catalog.default_corpus_name("minilm", source) not in taken  # alice is built: another text
+    at.button(key="build_source_go").click().run(timeout=300)
+    assert_clean(at)
+    assert not at.error, [e.value for e in at.error]
+    assert len(started) == 1 and started[0][0] not in taken and started[0][1] == "minilm"
+    assert not [m for m in (*at.error, *at.warning, *at.caption, *at.info) if "EXBERT_" in m.value]
 
 
 # --- Issue 13: links are checked before they are used, and shown as text --------------------------

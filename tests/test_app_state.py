@@ -311,12 +311,12 @@ def test_markdown_text_breaks_streamlit_s_own_syntax_and_gfm_autolinks():
     assert markdown_text("hide_special _x_") == "hide_special \\_x\\_"  # intraword "_" never emphasises
 
 
-def test_distinct_labels_look_the_same_but_differ():
-    from exbert_core.views.labels import distinct_labels
+def test_repeated_labels_differ_in_visible_text():
+    """Pills match a click by label: repeats carry their position, in text a reader sees and copies."""
+    from exbert_core.views.labels import told_apart
 
-    labels = distinct_labels(["to", "a", "to", "to"])
-    assert len(set(labels)) == 4
-    assert [label.replace("\u2060", "") for label in labels] == ["to", "a", "to", "to"]
+    labels = told_apart(["to", "a", "to", "to"], [3, 4, 7, 9])
+    assert labels == ["to (3)", "a", "to (7)", "to (9)"] and len(set(labels)) == 4
 
 
 def test_plotly_text_keeps_quotes_readable():

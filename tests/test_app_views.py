@@ -127,14 +127,15 @@ def test_head_atlas_link_shows_the_relation_and_opens_its_best_head():
     assert at.selectbox(key="atlas_relation").value == "det"
     assert at.select_slider(key="atlas_sample").value == 100
     heat = charts(at)["atlas_chart"]["spec"]
-    assert heat["layout"]["title"]["text"].startswith("det (determiner): best head")
+    assert heat["layout"]["title"]["text"].startswith("det (determiner): best head: layer")
     assert len(heat["data"][1]["customdata"]) == 72
-    (table,) = at.dataframe
-    assert "det" in table.value["relation"].tolist()
+    (table,) = [h.proto.body for h in at.html if "exbert-atlas" in h.proto.body]
+    assert "<td>det<span" in table and ", head " in table
     assert {"download_atlas_csv", "download_atlas_cells_csv", "download_atlas_json"} <= {b.key for b in at.download_button}
     assert (app_support.alice_dir() / "head_atlas_100.json").is_file()  # cached with the corpus
     best = at.button(key="atlas_open_best")
-    layer, head = best.label.split("head ")[1].split(" ")[0].split("-")
+    layer, head = best.label.split("(")[1].split(")")[0].split("-")  # "Open layer 2, head 4 (2-4) in ..."
+    assert best.label.startswith(f"Open layer {layer}, head {head} ({layer}-{head})")
     best.click().run()
     assert_clean(at)
     assert (at.query_params["layer"], at.query_params["heads"]) == (layer, head)

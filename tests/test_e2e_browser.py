@@ -91,7 +91,7 @@ def test_shared_link_search_and_summary(server, page):
     expect(page.get_by_text("layer-[heads] 3-[all]", exact=False)).to_be_visible()
     # The default token is "escape"; select "house" with its button.
     page.locator(".st-key-token_pick button", has_text="house").click()
-    expect(page.get_by_text("Corpus tokens like “house” at 3-[all]")).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “house” by token embedding at layer 3")).to_be_visible()
     rows = page.locator(".st-key-matches .exbert-matches tbody tr")
     expect(rows).to_have_count(50)
     wait_for_query(page, "token", "6")
@@ -122,7 +122,7 @@ def test_clicking_a_token_in_the_chart_selects_it(server, page):
               if b and abs((b["y"] + b["height"] / 2) - (box["y"] + box["height"] / 2)) < 4 and b["x"] > box["x"])
     page.mouse.click(marker["x"] + marker["width"] / 2, marker["y"] + marker["height"] / 2)
     wait_for_query(page, "token", "11")
-    expect(page.get_by_text("Corpus tokens like “din” at 2-[all]")).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “din” by token embedding at layer 2")).to_be_visible()
     expect(page.locator(".st-key-token_pick button[aria-checked='true']")).to_have_text("din")
 
 
@@ -136,7 +136,7 @@ def test_reopening_the_url_reproduces_the_view(server, browser):
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(link)
         page.wait_for_selector(app_probe.ATTENTION_CHART)
-        expect(page.get_by_text("Corpus tokens like “rain” at 4-[0,5]")).to_be_visible()
+        expect(page.get_by_text("Corpus tokens like “rain” by head embedding of 4-[0,5] (heads 0 and 5 of layer 4)")).to_be_visible()
         expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(12)
         assert "[CLS]" not in chart_tokens(page)
         params = query_of(page)
@@ -149,7 +149,7 @@ def test_layer_one_recomputes_the_corpus_vectors_it_does_not_store(server, page)
     _, base = server
     page.goto(f"{base}/?layer=1&token=7")
     page.wait_for_selector(app_probe.ATTENTION_CHART)
-    expect(page.get_by_text("Corpus tokens like “pub” at 1-[all]")).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “pub” by token embedding at layer 1")).to_be_visible()
     expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(50)
 
 
@@ -169,7 +169,7 @@ def test_page_switches_keep_the_view(server, page):
     the view (the Corpora page draws only model and corpus, the rest is kept for the way back)."""
     _, base = server
     page.goto(f"{base}/?layer=5&token=7&k=20")
-    expect(page.get_by_text("Corpus tokens like “pub” at 5-[all]")).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “pub” by token embedding at layer 5")).to_be_visible()
     page.get_by_role("link", name="Corpora").click()
     expect(page.get_by_role("heading", name="Corpora")).to_be_visible()
     expect(page.locator(".st-key-corpora_list").get_by_text("Manifest of 'alice'")).to_be_visible()
@@ -177,7 +177,7 @@ def test_page_switches_keep_the_view(server, page):
     assert page.evaluate("location.pathname").endswith("/corpora")
     page.screenshot(path=str(ARTIFACTS / "e2e-corpora.png"))
     page.get_by_role("link", name="Attention & search").click()
-    expect(page.get_by_text("Corpus tokens like “pub” at 5-[all]")).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “pub” by token embedding at layer 5")).to_be_visible()
     expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(20)
     assert query_of(page)["k"] == "20"
 
@@ -267,11 +267,11 @@ def test_a_repeated_word_selects_the_token_clicked(server, page):
     paper's sentence the first "to" (4) and the first "the" (1), not their last occurrences."""
     _, base = server
     page.goto(f"{base}/?sentence={quote(PAPER)}&token=1")
-    expect(page.get_by_text("Corpus tokens like “the” at 2-[all]")).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “the (1)” by token embedding at layer 2")).to_be_visible()
     assert checked(page) == [0]  # pill 0 is position 1 (the pills skip [CLS])
     pills(page).nth(3).click()  # the first "to"
     wait_for_query(page, "token", "4")
-    expect(page.get_by_text("Corpus tokens like “to” at 2-[all]")).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “to (4)” by token embedding at layer 2")).to_be_visible()
     expect(pills(page).nth(3)).to_have_attribute("aria-checked", "true")
     assert checked(page) == [3]
     pills(page).nth(9).click()  # the second "the"
@@ -317,6 +317,45 @@ def test_the_attended_mark_sits_on_its_word(server, page):
     assert not off_the_word, off_the_word[:3]
 
 
+HIGHLIGHTS_JS = """() => [...document.querySelectorAll('.exbert-matches tbody tr')].map(tr => {
+  const cells = [...tr.querySelectorAll('td.ctx')];
+  const match = cells[Math.floor(cells.length / 2)];
+  const mark = [...tr.querySelectorAll('td.sentence span')].filter(s => getComputedStyle(s).backgroundColor === 'rgb(255, 214, 165)');
+  return {token: match.textContent.trim(), marked: mark.map(s => s.textContent)};
+})"""
+
+
+@pytest.mark.parametrize("query", ["token=9", f"sentence={quote('The White Rabbit hurried by.')}&token=3"],
+                         ids=["escape", "rabbit"])
+def test_the_highlight_of_each_match_is_its_token(server, page, query):
+    """Each match's sentence highlights exactly the matched token's characters, not its whole
+    spaCy word (issue 19, 1: a match on "rabbit" highlighted "Rabbit's--'Pat")."""
+    _, base = server
+    page.goto(f"{base}/?{query}")
+    expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(50)
+    rows = page.evaluate(HIGHLIGHTS_JS)
+    assert len(rows) == 50
+    wrong = [r for r in rows if len(r["marked"]) != 1 or r["marked"][0].lower() != r["token"].removeprefix("##").lower()]
+    assert not wrong, wrong[:5]
+
+
+def test_one_back_from_a_first_visit_leaves_the_app(server, browser):
+    """Opening the app writes its canonical URL in place of the visit's history entry (issue 19,
+    16): the browser's first Back leaves the app."""
+    _, base = server
+    page = browser.new_context(viewport=DESKTOP).new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto("about:blank")
+    page.goto(base)
+    expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(50)
+    page.wait_for_function("new URLSearchParams(location.search).has('corpus_build')")  # the canonical URL
+    settle(page)
+    assert page.evaluate("history.length") == 2, "about:blank and the app's first view"
+    page.go_back()
+    page.wait_for_url("about:blank")
+    page.context.close()
+
+
 def test_two_clicks_on_the_head_maps_choose_two_heads_in_one_rerun(server, page):
     """From all heads, clicking the maps of heads 0 and 3 shows 2-[0,3] after one rerun (one new
     history entry), and the browser's Back returns to all heads."""
@@ -324,12 +363,12 @@ def test_two_clicks_on_the_head_maps_choose_two_heads_in_one_rerun(server, page)
     page.goto(f"{base}/?token=9&layer=2&heads=all")
     maps = page.locator(".st-key-head_maps_box button.head")
     expect(maps).to_have_count(12)
-    expect(page.get_by_text("Corpus tokens like “escape” at 2-[all]")).to_be_visible()
+    expect(page.get_by_text("layer-[heads] 2-[all]", exact=False)).to_be_visible()
     entries = page.evaluate("history.length")
     maps.nth(0).click()
     maps.nth(3).click()
     wait_for_query(page, "heads", "0,3")
-    expect(page.get_by_text("Corpus tokens like “escape” at 2-[0,3]")).to_be_visible()
+    expect(page.get_by_text("layer-[heads] 2-[0,3]", exact=False)).to_be_visible()
     assert page.evaluate("history.length") - entries == 1
     assert maps.evaluate_all("bs => bs.flatMap((b, i) => b.getAttribute('aria-pressed') === 'true' ? [i] : [])") == [0, 3]
     maps.nth(3).click()  # a selected head: removed
@@ -338,7 +377,7 @@ def test_two_clicks_on_the_head_maps_choose_two_heads_in_one_rerun(server, page)
     wait_for_query(page, "heads", "0,3")
     page.go_back()
     wait_for_query(page, "heads", "all")
-    expect(page.get_by_text("Corpus tokens like “escape” at 2-[all]")).to_be_visible()
+    expect(page.get_by_text("layer-[heads] 2-[all]", exact=False)).to_be_visible()
 
 
 def test_on_a_phone_every_token_shows_and_the_matches_stack(server, browser):
@@ -372,7 +411,7 @@ def test_the_link_holds_the_whole_view(server, browser):
     wait_for_query(page, "tab", "summary")
     page.get_by_role("tab", name="Grammatical role").click()
     wait_for_query(page, "hist", "dep")
-    expect(page.get_by_text("Grammatical role (dependency) of the 50 matched tokens")).to_be_visible()
+    expect(page.get_by_text("Grammatical role of the 50 matched tokens")).to_be_visible()
     page.go_back()
     wait_for_query(page, "hist", "pos")
     expect(page.get_by_text("Part of speech of the 50 matched tokens")).to_be_visible()
@@ -391,7 +430,7 @@ def test_the_link_holds_the_whole_view(server, browser):
     assert copied == page.evaluate("location.href") and "context=3" in copied and "tab=matches" in copied
     again = new_page(browser, DESKTOP)
     again.goto(copied.replace("tab=matches", "tab=summary").replace("hist=pos", "hist=ner"))
-    expect(again.get_by_text("Named-entity type of the 50 matched tokens")).to_be_visible()
+    expect(again.get_by_text("Named entity of the 50 matched tokens")).to_be_visible()
     expect(again.get_by_role("tab", name="Named entity")).to_have_attribute("aria-selected", "true")
     again.context.close()
 
@@ -462,12 +501,53 @@ def shoot(page: Page, name: str, viewport: dict) -> None:
     page.set_viewport_size(viewport)
 
 
+# What a reader meets on a page (issue 19, 6-11): returns what is wrong, empty lists when nothing is.
+LAYOUT_JS = """(phone) => {
+  const shown = (el) => {
+    const r = el.getBoundingClientRect();
+    if (r.width < 1 || r.height < 1 || r.right <= 0 || r.left >= innerWidth) return false;  // off screen
+    for (let e = el; e; e = e.parentElement) {
+      const s = getComputedStyle(e);
+      if (s.display === 'none' || s.visibility === 'hidden' || parseFloat(s.opacity) === 0) return false;
+    }
+    return true;
+  };
+  const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+  const out = {overflow: document.documentElement.scrollWidth - innerWidth, covered: [], cut: [], crowded: [],
+               small: [], hover: []};
+  document.querySelectorAll('.js-plotly-plot').forEach((plot) => {
+    const bar = plot.querySelector('.modebar'), box = plot.getBoundingClientRect();
+    plot.querySelectorAll('.gtitle').forEach((title) => {
+      const t = title.getBoundingClientRect();
+      if (bar && overlap(t, bar.getBoundingClientRect())) out.covered.push(title.textContent);
+      if (t.left < box.left - 1 || t.right > box.right + 1) out.cut.push(title.textContent);
+      const area = plot.querySelector('.draglayer .nsewdrag');  // the plotting area
+      if (area && t.bottom > area.getBoundingClientRect().top + 1) out.crowded.push(title.textContent);
+    });
+  });
+  if (phone) {
+    document.querySelectorAll('button, a[href], [role=tab], [role=button]').forEach((el) => {
+      const r = el.getBoundingClientRect();
+      if (r.width <= 1 && r.height <= 1) return;  // for screen readers only (Skip to main content)
+      if (shown(el) && (r.width < 32 || r.height < 32))
+        out.small.push(`${el.tagName} "${(el.getAttribute('aria-label') || el.textContent).trim().slice(0, 30)}" ` +
+                       `${Math.round(r.width)}x${Math.round(r.height)}`);
+    });
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n; (n = walker.nextNode());)
+      if (/\\bhover/i.test(n.textContent) && shown(n.parentElement)) out.hover.push(n.textContent.trim().slice(0, 80));
+  }
+  return out;
+}"""
+
+
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x800", "390x844"])
 def test_every_page_at_desktop_and_phone_sizes(server, browser, viewport):
     """Every page draws without an error, asks no host but the app's server (no font, icon or
-    script from a third party: the app works offline and tells nobody who reads it), and nothing
-    is wider than a phone's screen; the screenshots are for people to look at
-    (test-artifacts/page-*.png)."""
+    script from a third party: the app works offline and tells nobody who reads it); nothing is
+    wider than the screen, no chart title is under its toolbar or cut at its sides; on a phone
+    every button and link is at least 32 px a side and no text asks to hover. The screenshots are
+    for people to look at (test-artifacts/page-*.png)."""
     _, base = server
     page = new_page(browser, viewport)
     foreign: list[str] = []
@@ -482,6 +562,13 @@ def test_every_page_at_desktop_and_phone_sizes(server, browser, viewport):
         main = page.locator("[data-testid='stMain']")
         overflow = main.evaluate("m => m.scrollWidth - m.clientWidth")
         assert overflow <= 1, f"{name} is {overflow} px wider than the screen"
+        layout = page.evaluate(LAYOUT_JS, viewport == PHONE)
+        assert layout["overflow"] <= 0, f"{name}: the document is {layout['overflow']} px wider than the screen"
+        assert not layout["covered"], f"{name}: chart titles under the toolbar: {layout['covered']}"
+        assert not layout["cut"], f"{name}: chart titles cut at the sides: {layout['cut']}"
+        assert not layout["crowded"], f"{name}: chart titles over the plotting area: {layout['crowded']}"
+        assert not layout["small"], f"{name}: tap targets under 32 px: {layout['small']}"
+        assert not layout["hover"], f"{name}: text asks a phone reader to hover: {layout['hover']}"
         shoot(page, name, viewport)
         if name == "attention" and viewport == DESKTOP:  # the README's picture: tokens, curves, heads
             page.locator(".st-key-token_pick_row").evaluate(  # below Streamlit's top bar
@@ -539,7 +626,7 @@ def test_the_paper_workflow_as_a_newcomer(server, browser, viewport):
     sidebar_close(page, viewport)
     pills(page).filter(has_text="house").click()
     wait_for_query(page, "token", "6")
-    expect(page.get_by_text("Corpus tokens like “house” at 2-[all]")).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “house” by token embedding at layer 2")).to_be_visible()
     shot("token")
     page.get_by_role("button", name="Mask “house”").click()
     wait_for_query(page, "masks", "6")
@@ -555,7 +642,10 @@ def test_the_paper_workflow_as_a_newcomer(server, browser, viewport):
     maps.nth(0).click()
     maps.nth(3).click()
     wait_for_query(page, "heads", "0,3")
-    expect(page.get_by_text("Corpus tokens like “[MASK]” at 3-[0,3]")).to_be_visible()
+    # a token embedding does not depend on the heads: the heading stays, the view's label changes
+    expect(page.get_by_text("layer-[heads] 3-[0,3]", exact=False)).to_be_visible()
+    expect(page.get_by_text("Corpus tokens like “[MASK]” by token embedding at layer 3")).to_be_visible()
+    settle(page)
     maps.nth(0).scroll_into_view_if_needed()
     shot("heads")
     rows = page.locator(".st-key-matches .exbert-matches tbody tr")
@@ -576,4 +666,21 @@ def test_the_paper_workflow_as_a_newcomer(server, browser, viewport):
     assert {k: query[k] for k in ("sentence", "token", "masks", "layer", "heads", "tab")} == {
         "sentence": SENTENCE, "token": "6", "masks": "6", "layer": "3", "heads": "0,3", "tab": "summary"}
     shot("copied")
+    page.context.close()
+
+
+def test_the_corpora_page_s_default_build_is_accepted(server, browser):
+    """The build form's defaults start a build (issue 19, 13): a text not built with this model,
+    under a free name, with no refusal and no server setting named to the visitor. Last in this
+    module: the build runs on until the test server stops."""
+    _, base = server
+    page = browser.new_context(viewport=DESKTOP).new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{base}/corpora")
+    go = page.locator(".st-key-build_source_go button")
+    expect(go).to_be_enabled()
+    go.click()
+    expect(page.locator(".st-key-job_banner")).to_be_visible()
+    assert page.locator("[data-testid='stAlertContentError']").count() == 0
+    assert "EXBERT_" not in page.locator("[data-testid='stMain']").inner_text()
     page.context.close()

@@ -245,7 +245,11 @@ def test_model_view_has_one_tile_and_one_click_target_per_head(paper):
     assert len(targets.customdata) == 6 * 12 and list(targets.customdata[13]) == [2, 1]
     assert "layer 2, head 1" in targets.hovertext[13]
     assert len(fig.layout.shapes) == 2 and fig.layout.clickmode == "event+select"
-    assert list(fig.layout.yaxis.ticktext)[:2] == ["layer 1", "layer 2"]
+    assert list(fig.layout.yaxis.ticktext)[:2] == ["1", "2"] and fig.layout.yaxis.title.text == "layer"
+    assert fig.layout.xaxis.tickangle == 0 and fig.layout.xaxis.title.text == "head"
+    # fixed maps of MODEL_VIEW_TILE_PX (tappable), so a phone scrolls the chart instead of shrinking it
+    assert fig.layout.width == 12 * figures.MODEL_VIEW_TILE_PX + 60
+    assert fig.layout.height == 6 * figures.MODEL_VIEW_TILE_PX + 75
     json.loads(fig.to_json())
 
 
@@ -276,13 +280,32 @@ def test_head_atlas_heatmap_outlines_the_best_head_and_is_clickable():
     fig = figures.head_atlas_heatmap(acc, relation="det", count=120, baseline=(1, 0.6), description="determiner",
                                      selected=(2, (4,)))
     heat, targets = fig.data
-    np.testing.assert_allclose(np.array(heat.z), acc)
-    assert "best head 4-7 80%" in fig.layout.title.text and "offset +1 60%" in fig.layout.title.text
+    np.testing.assert_allclose(np.array(heat.z), acc * 100)  # whole percents in the cells, one precision
+    assert heat.texttemplate == "%{z:.0f}"
+    title = fig.layout.title.text.replace("<br>", " ")
+    assert "best head: layer 4, head 7 (4-7), 80% right" in title and "offset +1: 60%" in title
+    assert fig.layout.width is None  # the chart takes its column's width (a phone's too)
     best, chosen = fig.layout.shapes
     assert (best.x0, best.y0) == (6.5, 3.5) and best.line.color == figures.ACCENT
     assert (chosen.x0, chosen.y0) == (3.5, 1.5)
     assert len(targets.customdata) == 72 and list(targets.customdata[3 * 12 + 7]) == [4, 7]
-    assert "80% of 120" in targets.hovertext[3 * 12 + 7]
+    assert "80% of 120" in targets.hovertext[3 * 12 + 7] and "layer 4, head 7 (4-7)" in targets.hovertext[3 * 12 + 7]
+
+
+def test_chart_titles_sit_under_the_toolbar_and_fit_a_phone():
+    """Every title is above the plotting area with room for Plotly's toolbar band over it, and is
+    wrapped to lines a phone's chart holds."""
+    long = "Part of speech of the tokens they attend to most, in the reference corpus"
+    for fig in (figures.histogram({"VERB": 3}, title=long), figures.offset_histogram({"1": 2}, title=long),
+                figures.predictions_bar([("a", 0.5)], title=long),
+                figures.layer_sweep_chart([0, 1], [{"VERB": 1}, {"NOUN": 2}], title=long),
+                figures.attention_curves(np.eye(2), ["a", "b"], title=long)):
+        title = fig.layout.title
+        lines = title.text.split("<br>")
+        assert len(lines) == 2 and all(len(line) <= figures.TITLE_WRAP for line in lines)
+        assert (title.yref, title.y, title.yanchor) == ("container", 1, "top") and title.pad.t > figures.TOOLBAR_PX
+        assert fig.layout.margin.t >= figures.TOOLBAR_PX + figures.TITLE_LINE_PX * len(lines)
+    assert figures.wrap_title("a " * 3) == ["a a a"] and figures.wrap_title("x" * 60) == ["x" * 60]
 
 
 def test_pairs_share_one_scale():
@@ -323,3 +346,18 @@ def test_head_thumbnails_are_the_paper_s_blue_matrices(paper):
     assert np.unravel_index(np.argmax(darkness), darkness.shape) == np.unravel_index(np.argmax(layer), layer.shape)
     long = figures.head_thumbnails(np.random.default_rng(0).random((2, 300, 300)).astype(np.float32))
     assert Image.open(io.BytesIO(base64.b64decode(long[0].split(",", 1)[1]))).size == (60, 60)  # pooled
+
+
+def test_reader_names_give_the_word_the_piece_and_the_position_of_a_repeat(minilm):
+    """What the pages say a token is (issue 19, 2-3): "flamingo (piece 'flaming')", not "flaming";
+    "to (8)" and "to (11)" for a repeated word; [MASK] where masked; no invisible characters."""
+    from exbert_core.views.tokens import reader_names
+
+    a = analysis.analyze(minilm, "The flamingo came jumping merrily to the pub to escape.", masks=[12])
+    names = reader_names(a)
+    assert [t.text for t in a.tokens][2:4] == ["flaming", "##o"]
+    assert names[2] == "flamingo (piece 'flaming')" and names[3] == "flamingo (piece '##o')"
+    assert names[6] == "merrily (piece 'mer')" and names[4] == "came"
+    assert (names[8], names[11]) == ("to (8)", "to (11)") and names[10] == "pub"
+    assert names[12] == "[MASK]" and names[0] == "[CLS]"
+    assert not any("\u2060" in n for n in names)

@@ -99,7 +99,7 @@ def test_upload_names_are_the_texts_own(data_dir):
 
 def test_existing_corpora_are_read_only_unless_the_operator_allows_replacing(data_dir, monkeypatch, minilm):
     info = minilm.info
-    with pytest.raises(BuildError, match="keeps existing corpora as they are.*EXBERT_ALLOW_REPLACE=1"):
+    with pytest.raises(BuildError, match="keeps existing corpora as they are.*Pick another name.$"):
         policy.check_build("alice", exists=True, replace=True, characters=100, info=info)
     monkeypatch.setenv(policy.ALLOW_REPLACE_ENV, "1")
     with pytest.raises(BuildError, match="Tick"):
@@ -119,7 +119,7 @@ def test_the_disk_quota_counts_what_is_there_and_what_is_being_built(data_dir, m
     # A 10,000-character text with MiniLM: about 2,600 tokens x ~3.4 kB = ~8.5 MB: over 5 MB.
     estimate = policy.estimated_bytes(10_000, minilm.info)
     assert 5 * 2**20 < estimate < 20 * 2**20
-    with pytest.raises(BuildError, match="already use 3 MB of the 5 MB allowed.*EXBERT_CORPUS_QUOTA_MB"):
+    with pytest.raises(BuildError, match="already use 3 MB of the 5 MB this server allows. Use a shorter text.$"):
         policy.check_build("new", exists=False, replace=False, characters=10_000, info=minilm.info)
     assert policy.check_build("new", exists=False, replace=False, characters=1_000, info=minilm.info) > 0
     with pytest.raises(BuildError, match="already use 5 MB"):  # a running build's reservation counts
@@ -128,6 +128,15 @@ def test_the_disk_quota_counts_what_is_there_and_what_is_being_built(data_dir, m
     monkeypatch.setenv(policy.QUOTA_ENV, "lots")
     with pytest.raises(BuildError, match="EXBERT_CORPUS_QUOTA_MB='lots' is not a size in MB"):
         policy.quota_bytes()
+
+
+def test_a_build_form_offers_a_free_name():
+    from exbert_core.corpus.format.names import free_name
+
+    assert free_name("moby-dick", {"alice"}) == "moby-dick"
+    assert free_name("alice", {"alice", "alice-2"}) == "alice-3"
+    long = "x" * 64
+    assert free_name(long, {long}) == "x" * 62 + "-2"
 
 
 def test_disk_per_token_is_measured_on_this_servers_corpora(sample_corpus_dir, minilm):

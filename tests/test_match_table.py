@@ -46,10 +46,72 @@ def test_sentence_highlights_match_and_attended_words():
     text = match_table.highlighted_sentence(m)
     assert re.sub(r"<[^>]+>", "", text) == "She ran away quickly."
     assert text.count("<span") == 2
-    assert 'title="match: word &quot;ran&quot; · POS NOUN' in text
+    assert 'title="match: word &quot;ran&quot; · part of speech NOUN' in text
     assert "attends most to: word &quot;away&quot;" in text
     same = _match("She ran.", ["She", "ran", "."], hit=1, attended=1)
     assert match_table.highlighted_sentence(same).count("<span") == 1  # match == attended: one span
+
+
+def _marked(html_text: str, color: str) -> list[str]:
+    return re.findall(rf'<span style="background:{color}[^"]*"[^>]*>([^<]*)</span>', html_text)
+
+
+def test_the_highlight_covers_exactly_the_matched_token_not_its_whole_word():
+    """A spaCy word can hold several model tokens (``Rabbit's--'Pat`` in Alice): the highlight
+    and the underline cover the token's own characters (issue 19, 1)."""
+    sentence = "The Rabbit's--'Pat! Pat!'"
+    word = "Rabbit's--'Pat"
+    start = sentence.index(word)
+    pieces = ["the", "rabbit", "'", "s", "-", "-", "'", "pat", "!", "pat", "!", "'"]
+    tokens, cursor = [], 0
+    for i, piece in enumerate(pieces):
+        in_word = start <= sentence.lower().find(piece, cursor) < start + len(word)
+        at = sentence.lower().find(piece, cursor)
+        cursor = at + len(piece)
+        w, w0 = (word, start) if in_word else (sentence[at:at + len(piece)], at)
+        tokens.append(CorpusToken(row=10 + i, position=i + 1, token=piece, word=w, word_start=w0,
+                                  word_end=w0 + len(w), pos="PROPN", tag="NNP", dep="nsubj", ner="", lemma=w))
+    tokens = tuple(tokens)
+    m = Match(sentence_id=1, sentence=sentence, token=tokens[1], score=0.9,
+              max_attention=MaxAttention(tokens[7], 6, 0.3), context=tokens)
+    text = match_table.highlighted_sentence(m)
+    assert re.sub(r"<[^>]+>", "", html.unescape(text)) == sentence
+    assert _marked(text, "#ffd6a5") == ["Rabbit"]  # the token, as written in the sentence
+    underlined = re.findall(r'<span style="text-decoration:underline[^"]*"[^>]*>([^<]*)</span>', text)
+    assert underlined == ["Pat"]
+    spans = match_table.token_spans(m)
+    assert [sentence[a:b] for a, b in (spans[t.row] for t in tokens)] == [
+        "The", "Rabbit", "'", "s", "-", "-", "'", "Pat", "!", "Pat", "!", "'"]
+    # the card's "attends most to" names the word and the piece
+    page = match_table.matches_html(_result(m))
+    assert "Rabbit&#x27;s--&#x27;Pat (piece &#x27;pat&#x27;)" in page
+
+
+def test_a_token_not_found_as_written_marks_its_word():
+    """An accent the tokenizer stripped (café -> cafe) cannot be matched character for character:
+    the whole word is marked, never a wrong piece."""
+    sentence = "A café opened."
+    tokens = (_token(1, 1, "a", sentence, word="A"), _token(2, 2, "cafe", sentence, word="café"),
+              _token(3, 3, "opened", sentence), _token(4, 4, ".", sentence))
+    m = Match(sentence_id=1, sentence=sentence, token=tokens[1], score=0.5, max_attention=None, context=tokens)
+    assert _marked(match_table.highlighted_sentence(m), "#ffd6a5") == ["café"]
+
+
+def test_labels_tell_words_pieces_and_repeats_apart():
+    """Word pieces are named with their word, repeated words with their position, in plain
+    visible text (no invisible characters to copy) (issue 19, 2-3)."""
+    from exbert_core.views.labels import piece_spans, told_apart, word_and_piece
+
+    assert word_and_piece("flaming", "flamingo") == "flamingo (piece 'flaming')"
+    assert word_and_piece("##go", "flamingo") == "flamingo (piece '##go')"
+    assert word_and_piece("Ġmer", "merrily") == "merrily (piece 'mer')"
+    assert word_and_piece("Ġescape", "escape") == "escape" and word_and_piece("[CLS]", None) == "[CLS]"
+    assert word_and_piece("alice", "Alice") == "alice"
+    labels = told_apart(["the", "girl", "to", "a", "to", "the"], [1, 2, 4, 5, 8, 10])
+    assert labels == ["the (1)", "girl", "to (4)", "a", "to (8)", "the (10)"]
+    assert all("\u2060" not in label for label in labels)
+    assert piece_spans("Flamingo", [("flaming", 0, 8), ("##o", 0, 8)]) == [(0, 7), (7, 8)]
+    assert piece_spans("naïve", [("naive", 0, 5)]) == [None]
 
 
 def test_every_corpus_string_is_escaped():

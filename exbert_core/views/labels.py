@@ -54,15 +54,52 @@ def plotly_text(text: object) -> str:
     return html.escape(str(text), quote=False)
 
 
-def distinct_labels(labels: Sequence[str]) -> list[str]:
-    """``labels`` made distinct without changing how they look: the n-th repeat of a label gets
-    n invisible word joiners. Streamlit's pills and segmented controls match a click to its
-    option *by label*, so a repeated word ("to" ... "to") would otherwise always select its last
-    occurrence."""
-    seen: dict[str, int] = {}
-    out = []
+def told_apart(labels: Sequence[str], positions: Sequence[int]) -> list[str]:
+    """``labels`` with each repeated one followed by its token position (``to (4)`` ... ``to (8)``),
+    the others as they are: a reader can tell the occurrences apart, and so can Streamlit's pills
+    and segmented controls, which match a click to its option *by label*. Plain visible text, so
+    a copied label is what it looks like."""
+    counts: dict[str, int] = {}
     for label in labels:
-        count = seen.get(label, 0)
-        seen[label] = count + 1
-        out.append(label + _WORD_JOINER * count)
+        counts[label] = counts.get(label, 0) + 1
+    return [f"{label} ({position})" if counts[label] > 1 else label for label, position in zip(labels, positions)]
+
+
+def bare_piece(text: str) -> str:
+    """A token's characters as they stand in the text: :func:`clean_piece` without WordPiece's
+    ``##`` (``##ingo`` -> ``ingo``)."""
+    piece = clean_piece(text)
+    return piece[2:] if piece.startswith("##") and len(piece) > 2 else piece
+
+
+def word_and_piece(token: str, word: str | None) -> str:
+    """A token named for a reader: its word, with the piece when the token is only part of it
+    (``flamingo (piece 'flaming')``); the piece alone when it is the whole word or has no word."""
+    piece = clean_piece(token)
+    word = (word or "").strip()
+    if not word or bare_piece(token).casefold() == word.casefold():
+        return piece
+    return f"{word} (piece '{piece}')"
+
+
+def piece_spans(text: str, pieces: Sequence[tuple[str, int, int]]) -> list[tuple[int, int] | None]:
+    """Where each model token stands in ``text``: ``pieces`` are ``(token, lo, hi)`` in sentence
+    order, ``lo..hi`` the characters it must lie in (its word's, or ``0, len(text)``). Each token
+    is looked for after the previous one, case-insensitively; None where it is not found as
+    written (an accent the tokenizer stripped, a byte-level piece of a non-ASCII character,
+    ``[UNK]``), and the search goes on from the last token found."""
+    folded = text.casefold()
+    if len(folded) != len(text):  # a letter that folds to two (ß, İ): offsets would shift
+        folded = text.lower() if len(text.lower()) == len(text) else text
+    out: list[tuple[int, int] | None] = []
+    cursor = 0
+    for token, lo, hi in pieces:
+        piece = bare_piece(token).casefold()
+        lo, hi = max(0, lo), min(len(text), hi)
+        at = folded.find(piece, max(cursor, lo), hi) if piece and piece != "␣" else -1
+        if at < 0:
+            out.append(None)
+            continue
+        out.append((at, at + len(piece)))
+        cursor = at + len(piece)
     return out

@@ -4,7 +4,8 @@ Every corpus string is HTML-escaped here, attribute values included; the only ma
 table, its own style sheet (scoped to ``.exbert-matches``), the marks on words and hover titles
 (no scripts). The matched token and the token it attends to most are marked on the word itself
 (a highlight, an underline), never on a table cell, so a mark stays on its word when a sentence
-wraps. Below 600 px the table becomes a stacked list: one card per match.
+wraps. Below 600 px the table becomes a stacked list: one card per match, with the match's annotations
+written out (a phone cannot show hover titles).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exbert_core.corpus.search.query import CorpusToken, Match, SearchResult
-from exbert_core.views.labels import clean_piece
+from exbert_core.views.labels import clean_piece, piece_spans, word_and_piece
 
 MAX_WIDTH = 10  # context offsets shown each side at most
+SCORE_MEANS = "how alike the match's vector is to the selected token's (cosine similarity: 1 = the same direction)"
 
 _MATCH_STYLE = "background:#ffd6a5;color:#111;border-radius:3px;padding:0 2px;font-weight:600"
 # An underline is drawn with the word's own text, so it cannot leave the word (a border could).
@@ -34,6 +36,7 @@ _STYLE_SHEET = """<style>
 .exbert-matches .ctx { text-align: center; white-space: nowrap; font-family: monospace; }
 .exbert-matches .attended { white-space: nowrap; }
 .exbert-matches .sentence { text-align: left; }
+.exbert-matches td.annot { display: none; }
 @media (max-width: 600px) {
   .exbert-matches { max-height: none; overflow: visible; }
   .exbert-matches table, .exbert-matches tbody { display: block; }
@@ -43,10 +46,12 @@ _STYLE_SHEET = """<style>
   .exbert-matches td { display: block; border: none; padding: 0 2px; }
   .exbert-matches td.rank::before { content: "#"; }
   .exbert-matches td.score { color: rgba(128,128,128,0.9); margin-right: 8px; }
+  .exbert-matches td.score::before { content: "similarity "; }
   .exbert-matches td.ctx:empty { display: none; }
   .exbert-matches td.attended { flex-basis: 100%; white-space: normal; }
   .exbert-matches td.attended::before { content: "attends most to: "; color: rgba(128,128,128,0.9); }
   .exbert-matches td.sentence { flex-basis: 100%; }
+  .exbert-matches td.annot { display: block; flex-basis: 100%; font-size: 0.85em; color: rgba(128,128,128,0.95); }
 }
 </style>"""
 
@@ -56,9 +61,10 @@ def esc(text: object) -> str:
 
 
 def annotation_text(token: CorpusToken) -> str:
-    """``word "escape" · POS VERB · DEP xcomp · NER -`` for a hover title."""
-    return (f'word "{token.word}" · POS {token.pos or "-"} · DEP {token.dep or "-"} · '
-            f"NER {token.ner or '-'}")
+    """``word "escape" · part of speech VERB · grammatical role xcomp · entity none`` for a hover
+    title (spaCy's labels, named in words)."""
+    return (f'word "{token.word}" · part of speech {token.pos or "-"} · grammatical role {token.dep or "-"} · '
+            f"entity {token.ner or 'none'}")
 
 
 def context_window(match: Match, width: int) -> list[CorpusToken | None]:
@@ -83,13 +89,26 @@ class _Span:
     title: str
 
 
+def token_spans(match: Match) -> dict[int, tuple[int, int]]:
+    """The characters of each token of the match's sentence, by token row: the token itself, not
+    its whole spaCy word (a word such as ``Rabbit's--'Pat`` holds several tokens). Tokens that
+    cannot be found as written are left out (their word is marked instead)."""
+    sentence = match.sentence
+    bounds = [(t.token, t.word_start, t.word_end) if 0 <= t.word_start < t.word_end else (t.token, 0, len(sentence))
+              for t in match.context]
+    return {t.row: span for t, span in zip(match.context, piece_spans(sentence, bounds)) if span is not None}
+
+
 def highlighted_sentence(match: Match) -> str:
-    """The match's sentence, escaped, with the matched word highlighted and the word of its
-    max-attention token underlined (both carry their annotations as a hover title)."""
+    """The match's sentence, escaped, with the matched token highlighted and its max-attention
+    token underlined, each on its own characters (both carry their annotations as a hover
+    title)."""
     sentence = match.sentence
     spans = []
-    hit = _span(match.token, sentence, _MATCH_STYLE, "match: ")
-    att = _span(match.max_attention.token, sentence, _ATTENDED_STYLE, "attends most to: ") if match.max_attention else None
+    located = token_spans(match)
+    hit = _span(match.token, sentence, _MATCH_STYLE, "match: ", located)
+    att = (_span(match.max_attention.token, sentence, _ATTENDED_STYLE, "attends most to: ", located)
+           if match.max_attention else None)
     if hit and att and (hit.start, hit.end) == (att.start, att.end):
         spans = [_Span(hit.start, hit.end, _BOTH_STYLE, hit.title + " | " + att.title)]
     else:
@@ -128,20 +147,22 @@ def matches_html(result: SearchResult, *, width: int = 1, query: str = "") -> st
         if m.max_attention:
             a = m.max_attention
             attended_cell = (f'<span style="{_ATTENDED_STYLE}" title="{esc(annotation_text(a.token))}">'
-                             f"{esc(clean_piece(a.token.token))}</span> ({a.offset:+d})")
+                             f"{esc(word_and_piece(a.token.token, a.token.word))}</span> ({a.offset:+d})")
         else:
             attended_cell = ""
         rows.append(
             f'<tr><td class="num rank">{rank}</td>'
-            f'<td class="num score">{m.score:.3f}</td>'
+            f'<td class="num score" title="{esc(SCORE_MEANS)}">{m.score:.3f}</td>'
             + "".join(cells)
             + f'<td class="attended">{attended_cell}</td>'
-            f'<td class="sentence">{highlighted_sentence(m)}</td></tr>'
+            f'<td class="sentence">{highlighted_sentence(m)}</td>'
+            # a phone has no pointer to show the hover titles: the match's annotations inline
+            f'<td class="annot">{esc(annotation_text(m.token))}</td></tr>'
         )
     caption = f'<caption style="caption-side:top;text-align:left;padding:4px 0">{esc(query)}</caption>' if query else ""
     return (
         f'<div class="exbert-matches">{_STYLE_SHEET}<table>{caption}'
-        f'<thead><tr><th>#</th><th>score</th>{head}'
+        f'<thead><tr><th>#</th><th title="{esc(SCORE_MEANS)}">score</th>{head}'
         f'<th>attends most to</th><th class="sentence">sentence</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
@@ -201,8 +222,9 @@ def _csv_safe(value: object) -> object:
     return value
 
 
-def _span(token: CorpusToken, sentence: str, style: str, prefix: str) -> _Span | None:
-    start, end = token.word_start, token.word_end
+def _span(token: CorpusToken, sentence: str, style: str, prefix: str,
+          located: dict[int, tuple[int, int]]) -> _Span | None:
+    start, end = located.get(token.row, (token.word_start, token.word_end))
     if not (0 <= start < end <= len(sentence)):
         return None
     return _Span(start, end, style, prefix + annotation_text(token))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from exbert_core.views.labels import clean_piece
+from exbert_core.views.labels import clean_piece, told_apart, word_and_piece
 
 if TYPE_CHECKING:  # light: the URL state imports default_token, and must not load torch
     from exbert_core.model.analysis import Analysis
@@ -26,6 +26,28 @@ def default_token(texts: Sequence[str], special: Sequence[bool]) -> int | None:
         if clean_piece(texts[i]).lower() == DEFAULT_WORD:
             return i
     return candidates[0] if candidates else None
+
+
+def reader_names(analysis: Analysis) -> list[str]:
+    """Each token of ``analysis`` named for a reader, by position: its word, with the piece where
+    the token is only part of it (``flamingo (piece 'flaming')``), ``[MASK]`` where masked, and the
+    position after a name that repeats (``to (4)``). Words are the tokenizer's (the characters of
+    the tokens it counts as one word)."""
+    spans: dict[int, tuple[int, int]] = {}
+    for t in analysis.tokens:
+        if t.word is not None and not t.special:
+            start, end = spans.get(t.word, (t.start, t.end))
+            spans[t.word] = (min(start, t.start), max(end, t.end))
+    names = []
+    for t in analysis.tokens:
+        if t.position in analysis.masked:
+            names.append("[MASK]")
+        elif t.special or t.word is None:
+            names.append(clean_piece(t.text))
+        else:
+            start, end = spans[t.word]
+            names.append(word_and_piece(t.text, analysis.sentence[start:end]))
+    return told_apart(names, [t.position for t in analysis.tokens])
 
 
 def same_token(a: Analysis, position: int, b: Analysis, *, same_text: bool) -> int | None:

@@ -25,6 +25,7 @@ class BuildEstimate:
     measured_here: bool = False  # seconds from earlier builds with this model on this server
     memory_measured: bool = False  # memory_bytes is the peak of earlier builds with this model here
     memory_problem: str | None = None  # why it cannot run beside the server now (build_memory.too_big)
+    slowdown: float = 1.0  # how much the machine's current load stretches the time (included in seconds)
 
     @property
     def problem(self) -> str | None:
@@ -41,6 +42,8 @@ class BuildEstimate:
         where = "going by earlier builds on this server" if self.measured_here else "on a 2-core CPU"
         memory_words = ("as measured on earlier builds with this model here" if self.memory_measured
                         else "estimated before the first build with this model here")
+        if self.slowdown > 1.05:
+            where += f" at its current load ({self.slowdown:.1f}x slower than idle)"
         return (f"about {self.tokens:,} tokens: {format_seconds(self.seconds)} {where}, "
                 f"{self.disk_bytes / 1e6:,.0f} MB on disk, {self.memory_bytes / 1e6:,.0f} MB of memory while it "
                 f"runs in a process of its own ({memory_words})")
@@ -79,12 +82,15 @@ def bytes_per_token(info: ModelInfo) -> int:
 
 
 def estimate(info: ModelInfo, text_chars: int, out_dir: Path, tokens_per_s: float | None = None,
-             peak_bytes: int | None = None, memory_problem: str | None = None) -> BuildEstimate:
+             peak_bytes: int | None = None, memory_problem: str | None = None,
+             slowdown: float = 1.0) -> BuildEstimate:
     """Time, disk and memory of building ``text_chars`` characters of text with the model ``info``;
     ``tokens_per_s``: the whole-build rate measured on this machine for this model, when known
     (else the time comes from the model's size and the rates measured on the project's machine);
     ``peak_bytes``: the build process's peak measured here (else :func:`child_peak_bytes`);
-    ``memory_problem``: why it would not fit in memory now (:mod:`exbert_core.corpus.build.build_memory`)."""
+    ``memory_problem``: why it would not fit in memory now (:mod:`exbert_core.corpus.build.build_memory`);
+    ``slowdown``: the machine's current load (:func:`exbert_core.progress.busy_factor`), which
+    stretches the time."""
     tokens = int(text_chars / CHARS_PER_TOKEN)
     weights, embedding = info.parameters, info.embedding_parameters
     again = 1 + sample_tokens(tokens) / max(tokens, 1)  # the quantiser's sample is parsed and run once more
@@ -94,11 +100,12 @@ def estimate(info: ModelInfo, text_chars: int, out_dir: Path, tokens_per_s: floa
     out_dir.mkdir(parents=True, exist_ok=True)
     return BuildEstimate(
         tokens=tokens,
-        seconds=seconds,
+        seconds=seconds * max(1.0, slowdown),
         disk_bytes=tokens * bytes_per_token(info),
         memory_bytes=peak_bytes or child_peak_bytes(info),
         free_disk_bytes=shutil.disk_usage(out_dir).free,
         measured_here=bool(tokens_per_s),
         memory_measured=bool(peak_bytes),
         memory_problem=memory_problem,
+        slowdown=max(1.0, slowdown),
     )

@@ -85,6 +85,8 @@ class _Job:
             if self.step is None or step.stage != self.step.stage:
                 self.rate = Rate()  # each stage has its own unit and speed
                 self.stage_starts.append((step.stage, time.monotonic()))
+            if step.done is not None:
+                self.rate.update(step.done)  # the time left follows the live rate
             self.step = step
 
     def _run(self) -> None:

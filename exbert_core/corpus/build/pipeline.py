@@ -292,7 +292,7 @@ def _sample_ranges(
 ) -> dict[str, np.ndarray]:
     """The quantiser's per-dimension ranges of every layer, from a sample of the whole text."""
     sample = sample_paragraphs(paragraphs, options.seed)
-    report(Step("sample", "Training the quantiser on a sample of the text"))
+    report(Step("sample", "Learning how to store the vectors compactly, from a sample of the text"))
     sentences = [e for s in corpus_text.annotated_sentences("\n\n".join(sample), nlp)
                  for e in corpus_text.encode(loaded, s, options.max_tokens)]
     keep = [_indexed_positions(e) for e in sentences]

@@ -27,6 +27,7 @@ from exbert_core.corpus.search import catalog
 from exbert_core.errors import BuildError
 from exbert_core.model.loading import ModelInfo
 from exbert_core.paths import corpora_dir
+from exbert_core.progress import busy_factor
 
 ALLOW_REPLACE_ENV = "EXBERT_ALLOW_REPLACE"
 QUOTA_ENV = "EXBERT_CORPUS_QUOTA_MB"
@@ -97,12 +98,13 @@ def tokens_per_s(info: ModelInfo, entries: Iterable[catalog.CorpusEntry] | None 
 
 def plan(info: ModelInfo, characters: int) -> estimate.BuildEstimate:
     """What building ``characters`` of text with ``info``'s model will take on this server: time
-    and memory from this server's own builds with the model when there are some; refused when
-    its memory would not fit beside the server even with no other build running."""
+    and memory from this server's own builds with the model when there are some, the time
+    stretched by its current load; refused when its memory would not fit beside the server even
+    with no other build running."""
     peak = build_memory.measured_peak(info.name)
     problem = build_memory.too_big(peak or estimate.child_peak_bytes(info))
     return estimate.estimate(info, characters, corpora_dir(), tokens_per_s=tokens_per_s(info), peak_bytes=peak,
-                             memory_problem=problem)
+                             memory_problem=problem, slowdown=busy_factor())
 
 
 def estimated_bytes(characters: int, info: ModelInfo) -> int:
@@ -122,9 +124,9 @@ def check_build(name: str, *, exists: bool, replace: bool, characters: int, info
     if exists and not (replace and allow_replace()):
         if allow_replace():
             raise BuildError(f"A corpus named '{name}' exists. Tick “Replace it” to rebuild it, or pick another name.")
+        # Said to a visitor: what to do, not the server's settings (those are in the README).
         raise BuildError(f"A corpus named '{name}' exists, and this server keeps existing corpora as they are "
-                         "(links to them must keep showing what their authors saw). Pick another name. "
-                         f"The operator can allow replacing corpora with {ALLOW_REPLACE_ENV}=1.")
+                         "(links to them must keep showing what their authors saw). Pick another name.")
     problem = plan(info, characters).problem  # memory beside the server, free disk
     if problem:
         raise BuildError(problem)
@@ -134,8 +136,7 @@ def check_build(name: str, *, exists: bool, replace: bool, characters: int, info
         if used + needed > limit:
             raise BuildError(
                 f"This corpus would take about {_mb(needed)} of disk, and the corpora on this server "
-                f"already use {_mb(used)} of the {_mb(limit)} allowed. Use a shorter text, or ask the "
-                f"operator to raise {QUOTA_ENV}.")
+                f"already use {_mb(used)} of the {_mb(limit)} this server allows. Use a shorter text.")
     return needed
 
 

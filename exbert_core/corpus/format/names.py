@@ -4,6 +4,7 @@ the corpora it builds (light: no faiss, no spaCy, so URL parsing can use it)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from exbert_core.errors import CorpusError
 from exbert_core.model.names import DEFAULT_MODEL
@@ -33,6 +34,17 @@ def check(name: str) -> str:
     reason = problem(name)
     if reason:
         raise CorpusError(reason)
+    return name
+
+
+def free_name(base: str, taken: Collection[str]) -> str:
+    """``base`` if no corpus has it, else ``base-2``, ``base-3``, ... (the first free one, within
+    :data:`MAX_NAME_LENGTH`): the name a build form offers, so that its default action is allowed."""
+    if base not in taken:
+        return base
+    n = 2
+    while (name := f"{base[:MAX_NAME_LENGTH - len(str(n)) - 1]}-{n}") in taken:
+        n += 1
     return name
 
 

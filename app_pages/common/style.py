@@ -1,0 +1,39 @@
+"""The app's own style rules, added to every page by :func:`apply` (from the top bar).
+
+Phones (Streamlit folds the sidebar away below 768 px): every button and link is at least 32 px
+a side, so a finger can hit it (Streamlit's help icons, header buttons and small pills are
+smaller), and a line under the page title says where the controls went.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+PHONE_MAX_PX = 767  # Streamlit's own breakpoint: below it the sidebar is folded away
+TAP_PX = 32
+
+_CSS = f"""<style>
+.exbert-phone-only {{ display: none; }}
+@media (max-width: {PHONE_MAX_PX}px) {{
+  .exbert-phone-only {{ display: block; }}
+  [data-testid="stMain"] button, [data-testid="stSidebar"] button, [data-testid="stHeader"] button,
+  [data-testid="stMain"] a[href], [data-testid="stSidebar"] a[href], [role="tab"] {{
+    min-width: {TAP_PX}px; min-height: {TAP_PX}px;
+  }}
+  [data-testid="stTooltipHoverTarget"] {{
+    display: inline-flex; align-items: center; justify-content: center;
+  }}
+  .modebar-btn {{ padding: 6px !important; }}
+}}
+</style>"""
+
+def apply() -> None:
+    """The style rules and, on phones only, the line that points at the folded sidebar."""
+    st.html(_CSS)
+
+
+def phone_hint() -> None:
+    """A line shown only on phones: where the controls are."""
+    st.html(f'<p class="exbert-phone-only" style="margin:0;font-size:0.9rem;opacity:0.8">'
+            "On a phone, the sentence, layer, heads and search settings are in the menu: tap "
+            "<b>»</b> at the top left.</p>")
