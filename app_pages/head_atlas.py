@@ -20,7 +20,6 @@ from exbert_core.views.labels import markdown_text
 K_SAMPLE = "atlas_sample"
 K_RELATION = "atlas_relation"
 K_CHART = "atlas_chart"
-K_TABLE = "atlas_table"
 K_SCORE = "atlas_score"
 OTHER_WORDS = {"raw": "attention × value", "norm": "raw attention"}  # the table's second head, by the scoring shown
 
