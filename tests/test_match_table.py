@@ -47,7 +47,7 @@ def test_sentence_highlights_match_and_attended_words():
     assert re.sub(r"<[^>]+>", "", text) == "She ran away quickly."
     assert text.count("<span") == 2
     assert 'title="match: word &quot;ran&quot; · part of speech NOUN' in text
-    assert "attends most to: word &quot;away&quot;" in text
+    assert "takes most from: word &quot;away&quot;" in text
     same = _match("She ran.", ["She", "ran", "."], hit=1, attended=1)
     assert match_table.highlighted_sentence(same).count("<span") == 1  # match == attended: one span
 

@@ -2,7 +2,7 @@
 
 Every corpus string is HTML-escaped here, attribute values included; the only markup is the
 table, its own style sheet (scoped to ``.exbert-matches``), the marks on words and hover titles
-(no scripts). The matched token and the token it attends to most are marked on the word itself
+(no scripts). The matched token and the token it takes most from are marked on the word itself
 (a highlight, an underline), never on a table cell, so a mark stays on its word when a sentence
 wraps. Below 600 px the table becomes a stacked list: one card per match, with the match's annotations
 written out (a phone cannot show hover titles).
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exbert_core.corpus.search.query import CorpusToken, Match, SearchResult
+from exbert_core.views.attention_view import measure_words
 from exbert_core.views.labels import clean_piece, piece_spans, word_and_piece
 
 MAX_WIDTH = 10  # context offsets shown each side at most
@@ -49,7 +50,7 @@ _STYLE_SHEET = """<style>
   .exbert-matches td.score::before { content: "similarity "; }
   .exbert-matches td.ctx:empty { display: none; }
   .exbert-matches td.attended { flex-basis: 100%; white-space: normal; }
-  .exbert-matches td.attended::before { content: "attends most to: "; color: rgba(128,128,128,0.9); }
+  .exbert-matches td.attended::before { content: "takes most from: "; color: rgba(128,128,128,0.9); }
   .exbert-matches td.sentence { flex-basis: 100%; }
   .exbert-matches td.annot { display: block; flex-basis: 100%; font-size: 0.85em; color: rgba(128,128,128,0.95); }
 }
@@ -107,7 +108,7 @@ def highlighted_sentence(match: Match) -> str:
     spans = []
     located = token_spans(match)
     hit = _span(match.token, sentence, _MATCH_STYLE, "match: ", located)
-    att = (_span(match.max_attention.token, sentence, _ATTENDED_STYLE, "attends most to: ", located)
+    att = (_span(match.max_attention.token, sentence, _ATTENDED_STYLE, "takes most from: ", located)
            if match.max_attention else None)
     if hit and att and (hit.start, hit.end) == (att.start, att.end):
         spans = [_Span(hit.start, hit.end, _BOTH_STYLE, hit.title + " | " + att.title)]
@@ -127,8 +128,9 @@ def highlighted_sentence(match: Match) -> str:
 
 def matches_html(result: SearchResult, *, width: int = 1, query: str = "") -> str:
     """An HTML table: rank, score, the context strip (offsets -width..+width, the match in the
-    middle), the token the match attends to most (with its offset) and the sentence. Below 600 px
-    wide it is a stacked list (its style sheet holds the rule)."""
+    middle), the token the match takes most from under the search's measure (with its offset; the
+    header names the measure) and the sentence. Below 600 px wide it is a stacked list (its style
+    sheet holds the rule)."""
     width = max(0, min(int(width), MAX_WIDTH))
     offsets = range(-width, width + 1)
     head = "".join(f'<th class="ctx">{"match" if o == 0 else f"{o:+d}"}</th>' for o in offsets)
@@ -160,10 +162,12 @@ def matches_html(result: SearchResult, *, width: int = 1, query: str = "") -> st
             f'<td class="annot">{esc(annotation_text(m.token))}</td></tr>'
         )
     caption = f'<caption style="caption-side:top;text-align:left;padding:4px 0">{esc(query)}</caption>' if query else ""
+    measured = next((m.max_attention for m in result.matches if m.max_attention), None)
+    takes = f"takes most from ({measure_words(measured.measure)})" if measured else "takes most from"
     return (
         f'<div class="exbert-matches">{_STYLE_SHEET}<table>{caption}'
         f'<thead><tr><th>#</th><th title="{esc(SCORE_MEANS)}">score</th>{head}'
-        f'<th>attends most to</th><th class="sentence">sentence</th></tr></thead>'
+        f'<th>{esc(takes)}</th><th class="sentence">sentence</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 
