@@ -175,8 +175,8 @@ def test_replacing_and_the_quota_are_the_operators_settings(fresh):
         assert "build_source_replace" in {c.key for c in at.checkbox}
         assert any("of the 0 MB allowed" in c.value for c in at.caption)
         text = "The Hatter poured tea for the March Hare. " * 40
-        at.file_uploader(key="build_upload").set_value(("tea.txt", text.encode(), "text/plain"))
-        at.button(key="build_file_go").click().run()
+        at.file_uploader(key="build_upload").set_value(("tea.txt", text.encode(), "text/plain")).run()
+        at.button(key="build_file_go").click().run()  # Build is on once a readable file is chosen
         assert_clean(at)
         (error,) = [e.value for e in at.error]
         assert "of disk" in error and "EXBERT_CORPUS_QUOTA_MB" in error
