@@ -27,7 +27,7 @@ HEAVY = ("torch", "faiss", "spacy", "transformers", "pyarrow", "plotly")
 CORPUS_ROOMS = {"format": set(), "search": {"format"}, "build": {"format", "search"}}
 APP = ROOT / "app_pages"
 # app_pages/common, bottom to top: a module imports only modules before it.
-COMMON_ORDER = ("state", "background", "components", "widgets", "cache", "sidebar", "page", "banner", "build")
+COMMON_ORDER = ("components", "state", "background", "style", "widgets", "cache", "sidebar", "page", "banner", "build")
 
 
 def _rank(module: str) -> int:

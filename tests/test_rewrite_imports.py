@@ -45,6 +45,14 @@ def test_old_code_is_rewritten_and_a_second_run_changes_nothing():
     compile(new, "rewritten.py", "exec")
 
 
+def test_a_module_added_to_a_new_package_later_is_new():
+    """child_build came into corpus/build/ after the move: not an attribute of the old build module."""
+    rewriter = rewrite.Rewriter(rewrite.read_moves())
+    source = ("from exbert_core.corpus.build import child_build, jobs\n"
+              '"""See :mod:`exbert_core.corpus.build.child_build`."""\n')
+    assert rewriter.text(source, python=True) == source
+
+
 def test_an_existing_alias_of_the_target_module_is_reused():
     rewriter = rewrite.Rewriter(rewrite.read_moves())
     source = "from app_pages.common import controls\nfrom app_pages.common import state as session\n\ncontrols.note('x')\n"

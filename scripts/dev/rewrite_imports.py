@@ -71,8 +71,9 @@ class Rewriter:
             old = ".".join(parts[:n])
             if old in self.moves:
                 # Already new: a longer prefix of the name is a new module (build.embed under the
-                # old module build's name).
-                if any(".".join(parts[:m]) in self.new for m in range(n + 1, len(parts) + 1)):
+                # old module build's name), moved here or added since (a module on disk).
+                longer = [".".join(parts[:m]) for m in range(n + 1, len(parts) + 1)]
+                if any(name in self.new or _is_module(name) for name in longer):
                     return None
                 return ".".join([self.moves[old], *parts[n:]])
         return None
