@@ -124,7 +124,7 @@ def bench_measures() -> None:
 
     print("\n== search with each measure: top-50 by heads at layer 3 with max attention, alice, p50 of 10 ==")
     from exbert_core.corpus.search import query as search
-    corpus = ensure_corpus("alice")
+    corpus, _ = ensure_corpus("alice")
     loaded = loading.load("minilm")
     result = analysis.analyze(loaded, SENTENCE)
     position = next(t.position for t in result.tokens if t.text == "escape")
