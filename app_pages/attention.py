@@ -136,8 +136,11 @@ left, right = st.columns([3, 2], gap="large")
 with left:
     st.markdown(f"#### Attention at layer {state.layer}")
     if heads:
-        st.caption(explain.attention_sentence(state.layer, list(heads), info.heads, label) + " "
-                   + attention_view.describe(shown_attention, state.layer, heads, info.heads, causal=info.causal))
+        lead = (explain.attention_sentence(state.layer, list(heads), info.heads, label)
+                if (state.measure, state.aggregate) == ("raw", "layer")
+                else "What each token of the sentence takes from every other token.")
+        st.caption(lead + " " + attention_view.describe(shown_attention, state.layer, heads, info.heads,
+                                                        causal=info.causal))
     # Tabs with state: only the open tab runs (a long input's curves are built only when asked for).
     curves, heatmap, per_head = _tabs(K_VIEW, VIEW_LABELS, "view", current)
     matrix = shown_attention.matrix[np.ix_(visible, visible)]

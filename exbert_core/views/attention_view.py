@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exbert_core.model.measure_names import AGGREGATE_LABELS, LABELS
+from exbert_core.model.measure_names import LABELS
 from exbert_core.model.measures import Weights
 from exbert_core.model.selection import block_index
 from exbert_core.views.explain import heads_words
@@ -53,7 +53,7 @@ def describe(view: ShownAttention, layer: int, heads: Sequence[int], n_heads: in
     """One plain sentence (Markdown, no user text) naming what the chart's numbers are: the
     measure, the layers, the heads, and where the measure is not the one chosen."""
     if view.aggregate == "rollout":
-        where = (f"rolled out over layers 1 to {layer} ({AGGREGATE_LABELS['rollout'].lower()}), every head"
+        where = (f"rolled out over layers 1 to {layer}, every head"
                  + (" (the head selection does not apply)" if len(heads) != n_heads else ""))
     elif len(heads) == n_heads:
         where = f"for layer {layer} as a whole"
