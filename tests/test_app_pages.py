@@ -28,7 +28,8 @@ SIDEBAR_KEYS = {
     "multiselect": ["sb_masks"],
     "slider": ["sb_threshold"],
     "toggle": ["sb_hide_special"],
-    "segmented_control": ["sb_by", "sb_measure", "sb_aggregate"],
+    "segmented_control": ["sb_by", "sb_aggregate"],
+    "radio": ["sb_measure"],
     "number_input": ["sb_k"],
 }
 

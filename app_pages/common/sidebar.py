@@ -356,8 +356,8 @@ def _masks_control(view: View, info: ModelInfo) -> None:
 def _measure_control(state: AppState) -> None:
     """One control for what every attention number on every page shows."""
     widgets.seed(K_MEASURE, state.measure)
-    st.segmented_control(
-        "Measure", list(MEASURES), key=K_MEASURE, required=True, format_func=MEASURE_LABELS.get,
+    st.radio(
+        "Measure", list(MEASURES), key=K_MEASURE, format_func=MEASURE_LABELS.get,
         on_change=_setter(K_MEASURE, "measure", str),
         help="What the attention numbers and curves show. " + " ".join(
             f"**{MEASURE_LABELS[m]}**: {MEASURE_EXPLANATIONS[m]}" for m in MEASURES)
