@@ -251,14 +251,7 @@ def attention_at(loaded: LoadedModel, input_ids: torch.Tensor, attention_mask: t
         captured.append(output[index].detach())
         raise _StopForward
 
-    hook = attention_modules(loaded)[layer - 1].register_forward_hook(take)
-    try:
-        with torch.inference_mode():
-            loaded.model.base_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
-    except _StopForward:
-        pass
-    finally:
-        hook.remove()
+    _run_until_stopped(loaded, input_ids, attention_mask, [attention_modules(loaded)[layer - 1].register_forward_hook(take)])
     if not captured or captured[0] is None:
         raise RuntimeError(f"{loaded.info.name} returned no attention weights (it needs eager attention)")
     return captured[0]
@@ -373,6 +366,13 @@ def blocks_up_to(
         hooks.append(block_list[i].register_forward_pre_hook(block_input(i), with_kwargs=True))
         hooks.append(loaded.value_projections[i].module.register_forward_hook(_take_values(loaded.value_projections[i], values[i])))
         hooks.append(modules[i].register_forward_hook(attention_done(i)))
+    _run_until_stopped(loaded, input_ids, attention_mask, hooks)
+
+
+def _run_until_stopped(loaded: LoadedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       hooks: list) -> None:
+    """Run the base model (no LM head) with ``hooks`` registered until one of them raises
+    :class:`_StopForward` (or to the end), then remove them."""
     try:
         with torch.inference_mode():
             loaded.model.base_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
