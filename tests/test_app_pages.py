@@ -438,7 +438,10 @@ def test_the_page_explains_itself(first_run):
         assert words in text
     assert any(m.value == "The 50 tokens of *Alice's Adventures in Wonderland* that the model represents most like "
                           "“escape” at layer 2." for m in at.markdown)
-    assert any("averaged over all 12 heads of layer 2 (2-[all])" in c.value for c in at.caption)
+    assert any("takes from every other token. Numbers: **attention × value**, for layer 2 as a whole." in c.value
+               for c in at.caption)
+    raw = new_app({"measure": "raw"}).run()
+    assert any("averaged over all 12 heads of layer 2 (2-[all])" in c.value for c in raw.caption)
 
 
 def test_an_over_long_input_is_a_warning_not_an_error(first_run):
