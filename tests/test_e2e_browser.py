@@ -387,6 +387,7 @@ def test_on_a_phone_every_token_shows_and_the_matches_stack(server, browser):
     page = new_page(browser, PHONE)
     page.goto(f"{base}/?sentence={quote(PAPER)}&token=9")
     expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(50)
+    expect(pills(page)).to_have_count(15)  # seen once missing right after the matches drew: wait for them
     boxes = pills(page).evaluate_all("bs => bs.map(b => b.getBoundingClientRect().toJSON())")
     assert len(boxes) == 15
     assert all(0 <= b["left"] and b["right"] <= PHONE["width"] for b in boxes), boxes
