@@ -411,6 +411,9 @@ def test_the_link_holds_the_whole_view(server, browser):
     page = new_page(browser, DESKTOP, permissions=["clipboard-read", "clipboard-write"])
     page.goto(f"{base}/?token=9")
     expect(page.locator(".st-key-matches .exbert-matches tbody tr")).to_have_count(50)
+    # The link's canonical URL is written first; a click during that run was lost once.
+    page.wait_for_function("new URLSearchParams(location.search).has('corpus_build')")
+    settle(page)
     page.get_by_role("tab", name="Summary").click()
     wait_for_query(page, "tab", "summary")
     page.get_by_role("tab", name="Grammatical role").click()
