@@ -340,6 +340,17 @@ def warm_up(base: str, timeout: float = 180.0) -> None:
 SWEEP_CHART = ".st-key-sweep_chart g.trace.bars"
 
 
+def visit_minilm_views(page: Any, base: str) -> None:
+    """MiniLM's matches at layers 2, 4 and 6 by both kinds, then its layer sweep: the views whose
+    caches and indices a session's memory holds before a deeper model is used."""
+    for layer in (2, 4, 6):
+        for by in ("embedding", "heads"):
+            page.goto(link(base, layer=str(layer), by=by))
+            page.wait_for_selector(MATCHES_TABLE)
+    page.goto(link(base).replace("/?", "/layers?", 1))
+    page.wait_for_selector(SWEEP_CHART)
+
+
 def session_peak_rss(base: str, pid: int, *, deep_corpus: str = "alice-smollm2", timeout: float = 600.0) -> dict[str, float]:
     """The app's peak RSS through a session like the end-to-end tests' (matches by token and by
     heads at several layers, the layer sweep), then SmolLM2: its matches and a layer sweep over
@@ -351,12 +362,7 @@ def session_peak_rss(base: str, pid: int, *, deep_corpus: str = "alice-smollm2",
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1800})
             page.set_default_timeout(timeout * 1000)
-            for layer in (2, 4, 6):
-                for by in ("embedding", "heads"):
-                    page.goto(link(base, layer=str(layer), by=by))
-                    page.wait_for_selector(MATCHES_TABLE)
-            page.goto(link(base).replace("/?", "/layers?", 1))
-            page.wait_for_selector(SWEEP_CHART)
+            visit_minilm_views(page, base)
             minilm = peak_rss_mb(pid)
             deep = {"model": "smollm2", "corpus": deep_corpus, "layer": "15"}
             page.goto(link(base, **deep))
@@ -452,12 +458,7 @@ def build_session_peak(base: str, pid: int, *, data_dir: Path, timeout: float = 
             page.set_default_timeout(timeout * 1000)
             page.goto(link(base))  # the first run: alice is built with MiniLM in its own process
             page.wait_for_selector(MATCHES_TABLE)
-            for layer in (2, 4, 6):
-                for by in ("embedding", "heads"):
-                    page.goto(link(base, layer=str(layer), by=by))
-                    page.wait_for_selector(MATCHES_TABLE)
-            page.goto(link(base).replace("/?", "/layers?", 1))
-            page.wait_for_selector(SWEEP_CHART)
+            visit_minilm_views(page, base)
             for sentence in LINK_SENTENCES[:3]:  # SmolLM2's attention view and logit lens (no corpus yet)
                 page.goto(link(base, sentence, **smollm2))
                 page.wait_for_selector(ATTENTION_CHART)
