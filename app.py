@@ -36,7 +36,8 @@ import plotly.graph_objects  # noqa: E402,F401
 import plotly.io  # noqa: E402,F401
 from exbert_core.corpus.search import catalog, query as search, store  # noqa: E402,F401  (FAISS)
 from exbert_core.model import analysis, annotate, loading  # noqa: E402,F401  (torch, transformers, spaCy)
-from exbert_core.views import figures, head_atlas, match_table, sweep, tables  # noqa: E402,F401
+from exbert_core.views import head_atlas, match_table, sweep, tables  # noqa: E402,F401
+from exbert_core.views.charts import attention_charts, corpus_charts, head_maps, sweep_charts  # noqa: E402,F401
 
 from app_pages.common import banner
 from exbert_core.runtime import return_freed_memory

@@ -16,7 +16,8 @@ from exbert_core.app import state as app_state
 from exbert_core.app.state import LONG_INPUT_TOKENS
 from exbert_core.corpus.search import summary
 from exbert_core.model.selection import Heads, block_index
-from exbert_core.views import attention_view, explain, figures, match_table, serialize, tables
+from exbert_core.views import attention_view, explain, match_table, serialize, tables
+from exbert_core.views.charts import attention_arrays, attention_charts, chart_style, corpus_charts, head_maps
 from exbert_core.views.labels import clean_piece, markdown_text
 from exbert_core.views.tokens import reader_names, strongest
 
@@ -108,7 +109,7 @@ tokens = analysis.tokens
 labels = [clean_piece(t.text) for t in tokens]
 names = reader_names(analysis)  # "flamingo (piece 'flaming')", "to (4)": what a reader is told
 heads = state.selected_heads(info.heads)
-visible = figures.visible_positions([t.special for t in tokens], state.hide_special)
+visible = attention_arrays.visible_positions([t.special for t in tokens], state.hide_special)
 shown_labels = [labels[p] for p in visible]
 weights = page.required(widgets.attempt(
     lambda: cache.weights(state.model, analysis.sentence, analysis.masked, state.measure),
@@ -145,7 +146,7 @@ with left:
     curves, heatmap, per_head = _tabs(K_VIEW, VIEW_LABELS, "view", current)
     matrix = shown_attention.matrix[np.ix_(visible, visible)]
     if state.hide_special:
-        matrix = figures.renormalize_rows(matrix)
+        matrix = attention_arrays.renormalize_rows(matrix)
     shown = (" With special tokens hidden, each token's attention is rescaled over the tokens shown."
              if state.hide_special else "")
     stem = f"{state.model.split('/')[-1]}-{label}"
@@ -155,16 +156,16 @@ with left:
             if not heads:
                 st.info(no_heads)
             else:
-                keep = figures.top_p_mask(matrix, state.threshold / 100)
+                keep = attention_arrays.top_p_mask(matrix, state.threshold / 100)
                 limited = ""
                 if long_input:
                     kept = int(keep.sum())
-                    keep = figures.strongest_links(matrix, keep, figures.MAX_LONG_LINKS)
+                    keep = attention_arrays.strongest_links(matrix, keep, attention_charts.MAX_LONG_LINKS)
                     if int(keep.sum()) < kept:
                         limited = (f" This input is long ({len(tokens)} tokens): only the {int(keep.sum()):,} "
                                    f"strongest of those {kept:,} links are drawn; the heat map shows them all.")
                 chart_key = f"curves_{st.session_state.get(CURVES_NONCE, 0)}"
-                figure = figures.attention_curves(matrix, shown_labels, positions=visible, keep=keep,
+                figure = attention_charts.attention_curves(matrix, shown_labels, positions=visible, keep=keep,
                                                   selected=state.token)
                 with st.container(key="attention_curves", height=SCROLL_HEIGHT if long_input else "content"):
                     st.plotly_chart(figure, key=chart_key, on_select=lambda: _on_curve_pick(chart_key, visible),
@@ -181,7 +182,7 @@ with left:
                 st.info(no_heads)
             else:
                 with st.container(key="attention_heatmap"):
-                    st.plotly_chart(figures.attention_heatmap(matrix, shown_labels, positions=visible,
+                    st.plotly_chart(attention_charts.attention_heatmap(matrix, shown_labels, positions=visible,
                                                               selected=state.token),
                                     config=widgets.chart_config(f"heatmap-{stem}", zoom=long_input), key="heatmap")
                 st.caption("Row: the token that attends; column: the token it attends to. The selected "
@@ -191,9 +192,9 @@ with left:
     if per_head.open is not False:
         with per_head:
             grid = layer_attention[:, visible][:, :, visible]
-            st.plotly_chart(figures.head_grid(grid, shown_labels, selected_heads=heads),
+            st.plotly_chart(head_maps.head_grid(grid, shown_labels, selected_heads=heads),
                             config=widgets.chart_config(f"heads-layer{state.layer}"), key="head_grid")
-            pooled = len(visible) > figures.POOLED_TILE
+            pooled = len(visible) > head_maps.POOLED_TILE
             st.caption(f"Every head of layer {state.layer}: one small heat map per head (● = selected), by "
                        f"{attention_view.measure_words(shown_attention.per_head_measure)}. "
                        "Point at (or tap) a cell for its weight."
@@ -206,7 +207,7 @@ with left:
                        if state.heads.is_all(info.heads) else "click a map to add or remove that head"),
                     help="Each map is one head: row = the token that attends, column = the token it attends "
                          "to, darker = more. " + explain.NOTATION)
-        thumbnails = figures.head_thumbnails(layer_attention[:, visible][:, :, visible])
+        thumbnails = head_maps.head_thumbnails(layer_attention[:, visible][:, :, visible])
         components.head_picker(thumbnails, selected=heads, all_heads=state.heads.is_all(info.heads), key=K_HEAD_MAPS,
                                on_change=lambda chosen: session.set_state(heads=Heads.of(chosen)))
 
@@ -216,7 +217,7 @@ with right:
         word = view.words[position] if view.words else None
         st.markdown(f"#### Selected: “{markdown_text(names[position])}” (position {position})")
         if word is not None:
-            said = figures.describe_labels([word.pos, word.dep, word.ner])  # PROPN -> proper noun
+            said = corpus_charts.describe_labels([word.pos, word.dep, word.ner])  # PROPN -> proper noun
 
             def named(label: str) -> str:
                 return f"**{markdown_text(label)}**" + (f" ({markdown_text(said[label])})" if said.get(label) else "")
@@ -236,7 +237,7 @@ with right:
             candidates = [(c.token, c.prob) for c in analysis.predictions[position]]
             title = (f"Next token after “{labels[position]}”" if info.causal
                      else f"What the model puts at position {position}")
-            st.plotly_chart(figures.predictions_bar(candidates, title=title), key="predictions",
+            st.plotly_chart(attention_charts.predictions_bar(candidates, title=title), key="predictions",
                             config=widgets.chart_config(f"predictions-{state.model.split('/')[-1]}-{position}"))
             st.page_link("app_pages/layers.py", label="Its predictions at every layer (logit lens)",
                          icon=":material/stacked_bar_chart:")
@@ -303,24 +304,24 @@ if summary_tab.open is not False:
         st.caption("Both charts use one scale. Point at (or tap) a bar for its meaning and share.")
         everything = [lab for side in hist.values() for feature, counts in side.items() if feature != "offset"
                       for lab in counts]
-        describe = figures.describe_labels(sorted(set(everything)))
+        describe = corpus_charts.describe_labels(sorted(set(everything)))
         for feature, tab in zip(explain.FEATURE_NAMES, _tabs(K_HIST, explain.FEATURE_NAMES, "hist", state.hist)):
             if tab.open is False:
                 continue
             with tab:
                 if feature == "offset":
-                    st.plotly_chart(figures.offset_histogram(hist["max_attention"]["offset"],
+                    st.plotly_chart(corpus_charts.offset_histogram(hist["max_attention"]["offset"],
                                                              title="Where the most-attended token sits, relative to the match"),
                                     config=widgets.chart_config(f"offset-{search_stem}"), key="hist_offset")
                     continue
                 matched, attended = hist["matched"][feature], hist["max_attention"][feature]
                 top = max([*matched.values(), *attended.values(), 1])  # one x scale for the pair
                 a, b = st.columns(2)
-                a.plotly_chart(figures.histogram(matched, describe=describe, x_max=top, color=figures.MATCHED_COLOR,
+                a.plotly_chart(corpus_charts.histogram(matched, describe=describe, x_max=top, color=chart_style.MATCHED_COLOR,
                                                  title=f"{FEATURE_TITLES[feature]} of the {n} matched tokens"),
                                config=widgets.chart_config(f"{feature}-matched-{search_stem}"),
                                key=f"hist_matched_{feature}")
-                b.plotly_chart(figures.histogram(attended, describe=describe, x_max=top, color=figures.ATTENDED_COLOR,
+                b.plotly_chart(corpus_charts.histogram(attended, describe=describe, x_max=top, color=chart_style.ATTENDED_COLOR,
                                                  title=f"{FEATURE_TITLES[feature]} of the tokens they attend to most"),
                                config=widgets.chart_config(f"{feature}-attended-{search_stem}"),
                                key=f"hist_attended_{feature}")

@@ -21,7 +21,8 @@ from exbert_core.model.analysis import Analysis
 from exbert_core.model.loading import ModelInfo
 from exbert_core.model.names import OFFLINE_MODELS
 from exbert_core.model.selection import Heads, block_index, layer_range
-from exbert_core.views import attention_view, explain, figures, match_table
+from exbert_core.views import attention_view, explain, match_table
+from exbert_core.views.charts import attention_arrays, attention_charts, chart_style, corpus_charts
 from exbert_core.views.labels import clean_piece, markdown_text
 from exbert_core.views.tokens import reader_names, same_depth, same_token, strongest
 
@@ -86,7 +87,7 @@ def _on_model_b() -> None:
 def _prepare(side: Side, state: app_state.AppState) -> None:
     """The side's attention matrix and its corpus neighbours (None where there are none)."""
     a = side.analysis
-    side.visible = figures.visible_positions([t.special for t in a.tokens], state.hide_special)
+    side.visible = attention_arrays.visible_positions([t.special for t in a.tokens], state.hide_special)
     heads = side.heads.resolve(side.info.heads)
     if heads:
         weights = widgets.attempt(lambda: cache.weights(side.model, a.sentence, a.masked, state.measure),
@@ -94,7 +95,7 @@ def _prepare(side: Side, state: app_state.AppState) -> None:
         if weights is not None:
             side.shown = attention_view.shown(weights, a.attention, side.layer, heads, side.info.heads, state.aggregate)
             matrix = side.shown.matrix[np.ix_(side.visible, side.visible)]
-            side.matrix = figures.renormalize_rows(matrix) if state.hide_special else matrix
+            side.matrix = attention_arrays.renormalize_rows(matrix) if state.hide_special else matrix
     if side.corpus is not None:
         kind = state.by if heads else "embedding"
         entry = side.corpus
@@ -112,7 +113,7 @@ def _draw(side: Side, state: app_state.AppState, zmax: float, x_max: int) -> Non
     else:
         assert side.visible is not None
         labels = [clean_piece(a.tokens[p].text) for p in side.visible]
-        st.plotly_chart(figures.attention_heatmap(side.matrix, labels, positions=side.visible, selected=side.token,
+        st.plotly_chart(attention_charts.attention_heatmap(side.matrix, labels, positions=side.visible, selected=side.token,
                                                   title=f"{attention_view.measure_words(state.measure).capitalize()} at {side.label}",
                                                   zmax=zmax),
                         key=f"cmp_heat_{side.key}", config=widgets.chart_config(f"compare-{side.key}-attention-{stem}"))
@@ -127,7 +128,7 @@ def _draw(side: Side, state: app_state.AppState, zmax: float, x_max: int) -> Non
     if a.predictions is not None:
         candidates = [(c.token, c.prob) for c in a.predictions[side.token]]
         title = f"Next token after “{word}”" if side.info.causal else f"What {side.model} puts at “{word}”"
-        st.plotly_chart(figures.predictions_bar(candidates, title=title), key=f"cmp_pred_{side.key}",
+        st.plotly_chart(attention_charts.predictions_bar(candidates, title=title), key=f"cmp_pred_{side.key}",
                         config=widgets.chart_config(f"compare-{side.key}-predictions-{stem}"))
     else:
         st.caption(f"{markdown_text(side.model)} has no language-model head, so it makes no predictions "
@@ -146,7 +147,7 @@ def _draw(side: Side, state: app_state.AppState, zmax: float, x_max: int) -> Non
     result = side.result
     hist = summary.histograms(result)["matched"][state.feature]
     st.plotly_chart(
-        figures.histogram(hist, describe=figures.describe_labels(list(hist)), color=figures.MATCHED_COLOR, x_max=x_max,
+        corpus_charts.histogram(hist, describe=corpus_charts.describe_labels(list(hist)), color=chart_style.MATCHED_COLOR, x_max=x_max,
                           title=f"{explain.FEATURE_NAMES[state.feature]} of its {len(result.matches)} nearest tokens in "
                                 f"'{entry.name}'"),
         key=f"cmp_hist_{side.key}", config=widgets.chart_config(f"compare-{side.key}-{state.feature}-{stem}"))
@@ -234,7 +235,7 @@ sides = [
 ]
 for side in sides:
     _prepare(side, state)
-zmax = figures.shared_max(*[s.matrix for s in sides if s.matrix is not None])
+zmax = attention_arrays.shared_max(*[s.matrix for s in sides if s.matrix is not None])
 x_max = max([max(summary.histograms(s.result)["matched"][state.feature].values(), default=1)
              for s in sides if s.result is not None] or [1])
 

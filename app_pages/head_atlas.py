@@ -15,7 +15,8 @@ from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
 from exbert_core.app.state import Relations
 from exbert_core.model.measure_names import LABELS as MEASURE_LABELS
-from exbert_core.views import explain, figures, head_atlas, match_table, tables
+from exbert_core.views import explain, head_atlas, match_table, tables
+from exbert_core.views.charts import corpus_charts, sweep_charts
 from exbert_core.views.labels import markdown_text
 K_SAMPLE = "atlas_sample"
 K_RELATION = "atlas_relation"
@@ -92,7 +93,7 @@ if not relations:
             "sentences.")
     st.stop()
 state = page.page_fitted(view, *app_state.fit(state, Relations(tuple(relations))))
-describe = figures.describe_labels(relations)
+describe = corpus_charts.describe_labels(relations)
 stem = f"{state.model.split('/')[-1]}-{entry.name}-{atlas.sentences}"
 
 with st.container(key="atlas_heatmap"):
@@ -103,7 +104,7 @@ with st.container(key="atlas_heatmap"):
     rel = state.relation
     layer_now = state.layer if state.layer is not None else None
     st.plotly_chart(
-        figures.head_atlas_heatmap(
+        sweep_charts.head_atlas_heatmap(
             scores[rel], relation=rel, count=atlas.count[rel], baseline=atlas.baseline[rel],
             description=describe.get(rel),
             selected=(layer_now, state.selected_heads(view.info.heads)) if layer_now and state.heads.indices else None),

@@ -13,7 +13,8 @@ from app_pages.common import state as session
 from app_pages.common.sidebar import sidebar
 from exbert_core.app import state as app_state
 from exbert_core.model.selection import layer_range
-from exbert_core.views import explain, figures, match_table, sweep, tables
+from exbert_core.views import explain, match_table, sweep, tables
+from exbert_core.views.charts import corpus_charts, sweep_charts
 from exbert_core.views.labels import clean_piece, markdown_text
 
 K_FEATURE = "sweep_feature"
@@ -55,7 +56,7 @@ with lens_col, st.container(key="logit_lens"):
             layers = list(layer_range("heads", info.layers))
             target = "the next token" if info.causal else f"position {position}"
             st.plotly_chart(
-                figures.logit_lens_chart(layers, [[(c.token, c.prob) for c in row[:LENS_SHOWN]] for row in lens],
+                sweep_charts.logit_lens_chart(layers, [[(c.token, c.prob) for c in row[:LENS_SHOWN]] for row in lens],
                                          title=f"Top predictions for {target} after each layer"),
                 config=widgets.chart_config(f"logit-lens-{stem}"), key="lens_chart")
             st.caption("The model's language-model head applied to the token's output after every layer "
@@ -91,9 +92,9 @@ with sweep_col, st.container(key="layer_sweep"):
                          on_change=lambda: session.set_state(feature=st.session_state[K_FEATURE]))
     layers = [s.layer for s in summaries]
     counts = [s.histograms[state.feature] for s in summaries]
-    describe = figures.describe_labels(sorted({label for c in counts for label in c}))
+    describe = corpus_charts.describe_labels(sorted({label for c in counts for label in c}))
     st.plotly_chart(
-        figures.layer_sweep_chart(layers, counts, describe=describe,
+        sweep_charts.layer_sweep_chart(layers, counts, describe=describe,
                                   title=f"{explain.FEATURE_NAMES[state.feature]} of the {state.k} nearest corpus tokens"),
         config=widgets.chart_config(f"layer-sweep-{state.feature}-{stem}"), key="sweep_chart")
     first = ("Layer 0 is the embedding output (before any attention), layers 1-"

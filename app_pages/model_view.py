@@ -9,7 +9,8 @@ import streamlit as st
 from app_pages.common import cache, page, style, widgets
 from app_pages.common.sidebar import sidebar
 from exbert_core.model.selection import block_index, layer_range
-from exbert_core.views import attention_view, explain, figures
+from exbert_core.views import attention_view, explain
+from exbert_core.views.charts import attention_arrays, head_maps
 from exbert_core.views.labels import clean_piece, markdown_text
 
 K_CHART = "model_view_chart"
@@ -30,7 +31,7 @@ style.phone_hint()
 info, analysis = page.ready(view, "the model view")
 assert state.layer is not None
 tokens = analysis.tokens
-visible = figures.visible_positions([t.special for t in tokens], state.hide_special)
+visible = attention_arrays.visible_positions([t.special for t in tokens], state.hide_special)
 labels = [clean_piece(tokens[p].text) for p in visible]
 weights = page.required(widgets.attempt(
     lambda: cache.weights(state.model, analysis.sentence, analysis.masked, state.measure),
@@ -38,8 +39,8 @@ weights = page.required(widgets.attempt(
 every_head = attention_view.every_head(weights, analysis.attention)  # layers x heads x tokens x tokens
 attention = every_head[:, :, visible][:, :, :, visible]  # layers x heads x shown x shown
 if state.hide_special:
-    attention = figures.renormalize_rows(attention)
-pooled = len(visible) > figures.MODEL_VIEW_TILE
+    attention = attention_arrays.renormalize_rows(attention)
+pooled = len(visible) > head_maps.MODEL_VIEW_TILE
 
 st.caption(f"Model **{markdown_text(info.name)}**: {info.layers} layers × {info.heads} heads · {len(tokens)} tokens. Every "
            "map shows one head: row = the token that attends, column = the token it attends to (darker = "
@@ -50,10 +51,10 @@ st.caption(f"Model **{markdown_text(info.name)}**: {info.layers} layers × {info
            "sideways for the other heads."
            + (" With special tokens hidden, each row is rescaled over the tokens shown." if state.hide_special else "")
            + (f" Long input: each cell is the strongest link of a block of tokens (maps of at most "
-              f"{figures.MODEL_VIEW_TILE} × {figures.MODEL_VIEW_TILE} cells)." if pooled else ""))
+              f"{head_maps.MODEL_VIEW_TILE} × {head_maps.MODEL_VIEW_TILE} cells)." if pooled else ""))
 
 # The maps keep their size (tappable); a screen narrower than the chart scrolls it sideways.
-chart = figures.model_view(attention, labels, layer=state.layer, heads=state.selected_heads(info.heads))
+chart = head_maps.model_view(attention, labels, layer=state.layer, heads=state.selected_heads(info.heads))
 st.html(f"<style>.st-key-model_view {{ overflow-x: auto; }} .st-key-model_view > div {{ min-width: "
         f"{int(chart.layout.width)}px; }}</style>")
 with st.container(key="model_view"):

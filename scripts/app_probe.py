@@ -543,7 +543,8 @@ PHASES: dict[str, list[tuple[str, tuple[str, ...] | None]]] = {
     "spaCy": [("exbert_core/model/annotate.py", ("annotate_analysis",))],
     "max attention": [("exbert_core/corpus/search/query.py", ("_max_attention",))],
     "search (index, rows)": [("exbert_core/corpus/search/query.py", ("search",))],
-    "figures (plotly objects)": [("exbert_core/views/figures.py", None)],
+    "figures (plotly objects)": [(f"exbert_core/views/charts/{name}.py", None) for name in
+                                 ("attention_charts", "head_maps", "corpus_charts", "sweep_charts")],
     "chart serialisation": [("streamlit/elements/plotly_chart.py", ("plotly_chart",))],
     "HTML, CSV, JSON": [("exbert_core/views/match_table.py", None), ("exbert_core/views/serialize.py", None),
                         ("exbert_core/views/tables.py", None)],

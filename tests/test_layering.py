@@ -77,9 +77,9 @@ def test_no_lower_package_imports_a_higher_one():
 def test_the_layer_check_catches_a_wrong_way_import(tmp_path):
     """The checker itself: a views module imported by a model module is reported."""
     bad = tmp_path / "bad.py"
-    bad.write_text("from exbert_core.views.figures import histogram\nfrom exbert_core import errors\n")
+    bad.write_text("from exbert_core.views.charts.corpus_charts import histogram\nfrom exbert_core import errors\n")
     imported = _core_imports(bad)
-    assert imported == ["exbert_core.views.figures", "exbert_core.errors"]
+    assert imported == ["exbert_core.views.charts.corpus_charts", "exbert_core.errors"]
     assert _rank(imported[0]) > _rank("exbert_core.model.analysis")
 
 

@@ -14,7 +14,7 @@
   clicked; after that a click adds or removes a head.
 
 Only our own markup is rendered: the data are numbers and ``data:image/png`` URIs made by
-:func:`exbert_core.views.figures.head_thumbnails`.
+:func:`exbert_core.views.head_maps.head_thumbnails`.
 """
 
 from __future__ import annotations

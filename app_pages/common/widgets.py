@@ -19,7 +19,7 @@ from app_pages.common import state as session
 from exbert_core.app import state as app_state
 from exbert_core.errors import USER_ERRORS
 from exbert_core.model.selection import Heads
-from exbert_core.views import figures
+from exbert_core.views.charts import chart_style
 from exbert_core.views.labels import clean_piece, markdown_text, told_apart
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def link_warning(box: Any, warnings: list[str]) -> None:
 def chart_config(name: str, *, zoom: bool = False) -> dict:
     """Plotly's config for a chart: its camera button saves ``exbert-<name>`` in the format chosen
     in the sidebar (PNG or SVG)."""
-    return figures.plot_config(f"exbert-{name}", session.get_state().image, zoom=zoom)
+    return chart_style.plot_config(f"exbert-{name}", session.get_state().image, zoom=zoom)
 
 
 def token_picker(analysis: Analysis, label: str, *, selected: int | None, key: str = K_TOKEN,
