@@ -21,7 +21,7 @@ import _cli
 def main() -> int:
     from tqdm import tqdm
 
-    from exbert_core.corpus.build import pipeline as build, inputs, ray_pipeline as ray_build, sources
+    from exbert_core.corpus.build import pipeline as build, inputs, ray_pipeline as ray_build, sample, sources
     from exbert_core.corpus.search import store
     from exbert_core.errors import InvalidText
     from exbert_core.limits import MAX_TOKENS_CAP, MIN_SPLIT_TOKENS
@@ -38,7 +38,7 @@ def main() -> int:
     parser.add_argument("--split", default="train", help="its split (default %(default)s)")
     parser.add_argument("--text-column", default="text", help="the text column of tables (default %(default)s)")
     parser.add_argument("--max-tokens-total", type=_cli.int_in(1000, 10**12), default=None,
-                        help="take only about this many tokens of the input (a sample)")
+                        help="take at most this many of the model's tokens of the input, cut at a sentence and spread over its files")
     parser.add_argument("--engine", choices=["local", "ray"], default="local",
                         help="build in this process (default) or with Ray Data")
     parser.add_argument("--address", default=None, help="the Ray cluster to build on (default: a local one)")
@@ -56,30 +56,36 @@ def main() -> int:
     # First: a cluster address where nothing answers is refused before any reading or model loading.
     engine = ray_build.engine(args.address, args.workers, args.device) if args.engine == "ray" else None
 
+    def load_model() -> loading.LoadedModel:
+        return loading.load(args.model, progress=lambda step: print(step.message, file=sys.stderr))
+
+    # A sample is counted in the model's tokens, so its tokenizer comes before the reading.
+    loaded = load_model() if args.max_tokens_total else None
+    meter = sample.TokenMeter(loaded.tokenizer) if loaded else None
     report = inputs.InputReport()
     # What chose the texts is kept in the manifest's source, so that its rebuild hint rebuilds them.
-    sample = {"max_tokens_total": args.max_tokens_total} if args.max_tokens_total else {}
+    chosen = {"max_tokens_total": args.max_tokens_total} if args.max_tokens_total else {}
     if args.source:
         path = sources.fetch_source(args.source, progress=lambda msg: print(msg, file=sys.stderr))
-        text = inputs.sample_text(path.read_text(encoding="utf-8"), args.max_tokens_total)
-        source = {"name": path.stem, **sample}
+        text = sample.sample_text(path.read_text(encoding="utf-8"), args.max_tokens_total, meter)
+        source = {"name": path.stem, **chosen}
     elif args.text:
-        text = inputs.sample_text(sources.read_user_text(args.text), args.max_tokens_total)
-        source = {"file": args.text.name, **sample}
+        text = sample.sample_text(sources.read_user_text(args.text), args.max_tokens_total, meter)
+        source = {"file": args.text.name, **chosen}
     elif args.input:
         text = list(inputs.read(args.input, text_column=args.text_column, max_tokens_total=args.max_tokens_total,
-                                report=report))
-        source = {"input": str(args.input), "text_column": args.text_column, **sample, "read": report.summary()}
+                                meter=meter, report=report))
+        source = {"input": str(args.input), "text_column": args.text_column, **chosen, "read": report.summary()}
         print(f"Read {report.summary()}", file=sys.stderr)
     else:
         text = list(inputs.hugging_face(args.hf_dataset, args.hf_config, args.split, text_column=args.text_column,
-                                        max_tokens_total=args.max_tokens_total, report=report))
+                                        max_tokens_total=args.max_tokens_total, meter=meter, report=report))
         source = {"hf_dataset": args.hf_dataset, "config": args.hf_config, "split": args.split,
-                  "text_column": args.text_column, **sample, "read": report.summary()}
+                  "text_column": args.text_column, **chosen, "read": report.summary()}
         print(f"Read {report.summary()}", file=sys.stderr)
     if not text:
         raise InvalidText("The input holds no text to build a corpus from.")
-    loaded = loading.load(args.model, progress=lambda step: print(step.message, file=sys.stderr))
+    loaded = loaded or load_model()
     device = loading.move_to_device(loaded, args.device)
     print(f"Running {loaded.info.name} on {device}", file=sys.stderr)
 

@@ -1,6 +1,6 @@
 """Reading the inputs of a build (exbert_core.corpus.build.inputs): no file outside the input's folder is
-ever read, and ``--max-tokens-total`` holds across files and spreads a sample over them. Pure file
-reading: no model, no spaCy (fast)."""
+ever read, and ``--max-tokens-total`` holds across files and spreads a sample over them, counted
+with the real MiniLM tokenizer. File reading and tokenizing only: no model pass, no spaCy (fast)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from unittest import mock
 import pytest
 from conftest import ROOT
 
-from exbert_core.corpus.build import pipeline as build, inputs, sources
+from exbert_core.corpus.build import pipeline as build, inputs, sample, sources
 from exbert_core.model import loading
 from exbert_core.errors import InvalidText
 
@@ -30,8 +30,15 @@ def host_file(tmp_path):
     return secret
 
 
-def tokens(texts: list[str]) -> float:
-    return sum(len(t) for t in texts) / inputs.CHARS_PER_TOKEN
+@pytest.fixture(scope="module")
+def meter() -> sample.TokenMeter:
+    from transformers import AutoTokenizer
+
+    return sample.TokenMeter(AutoTokenizer.from_pretrained(str(loading.minilm_dir())))
+
+
+def tokens(texts: list[str], meter: sample.TokenMeter) -> int:
+    return sum(meter.count(t) for t in texts)
 
 
 def test_a_folder_never_brings_in_a_file_from_outside_it(tmp_path, host_file):
@@ -103,45 +110,63 @@ def paragraphs(n: int, words: int = 12) -> str:
                        for i in range(n))
 
 
-def test_the_cap_holds_across_files_and_a_sample_spreads_over_them(tmp_path):
+def test_the_cap_holds_across_files_and_a_sample_spreads_over_them(tmp_path, meter):
     """The probe's case: several files of about 6,000 tokens each and a cap of 2,000 gave the whole
-    first file. Now: at most the cap plus one sentence, taken from every file."""
+    first file, and a character estimate then gave 1,838. Now: the cap in the model's tokens, less at
+    most one sentence, taken from every file."""
     folder = tmp_path / "books"
     folder.mkdir()
     for i in range(4):
         (folder / f"book{i}.txt").write_text(f"Book{i} begins. " + paragraphs(400))
-    one_file = len((folder / "book0.txt").read_text()) / inputs.CHARS_PER_TOKEN
-    assert one_file > 6000
-    texts = list(inputs.read(folder, max_tokens_total=2000))
-    assert 2000 - 40 <= tokens(texts) <= 2000 + 12, tokens(texts)  # one sentence here: about 6-12 tokens
+    assert meter.count((folder / "book0.txt").read_text()) > 6000
+    texts = list(inputs.read(folder, max_tokens_total=2000, meter=meter))
+    assert 2000 - ONE_SENTENCE <= tokens(texts, meter) <= 2000, tokens(texts, meter)
     assert [re.match(r"Book\d", t).group() for t in texts] == ["Book0", "Book1", "Book2", "Book3"]
     assert all(t.endswith(".") for t in texts)  # cut at a sentence or a paragraph
 
 
-def test_a_sample_of_many_small_files_is_drawn_from_all_of_the_folder(tmp_path):
+ONE_SENTENCE = 12  # "Paragraph 7 has some words in it." and the tokens a sample may stop short by
+
+
+def test_a_sample_of_many_small_files_is_drawn_from_all_of_the_folder(tmp_path, meter):
     folder = tmp_path / "chapters"
     folder.mkdir()
     for i in range(100):
         (folder / f"ch{i:03d}.txt").write_text(f"Chapter {i}. " + paragraphs(20))
     report = inputs.InputReport()
-    texts = list(inputs.read(folder, max_tokens_total=1000, report=report))
-    assert tokens(texts) <= 1000 + 12
+    texts = list(inputs.read(folder, max_tokens_total=1000, meter=meter, report=report))
+    assert 1000 - ONE_SENTENCE <= tokens(texts, meter) <= 1000
     chapters = [int(re.match(r"Chapter (\d+)", t).group(1)) for t in texts]
-    assert report.files == len(chapters) == 1000 // inputs.MIN_SHARE_TOKENS
+    assert report.files == len(chapters) == 1000 // sample.MIN_SHARE_TOKENS
     assert chapters[0] == 0 and chapters[-1] >= 75  # spread, not the first five chapters
 
 
-def test_a_short_file_leaves_its_share_to_the_next_and_rows_stop_at_the_cap(tmp_path):
+def test_a_short_file_leaves_its_share_to_the_next_and_rows_stop_at_the_cap(tmp_path, meter):
     folder = tmp_path / "mixed"
     folder.mkdir()
     (folder / "a.txt").write_text("Only a short one.")
     (folder / "b.jsonl").write_text("\n".join(json.dumps({"text": paragraphs(3)}) for _ in range(500)))
-    texts = list(inputs.read(folder, max_tokens_total=3000))
-    assert texts[0] == "Only a short one." and 3000 - 40 <= tokens(texts) <= 3000 + 12
+    texts = list(inputs.read(folder, max_tokens_total=3000, meter=meter))
+    assert texts[0] == "Only a short one." and 3000 - ONE_SENTENCE <= tokens(texts, meter) <= 3000
     assert list(inputs.read(folder)) [1:] == [paragraphs(3)] * 500  # no cap: everything
 
 
-def test_a_sample_of_one_text_ends_at_a_sentence_near_the_cap():
+def test_a_sample_of_one_text_ends_at_a_sentence_near_the_cap(meter):
     text = "A long paragraph with many sentences. " * 500  # no paragraph break at all
-    cut = inputs.sample_text(text, 1000)
-    assert cut.endswith("sentences.") and 1000 - 12 <= len(cut) / inputs.CHARS_PER_TOKEN <= 1000
+    cut = sample.sample_text(text, 1000, meter)
+    assert cut.endswith("sentences.") and 1000 - 8 <= meter.count(cut) <= 1000
+
+
+def test_the_cap_is_counted_in_tokens_not_characters(meter):
+    """Text of many tokens per character (digits, symbols, another script) or of few: a character
+    estimate misses the cap by far; the tokenizer's count holds it."""
+    for sentence in ("3.14159 + 2.71828 = 5.85987. ", "Das Eichhörnchen frisst Haselnüsse. ",
+                     "Ελληνικά γράμματα εδώ. ", "Incomprehensibilities notwithstanding. "):
+        cut = sample.sample_text(sentence * 2000, 1000, meter)
+        assert 1000 - 30 <= meter.count(cut) <= 1000, (sentence, meter.count(cut))
+
+
+def test_a_cap_without_a_tokenizer_is_refused(tmp_path):
+    (tmp_path / "a.txt").write_text("Some text. " * 1000)
+    with pytest.raises(ValueError, match="tokenizer"):
+        list(inputs.read(tmp_path, max_tokens_total=1000))

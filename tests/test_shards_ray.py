@@ -17,7 +17,7 @@ import pytest
 from conftest import PAPER_SENTENCE, ROOT
 
 from exbert_core import cluster
-from exbert_core.corpus.build import inputs, pipeline as build, ray_pipeline as ray_build, sources
+from exbert_core.corpus.build import inputs, pipeline as build, ray_pipeline as ray_build, sample, sources
 from exbert_core.corpus.search import query as search, serve, store
 from exbert_core.errors import CorpusError, InvalidText
 from exbert_core.model import analysis
@@ -176,7 +176,7 @@ def test_each_input_format_builds(kind, minilm, nlp, tmp_path):
     assert corpus.num_sentences == 3 and "mill" in corpus.sentence_text(2)
 
 
-def test_inputs_refuse_what_they_cannot_read(tmp_path):
+def test_inputs_refuse_what_they_cannot_read(tmp_path, minilm):
     (tmp_path / "t.csv").write_text("id,other\n1,x\n")
     with pytest.raises(InvalidText, match="no column 'text'.*--text-column"):
         list(inputs.read(tmp_path / "t.csv"))
@@ -187,16 +187,17 @@ def test_inputs_refuse_what_they_cannot_read(tmp_path):
         list(inputs.read(tmp_path / "empty"))
     many = tmp_path / "many.jsonl"
     many.write_text("\n".join(json.dumps({"text": "word " * 100}) for _ in range(50)))
-    assert len(list(inputs.read(many, max_tokens_total=200))) == 2  # ~500 characters each
+    meter = sample.TokenMeter(minilm.tokenizer)
+    assert len(list(inputs.read(many, max_tokens_total=200, meter=meter))) == 2  # 100 tokens each
 
 
-def test_a_sample_of_one_text_ends_at_a_paragraph():
+def test_a_sample_of_one_text_ends_at_a_paragraph(minilm):
+    meter = sample.TokenMeter(minilm.tokenizer)
     text = "First paragraph here.\n\nSecond one, a little longer than the first.\n\nThird."
-    sample = inputs.sample_text(text, 1000)
-    assert sample == text
-    cut = inputs.sample_text(text * 200, 1000)
+    assert sample.sample_text(text, 1000, meter) == text
+    cut = sample.sample_text(text * 200, 1000, meter)
     assert cut.endswith("first.") or cut.endswith("here.") or cut.endswith("Third.")
-    assert 0 < len(cut) <= 1000 * inputs.CHARS_PER_TOKEN and (text * 200).startswith(cut)
+    assert 0 < meter.count(cut) <= 1000 and (text * 200).startswith(cut)
 
 
 def test_a_bad_row_costs_only_itself(tmp_path):

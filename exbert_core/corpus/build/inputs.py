@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from exbert_core.corpus.build.pipeline import CHARS_PER_TOKEN
+from exbert_core.corpus.build.sample import TokenMeter, spread_files, up_to
 from exbert_core.corpus.build.sources import check_inside_its_folder, inside_folder
 from exbert_core.errors import InvalidText
 
@@ -145,70 +145,12 @@ def _text_file(path: Path, report: InputReport) -> Iterator[str]:
         yield text
 
 
-_SENTENCE_ENDS = (". ", "? ", "! ", ".\n", "?\n", "!\n")
-
-
-def sample_text(text: str, max_tokens_total: int | None) -> str:
-    """About the first ``max_tokens_total`` tokens of one text (estimated from characters), cut at
-    the last end of a paragraph, a line or a sentence before that, else at a space: the sample
-    ends within one sentence of the cap."""
-    if max_tokens_total is None or len(text) <= max_tokens_total * CHARS_PER_TOKEN:
-        return text
-    budget = int(max_tokens_total * CHARS_PER_TOKEN)
-    line = text.rfind("\n", 0, budget)
-    sentence = max(text.rfind(end, 0, budget) + 1 for end in _SENTENCE_ENDS)  # keeps its mark
-    cut = max(line, sentence)
-    if cut <= 0:
-        cut = text.rfind(" ", 0, budget)
-    return text[:cut].rstrip() if cut > 0 else text[:budget]
-
-
-MIN_SHARE_TOKENS = 200  # a sample takes at least this much of each file it draws from
-MIN_PIECE_TOKENS = 8  # less of a text than this is no sentence: the sample stops instead
-
-
-def spread_files(files: list, max_tokens_total: int | None) -> list:
-    """The files a sample of ``max_tokens_total`` tokens draws from: all of them, or, when each
-    would give less than :data:`MIN_SHARE_TOKENS`, files evenly spaced over the list (so a sample of
-    a folder of 1,000 chapters is not the first chapters alone)."""
-    if max_tokens_total is None:
-        return files
-    count = max(1, min(len(files), max_tokens_total // MIN_SHARE_TOKENS))
-    return [files[i * len(files) // count] for i in range(count)]
-
-
-def _up_to(per_file: Iterator[Iterator[str]], files: int, max_tokens_total: int | None) -> Iterator[str]:
-    """The texts of ``files`` files (one iterator of texts per file) until about
-    ``max_tokens_total`` tokens (estimated from characters) were given, spread over the files:
-    each file gives at most its share of what is left (a text that crosses the share is cut at a
-    paragraph or sentence, :func:`sample_text`), and what a short file leaves goes to the files
-    after it. The reading stops at the cap: the rest of a file is never read."""
-    if max_tokens_total is None:
-        for texts in per_file:
-            yield from texts
-        return
-    left = float(max_tokens_total)
-    for done, texts in enumerate(per_file):
-        share = left / (files - done)
-        for text in texts:
-            tokens = len(text) / CHARS_PER_TOKEN
-            if tokens > share:
-                text = sample_text(text, max(1, int(share)))
-                tokens = len(text) / CHARS_PER_TOKEN
-            if text.strip():
-                yield text
-            left, share = left - tokens, share - tokens
-            if share < MIN_PIECE_TOKENS:
-                break
-        if left < MIN_PIECE_TOKENS:
-            return
-
-
 def read(path: Path, *, text_column: str = DEFAULT_TEXT_COLUMN, max_tokens_total: int | None = None,
-         report: InputReport | None = None) -> Iterator[str]:
+         meter: TokenMeter | None = None, report: InputReport | None = None) -> Iterator[str]:
     """The texts of ``path``: a ``.txt`` file, a ``.jsonl``/``.csv``/``.parquet`` file (column
-    ``text_column``), or a folder of such files (sorted by name, recursively). Stops after about
-    ``max_tokens_total`` tokens (estimated from characters) when given, spread over the files.
+    ``text_column``), or a folder of such files (sorted by name, recursively). Stops after
+    ``max_tokens_total`` tokens when given (counted by ``meter``, the model's tokenizer), spread
+    over the files (:mod:`exbert_core.corpus.build.sample`).
 
     Never reads a file outside the input's folder (``path`` itself, or the folder of a file given
     alone): a link that leads out of it (``notes.txt -> /etc/passwd``) is skipped and counted as
@@ -239,11 +181,12 @@ def read(path: Path, *, text_column: str = DEFAULT_TEXT_COLUMN, max_tokens_total
                 _parquet(file, text_column, report) if suffix == ".parquet" else
                 _text_file(file, report))
 
-    yield from _up_to((texts(file) for file in files), len(files), max_tokens_total)
+    yield from up_to((texts(file) for file in files), len(files), max_tokens_total, meter)
 
 
 def hugging_face(name: str, config: str | None, split: str, *, text_column: str = DEFAULT_TEXT_COLUMN,
-                 max_tokens_total: int | None = None, report: InputReport | None = None) -> Iterator[str]:
+                 max_tokens_total: int | None = None, meter: TokenMeter | None = None,
+                 report: InputReport | None = None) -> Iterator[str]:
     """The texts of a Hugging Face data set split, read from the hub's Parquet conversion
     (``refs/convert/parquet``) with pyarrow: needs internet, no extra package."""
     from huggingface_hub import HfFileSystem
@@ -275,4 +218,4 @@ def hugging_face(name: str, config: str | None, split: str, *, text_column: str 
         kept = (_keep(value, report) for value in table.column(0).to_pylist())
         yield from (text for text in kept if text is not None)
 
-    yield from _up_to((texts(file) for file in files), len(files), max_tokens_total)
+    yield from up_to((texts(file) for file in files), len(files), max_tokens_total, meter)
