@@ -288,6 +288,13 @@ def test_switching_the_model_resets_positions_and_picks_its_corpus(first_run):
     assert at.pills(key="token_pick").value == 8  # "escape" under SmolLM2's tokenizer (no [CLS])
     assert any("Corpus 'alice-smollm2' is not built yet" in i.value for i in at.info)
     assert at.button(key="build_own").label == "Build 'alice-smollm2' now"
+    # Said once: the next page keeps one line, the build's cost and the button.
+    at.switch_page("app_pages/layers.py").run(timeout=600)
+    assert not any("is not built yet" in i.value for i in at.info)
+    assert any("corpus 'alice-smollm2' is not built" in c.value for c in at.caption)
+    assert any(c.value.startswith("This build: about") for c in at.caption)
+    assert at.button(key="build_own").label == "Build 'alice-smollm2' now"
+    at.switch_page("app_pages/attention.py").run()
     at.selectbox(key="sb_model").set_value("minilm").run()
     assert at.query_params["corpus"] == "alice" and n_rows(matches_table(at)) == 50
 

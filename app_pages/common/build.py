@@ -17,6 +17,7 @@ from exbert_core.model.names import DEFAULT_MODEL
 from exbert_core.paths import sources_dir
 
 ALICE_CHARACTERS = 143_234  # before the text is fetched: its size, for the estimate
+TOLD_NOT_BUILT = "told_not_built"  # the model's own corpora this session was told in full are not built
 
 
 def start(name: str, model_name: str, *, source: str | None = None, text: str | None = None,
@@ -91,8 +92,13 @@ def corpus_ready(view: sidebar.View) -> catalog.CorpusEntry | None:
                             f"{state.model}{told})")
                 st.rerun()  # the banner shows it from the next run on
             else:
-                st.info(f"Corpus '{name}' is not built yet: it indexes *{source_words}* with {state.model}. "
-                        "It builds in the background; the banner at the top shows how long it takes.")
+                told = st.session_state.setdefault(TOLD_NOT_BUILT, set())
+                if name not in told:  # said once in full; later pages keep one line, the cost and the button
+                    told.add(name)
+                    st.info(f"Corpus '{name}' is not built yet: it indexes *{source_words}* with {state.model}. "
+                            "It builds in the background; the banner at the top shows how long it takes.")
+                else:
+                    st.caption(f"No matches yet: corpus '{name}' is not built.")
                 fits = view.info is None or show_estimate(view.info, source_characters("alice") or ALICE_CHARACTERS)
                 if fits and st.button(f"Build '{name}' now", key="build_own"):
                     start(name, state.model, source="alice")
