@@ -30,6 +30,8 @@ MAX_TEXT_BYTES = MAX_UPLOAD_MB * 1_000_000
 MAX_PARSE_CHARS = 5000
 # Characters per spaCy batch: its memory grows with them (measured: 64,000 characters +0.2 GB, 320,000 +0.9 GB).
 PARSE_BATCH_CHARS = 64_000
+# Disk in MB for stored parses (spaCy's analysis of texts built before, reused by the next build of the same text with any model); least recently used go first.
+PARSE_STORE_MB = 1000
 # Parameters of a model loaded from the hub or a folder, counted from its config before any download: 400M float32 weights are 1.6 GB of ~2.7 GB.
 MAX_MODEL_PARAMS = 400_000_000
 

@@ -1,5 +1,5 @@
-"""Process set-up for long-running front ends (the app): keep the resident memory close to what
-is in use.
+"""Process set-up: keep the resident memory of long-running front ends (the app) close to what
+is in use, and end helper processes with the process that started them.
 
 glibc raises its mmap threshold after large blocks are freed, so the next large tensors (a
 search's attention batch, hundreds of MB) come from the heap, and the heap is seldom returned to
@@ -39,3 +39,17 @@ def return_freed_memory(threshold: int = 1 << 20) -> bool:
         return False
     _done = ok
     return ok
+
+
+def die_with_parent() -> None:
+    """Linux: this process gets SIGTERM when the thread that started it ends (a server or a build
+    stopped), so no build or parse worker outlives its parent. Elsewhere a dead parent shows as a
+    broken pipe."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass

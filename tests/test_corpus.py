@@ -59,14 +59,14 @@ def test_an_interrupted_build_is_named_with_the_command_that_resumes_it(minilm, 
 
     text = "\n\n".join([SAMPLE_TEXT] * 6)  # about 2,400 tokens: 3 shards of 1,000 tokens
     options = build.BuildOptions(shard_tokens=1000)
-    real = build.embed_shard
+    real = build.build_shard
 
-    def killed_at_two(work, index, *args, **kwargs):
+    def killed_at_two(folder, index, *args, **kwargs):
         if index == 2:
             raise KeyboardInterrupt  # as kill -9 leaves it: shards 0 and 1 done, 2 cut off
-        return real(work, index, *args, **kwargs)
+        return real(folder, index, *args, **kwargs)
 
-    monkeypatch.setattr(build, "embed_shard", killed_at_two)
+    monkeypatch.setattr(build, "build_shard", killed_at_two)
     with pytest.raises(KeyboardInterrupt):
         build.build(text, "killme", tmp_path, minilm, nlp=nlp, options=options, source={"file": "my notes.txt"})
     monkeypatch.undo()
@@ -268,20 +268,21 @@ def test_code_files_round_trip_and_refuse_other_shapes(tmp_path, factory, dim):
     rng = np.random.default_rng(1)
     x = vectors.unit_rows(rng.normal(size=(3000, dim)))
     ranges = np.stack([x.min(0), x.max(0)])
-    writer = codes_writer.CodeWriter(tmp_path / "c.faiss", factory, ranges, 3000)
-    order = rng.permutation(3000)
-    writer.write_rows(order[:1000], x[order[:1000]])
-    writer.write(0, x[:0])
-    writer.write_rows(order[1000:], x[order[1000:]])
-    writer.close()
-    mapped = codes_reader.open_mapped(tmp_path / "c.faiss", factory, dim, 3000)
     reference = codes.empty_index(factory, ranges)
+    part = codes_writer.CodePart("embedding", 0, factory, ranges, 1, reference.sq.code_size, 0)
+    writer = codes_writer.StagedCodes(tmp_path, [part], 100)
+    order = rng.permutation(3000)
+    writer.write(order[:1000], reference.sa_encode(x[order[:1000]]))
+    writer.write(order[:0], reference.sa_encode(x[:0]))
+    writer.write(order[1000:], reference.sa_encode(x[order[1000:]]))
+    writer.finish(3000)
+    mapped = codes_reader.open_mapped(tmp_path / part.file, factory, dim, 3000)
     reference.add(x)
     assert np.array_equal(mapped.index.search(x[:20], 10)[1], reference.search(x[:20], 10)[1])
     with pytest.raises(ValueError, match="bytes"):
-        codes_reader.open_mapped(tmp_path / "c.faiss", factory, dim, 2999)
+        codes_reader.open_mapped(tmp_path / part.file, factory, dim, 2999)
     with pytest.raises(ValueError):
-        codes_reader.open_mapped(tmp_path / "c.faiss", "SQ8" if factory == "SQ6" else "SQ6", dim, 3000)
+        codes_reader.open_mapped(tmp_path / part.file, "SQ8" if factory == "SQ6" else "SQ6", dim, 3000)
 
 
 def test_parquet_metadata_is_read_once_and_kept_in_the_budget(copy_of_sample):

@@ -79,12 +79,12 @@ def test_interrupted_build_leaves_nothing_loadable_and_reruns_clean(minilm, nlp,
     calls = 0
     real_heads = embed.ShardCodes.heads
 
-    def interrupted(self, layer, rows, x):
+    def interrupted(self, layer, x):
         nonlocal calls
         calls += 1
         if calls == 3:
             raise KeyboardInterrupt
-        real_heads(self, layer, rows, x)
+        real_heads(self, layer, x)
 
     monkeypatch.setattr(embed.ShardCodes, "heads", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -109,23 +109,23 @@ def _many_paragraphs(n: int) -> str:
 def test_an_interrupted_sharded_build_resumes_only_the_missing_shards(minilm, nlp, tmp_path, monkeypatch):
     text = _many_paragraphs(60)
     options = BuildOptions(shard_tokens=1000)
-    real = build.embed_shard
+    real = build.build_shard
     built: list[int] = []
 
-    def stop_after_two(work, index, *args, **kwargs):
+    def stop_after_two(folder, index, *args, **kwargs):
         if index == 2:
             raise KeyboardInterrupt
         built.append(index)
-        return real(work, index, *args, **kwargs)
+        return real(folder, index, *args, **kwargs)
 
-    monkeypatch.setattr(build, "embed_shard", stop_after_two)
+    monkeypatch.setattr(build, "build_shard", stop_after_two)
     with pytest.raises(KeyboardInterrupt):
         build.build(text, "resume", tmp_path, minilm, nlp=nlp, options=options)
     assert built == [0, 1] and not (tmp_path / "resume").exists()
     kept = (tmp_path / "resume.partial" / "shard-0001" / "manifest.json").stat().st_mtime_ns
 
     built.clear()
-    monkeypatch.setattr(build, "embed_shard", lambda work, index, *a, **k: (built.append(index), real(work, index, *a, **k))[1])
+    monkeypatch.setattr(build, "build_shard", lambda folder, index, *a, **k: (built.append(index), real(folder, index, *a, **k))[1])
     folder = build.build(text, "resume", tmp_path, minilm, nlp=nlp, options=options)
     assert built and 0 not in built and 1 not in built  # finished shards were kept
     assert (folder / "shard-0001" / "manifest.json").stat().st_mtime_ns == kept
@@ -139,7 +139,7 @@ def test_an_interrupted_sharded_build_resumes_only_the_missing_shards(minilm, nl
 
 
 def test_a_build_of_other_options_does_not_resume(minilm, nlp, tmp_path, monkeypatch):
-    monkeypatch.setattr(build, "embed_shard", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(build, "build_shard", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         build.build(SAMPLE_TEXT, "other", tmp_path, minilm, nlp=nlp)
     plan = json.loads((tmp_path / "other.partial" / "plan.json").read_text())
@@ -170,7 +170,7 @@ def test_rebuild_replaces_a_corpus(minilm, nlp, tmp_path):
     build.build("One sentence only.", "swap", tmp_path, minilm, nlp=nlp)
     build.build("First sentence. Second sentence here.", "swap", tmp_path, minilm, nlp=nlp)
     assert corpus.load(str(tmp_path / "swap")).sentences.num_rows == 2
-    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock") == ["swap"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock") == [build.PARSES, "swap"]
 
 
 @pytest.mark.parametrize("name", ["", "../evil", "a/b", "x" * 65, "with space"])
@@ -202,7 +202,7 @@ def test_concurrent_builds_of_one_name_do_not_clobber_each_other(minilm, nlp, tm
         t.join()
     assert not errors
     assert corpus.load(str(tmp_path / "twice")).tokens.num_rows > 0
-    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock") == ["twice"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock") == [build.PARSES, "twice"]
 
 
 REPLACE_CHILD = """
@@ -230,7 +230,7 @@ def test_two_processes_building_one_name_at_once_both_finish(tmp_path):
     assert [c.returncode for c in children] == [0, 0], [o[1][-2000:] for o in outputs]
     assert all("built" in o[0] for o in outputs)
     assert corpus.load(str(tmp_path / "raced")).num_tokens > 0
-    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock") == ["raced"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock") == [build.PARSES, "raced"]
 
 
 def test_abandoned_partial_builds_of_other_names_are_cleaned(minilm, nlp, tmp_path):

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from exbert_core.corpus.build import sources, text
+from exbert_core.corpus.build import parsing, sources
 from exbert_core.limits import MAX_PARSE_CHARS, PARSE_BATCH_CHARS
 
 SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
@@ -51,7 +51,7 @@ def test_a_text_without_blank_lines_parses_in_bounded_pieces(nlp, monkeypatch):
     # Sentence boundaries are the parser's: the other components (tagger, NER, lemmas: 3.5x the
     # time, tested elsewhere) are switched off here.
     with nlp.select_pipes(enable=["tok2vec", "parser"]):
-        sentences = [s.text for s in text.annotated_sentences(document, nlp, lambda d, t: progress.append((d, t)))]
+        sentences = [s.text for s in parsing.annotated_sentences(document, nlp, lambda d, t: progress.append((d, t)))]
     assert sentences == document.splitlines()  # every line is a sentence, none cut or glued
     assert max(len(piece) for batch in batches for piece in batch) <= MAX_PARSE_CHARS
     assert max(sum(map(len, batch)) for batch in batches) <= PARSE_BATCH_CHARS
@@ -63,14 +63,14 @@ def test_long_paragraphs_are_cut_at_sentence_ends_and_nothing_is_lost():
     # Hard-wrapped at 70 columns (lines end mid-sentence), and the same prose on one line.
     wrapped = "\n".join(re.findall(r".{1,70}(?:\s|$)", prose.replace("\n", " ")))
     for layout in (prose, wrapped, prose.replace("\n", " ")):
-        pieces = text.paragraphs(layout, max_chars=1000)
+        pieces = parsing.paragraphs(layout, max_chars=1000)
         assert " ".join(pieces) == " ".join(layout.split())
         assert len(pieces) > 30 and all(len(p) <= 1000 for p in pieces)
         assert all(SENTENCE_END.search(p) for p in pieces)
 
 
 def test_text_without_any_boundary_is_cut_at_the_limit():
-    pieces = text.paragraphs("x" * 2500 + " tail.", max_chars=1000)
+    pieces = parsing.paragraphs("x" * 2500 + " tail.", max_chars=1000)
     assert [len(p) for p in pieces] == [1000, 1000, 506]
 
 
@@ -78,12 +78,12 @@ def test_sentences_of_normal_text_are_unchanged(shared_alice):
     """Paragraphs shorter than the limit (every one of Alice's) are parsed whole, as before."""
     alice = shared_alice.read_text(encoding="utf-8")
     whole = [" ".join(p.split()) for p in alice.split("\n\n") if p.strip()]
-    assert text.paragraphs(alice) == whole
+    assert parsing.paragraphs(alice) == whole
 
 
 @pytest.mark.parametrize("blank", ["\u200b\u200c\u200d\u2060", "\ufeff \t\u00ad", "\x01\x02\x7f", "\u2028\u2029"])
 def test_paragraphs_of_invisible_characters_are_blank(blank):
-    assert text.paragraphs(f"{blank}\n\nReal words.\n\n{blank}{blank}") == ["Real words."]
+    assert parsing.paragraphs(f"{blank}\n\nReal words.\n\n{blank}{blank}") == ["Real words."]
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from transformers import BertConfig
 
 from conftest import ROOT
 from exbert_core import limits
-from exbert_core.corpus.build import sources, text
+from exbert_core.corpus.build import parsing, sources, text
 from exbert_core.corpus.format.manifest import sha256
 from exbert_core.corpus.search import query as search, store
 from exbert_core.errors import BuildError, CorpusError, ExbertError, InputError, InvalidText, ModelLoadError
@@ -168,7 +168,7 @@ CORE_CASES = [
     ("query [CLS]", lambda c: search.query_vector(_sentence(c), 0, 2, "embedding", range(12)), InputError,
      "cannot be searched from; choose a word token (1-7)"),
     ("search from [SEP]", lambda c: search.search(c.corpus, c.minilm, _sentence(c), 8, 2), InputError, "special token [SEP]"),
-    ("text of format characters", lambda c: list(text.annotated_sentences(f"{ZERO_WIDTH}\n\n \u200b \n", c.nlp)),
+    ("text of format characters", lambda c: list(parsing.annotated_sentences(f"{ZERO_WIDTH}\n\n \u200b \n", c.nlp)),
      BuildError, "no sentences to index"),
     ("max_tokens 0", lambda c: text.encode(c.minilm, c.corpus_sentence, 0), BuildError, "from 8 to 512"),
     ("max_tokens -1", lambda c: text.encode(c.minilm, c.corpus_sentence, -1), BuildError, "from 8 to 512"),
@@ -183,7 +183,7 @@ CORE_CASES = [
 
 @pytest.fixture(scope="module")
 def ctx(minilm, nlp, sample_corpus, files) -> SimpleNamespace:
-    sentence = next(text.annotated_sentences("The queen shouted at the cat.", nlp))
+    sentence = next(parsing.annotated_sentences("The queen shouted at the cat.", nlp))
     return SimpleNamespace(minilm=minilm, nlp=nlp, corpus=sample_corpus, files=files, corpus_sentence=sentence)
 
 

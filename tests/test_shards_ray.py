@@ -132,14 +132,17 @@ def test_a_damaged_shard_is_named_never_a_smaller_answer(ray_shards, minilm, ray
 
 def test_an_interrupted_build_resumes_on_ray(alice_part, minilm, nlp, tmp_path, monkeypatch, ray_cluster, one_shard):
     options = build.BuildOptions(shard_tokens=SHARD_TOKENS)
-    real = build.embed_shard
+    real = build.build_shard
 
-    def stop_at_three(work, index, *args, **kwargs):
-        if index == 3:
-            raise KeyboardInterrupt
-        return real(work, index, *args, **kwargs)
+    def stop_at_three(folder, index, sentences, *args, **kwargs):
+        def cut_off():  # killed in the middle of shard 3: a few sentences done
+            for done, sentence in enumerate(sentences):
+                if done == 5:
+                    raise KeyboardInterrupt
+                yield sentence
+        return real(folder, index, cut_off() if index == 3 else sentences, *args, **kwargs)
 
-    monkeypatch.setattr(build, "embed_shard", stop_at_three)
+    monkeypatch.setattr(build, "build_shard", stop_at_three)
     with pytest.raises(KeyboardInterrupt):
         build.build(alice_part, "resumed", tmp_path, minilm, nlp=nlp, options=options)
     monkeypatch.undo()

@@ -48,21 +48,45 @@ def exact_layer(corpus: Corpus, loaded: LoadedModel, layer: int,
     out = {kind: np.zeros((corpus.num_tokens, width[kind]), dtype=np.float32) for kind in kinds}
 
     class Collect:
-        def embedding(self, at: int, rows: np.ndarray, x: np.ndarray) -> None:
+        def __init__(self) -> None:
+            self.batch: dict[str, np.ndarray] = {}
+
+        def embedding(self, at: int, x) -> None:
             if "embedding" in out and at == layer:
-                out["embedding"][rows] = x
+                self.batch["embedding"] = x.float().cpu().numpy()
 
-        def heads(self, at: int, rows: np.ndarray, x: np.ndarray) -> None:
+        def heads(self, at: int, x) -> None:
             if "heads" in out and at == layer:
-                out["heads"][rows] = x.reshape(len(rows), -1)
+                self.batch["heads"] = x.float().cpu().numpy().reshape(len(x), -1)
 
+        def batch_done(self, rows: np.ndarray) -> None:
+            for kind, x in self.batch.items():
+                out[kind][rows] = x
+            self.batch = {}
+
+    device = next(loaded.model.parameters()).device
+    tokens = embed.batch_tokens(info, device, embed.activation_bytes(info, embed.CPU_BATCH_TOKENS))
     for shard in corpus.shards:
         ids = shard.sentences().column("ids").to_pylist()
         positions = shard.tokens().column("position").to_numpy().astype(np.int64)
         start = shard.sentence_start()
         keep = [positions[start[i] : start[i + 1]] for i in range(len(ids))]
-        embed.run(loaded, ids, keep, shard.first_token + start[:-1].astype(np.int64), Collect(), 32)
+        embed.run(loaded, ids, keep, shard.first_token + start[:-1].astype(np.int64), Collect(), tokens)
     return out
+
+
+def steps_apart(reference: Corpus, other: Corpus, kind: str, layer: int) -> np.ndarray:
+    """How far ``other``'s stored vectors are from ``reference``'s (the same text and model, e.g.
+    built in bf16 against fp32): ``|other - reference|`` of every decoded value, in steps of the
+    reference's quantiser (``range / 63`` for 6-bit codes, ``/ 255`` for 8-bit ones). Memory:
+    tokens x width x 4 bytes, twice."""
+    levels = {"SQ6": 63, "SQ8": 255}[reference.manifest.codes[kind]]
+    apart = []
+    for mine, theirs in zip(reference.shards, other.shards):
+        a, b = mine.index(kind, layer), theirs.index(kind, layer)
+        step = a.ranges[1] / levels
+        apart.append(np.abs(b.index.sa_decode(np.asarray(b.codes)) - a.index.sa_decode(np.asarray(a.codes))) / step)
+    return np.concatenate(apart)
 
 
 def recall_at_k(exact: np.ndarray, found: np.ndarray, queries: np.ndarray, k: int) -> float:

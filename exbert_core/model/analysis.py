@@ -13,6 +13,7 @@ from exbert_core.errors import InputError
 from exbert_core.limits import MAX_SENTENCE_CHARS, MAX_TOP_K
 from exbert_core.model import forward
 from exbert_core.model.loading import LoadedModel
+from exbert_core.model.visible import has_visible_text
 
 
 @dataclass(frozen=True)
@@ -71,13 +72,6 @@ class Analysis:
     @property
     def heads(self) -> int:
         return self.attention.shape[1]
-
-
-def has_visible_text(text: str) -> bool:
-    """Whether ``text`` has a character that shows: white space, control and format characters
-    (zero-width spaces and joiners, direction marks) do not count. One rule for typed sentences
-    and corpus texts."""
-    return any(ch.isprintable() and not ch.isspace() for ch in text)
 
 
 def clean_sentence(sentence: str) -> str:

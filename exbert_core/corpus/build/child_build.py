@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from exbert_core import memory
+from exbert_core import memory, runtime
 from exbert_core.errors import USER_ERRORS, BuildError
 from exbert_core.progress import Progress, Step
 
@@ -179,7 +179,7 @@ def _child_main(fd: int) -> int:
     def progress(step: Step) -> None:
         send(step=[step.stage, step.message, step.done, step.total, step.unit])
 
-    _die_with_parent()
+    runtime.die_with_parent()
     request = json.loads(sys.stdin.buffer.read().decode("utf-8", "surrogatepass"))
     try:
         # Imported here: the parent side of this module needs neither torch nor spaCy.
@@ -201,20 +201,6 @@ def _child_main(fd: int) -> int:
         return 1
     send(done=str(path))
     return 0
-
-
-def _die_with_parent() -> None:
-    """Linux: the child gets SIGTERM when the thread that started it ends (the server stopped),
-    so no build outlives its server. Elsewhere a dead parent shows as a broken pipe."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 if __name__ == "__main__":

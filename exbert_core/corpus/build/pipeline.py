@@ -1,10 +1,15 @@
 """Building an annotated reference corpus: spaCy, the model, Parquet and memory-mapped codes.
 
-The text is cut into shards of about ``shard_tokens`` tokens (whole paragraphs). Each shard is
-built on its own: spaCy parses its sentences, the model runs over them in byte-sized batches and
-every layer's vectors are quantised and written straight into the shard's code files (see
-:mod:`exbert_core.corpus.build.embed`). All shards share one quantiser, whose ranges come from a random
-sample of the whole text, so codes and scores do not depend on how the corpus was cut.
+The text is cut into shards of about ``shard_tokens`` tokens (whole paragraphs). All shards share
+one quantiser, whose ranges come from a random sample of the whole text, so codes and scores do
+not depend on how the corpus was cut. Then the shards stream, one after the other: spaCy parses
+their sentences in worker processes (:mod:`exbert_core.corpus.build.parser`), ahead of the model,
+which runs over each sentence as soon as its batch is full (:mod:`exbert_core.corpus.build.embed`);
+every layer's vectors are quantised on the model's device and staged, and laid out as the shard's
+code files when its last sentence is done (:mod:`exbert_core.corpus.build.codes_writer`). On two
+cores the parse and the model overlap; on a GPU machine the parse runs on every core but one.
+A text parsed before (with another model, or a build that was cut off) is not parsed again: its
+parse is read back from the parse store beside the corpora (:mod:`exbert_core.corpus.build.parse_store`).
 
 Atomic and resumable: the build happens in ``<name>.partial/`` under a file lock for the name
 (``<name>.lock``, so two processes never build one name at once); each finished shard is renamed
@@ -15,6 +20,7 @@ and options finishes only the missing shards.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -22,7 +28,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,8 +38,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import spacy
 
+import torch
+
 from exbert_core import atomic, memory, runtime
-from exbert_core.corpus.build import codes_writer, embed, text as corpus_text
+from exbert_core.corpus.build import embed, parsing, text as corpus_text
+from exbert_core.corpus.build.codes_writer import StagedCodes, shard_parts
+from exbert_core.corpus.build.parse_store import ParseStore
+from exbert_core.corpus.build.parser import Parser, default_workers
+from exbert_core.corpus.build.parsing import CorpusSentence
 from exbert_core.corpus.format import names
 from exbert_core.corpus.format.manifest import (
     CODES,
@@ -46,7 +58,6 @@ from exbert_core.corpus.format.manifest import (
     CorpusManifest,
     ShardManifest,
     file_entry,
-    index_file,
     sha256,
     shard_dir,
 )
@@ -65,20 +76,34 @@ CHARS_PER_TOKEN = 3.9  # English prose, MiniLM's WordPiece: alice has 143,234 ch
 SAMPLE_SHARE, SAMPLE_MIN, SAMPLE_MAX = 0.1, 5_000, 50_000  # quantiser sample, in tokens
 PARTIAL_TTL_S = 24 * 3600  # abandoned partial builds of other names are removed after a day
 METADATA_ROWS = 20_000  # tokens per Parquet row group while a shard's metadata streams out
+PARSES = ".parses"  # the parse store's folder, beside the corpora (hidden: it is not a corpus)
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
 class BuildOptions:
     max_tokens: int = DEFAULT_MAX_TOKENS
     shard_tokens: int = DEFAULT_SHARD_TOKENS
-    # Activations of one forward batch; None: a share of the memory budget.
+    # Activations of one forward batch on a CPU; None: a share of the memory budget.
     batch_bytes: int | None = None
     seed: int = 0
+    # spaCy processes beside the model; None: every core but one (parser.default_workers).
+    parse_workers: int | None = None
+    # The model's float type while it embeds ("bf16", "fp16": for a GPU; the codes are computed in fp32).
+    dtype: str = "fp32"
 
-    def rows_per_batch(self, info: ModelInfo) -> int:
-        """Sentences per forward batch: one batch's activations take about ``batch_bytes`` (default
-        an eighth of the memory budget) even when every sentence is ``max_tokens`` long."""
-        return embed.rows_per_batch(info, self.batch_bytes or memory.budget_bytes() // 8, self.max_tokens)
+    def tokens_per_batch(self, info: ModelInfo, device: torch.device) -> int:
+        """Padded tokens per forward batch on ``device`` (:func:`embed.batch_tokens`; on a CPU the
+        activations take at most ``batch_bytes``, by default an eighth of the memory budget)."""
+        return embed.batch_tokens(info, device, self.batch_bytes or memory.budget_bytes() // 8)
+
+    def workers(self) -> int:
+        return default_workers() if self.parse_workers is None else self.parse_workers
+
+    def output(self) -> dict:
+        """The options that decide what a build writes (a resumed build must have the same)."""
+        return {"max_tokens": self.max_tokens, "shard_tokens": self.shard_tokens, "seed": self.seed,
+                "dtype": self.dtype}
 
 
 def build(
@@ -99,7 +124,8 @@ def build(
     An existing corpus of that name is replaced only once the new one is complete. A partial
     build of the same text, model and options is resumed; any other partial build is discarded.
     A read-only or full disk is a :class:`~exbert_core.errors.DiskError` (one line); what was
-    written stays under ``<name>.partial/``, which nothing loads.
+    written stays under ``<name>.partial/``, which nothing loads. ``engine``: who builds the
+    shards (None: this process, see the module; :mod:`exbert_core.corpus.build.ray_pipeline`).
     """
     reason = names.problem(name)
     if reason:
@@ -107,6 +133,8 @@ def build(
     corpus_text.check_max_tokens(loaded, options.max_tokens)
     if options.shard_tokens < MIN_SHARD_TOKENS:
         raise BuildError(f"shard_tokens must be at least {MIN_SHARD_TOKENS:,}, got {options.shard_tokens:,}.")
+    if options.dtype not in DTYPES:
+        raise BuildError(f"dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}.")
     report = progress or ignore
     # Per-batch arrays of a few MB would otherwise come from the heap, which glibc seldom gives
     # back: without this the process's memory creeps up with the number of batches.
@@ -116,8 +144,9 @@ def build(
         with filelock.FileLock(str(out_dir / f"{name}.lock")):
             _remove_stale_partials(out_dir, name)
             try:
-                return _build_locked(text, name, out_dir, loaded, source or {}, options, report,
-                                     nlp or load_spacy(), engine)
+                with _model_dtype(loaded, options.dtype):
+                    return _build_locked(text, name, out_dir, loaded, source or {}, options, report,
+                                         nlp or load_spacy(), engine)
             except OSError:
                 # Still under the lock: the shard cut off mid-way goes (on a full disk that frees
                 # space; a resumed build redoes it anyway), the finished ones stay for the next run.
@@ -132,13 +161,41 @@ def build(
         raise problem from err
 
 
+class BuildClock:
+    """Where a build's time goes, per stage (seconds): ``parse`` (spaCy's own time, summed over
+    its workers), ``embed`` (the model, quantising and staging codes), ``wait`` (the model waiting
+    for the parse: the parse bounds the build), ``layout`` (codes laid out per file), ``sample``
+    (the quantiser's sample, parse and model), and the tokens indexed: what the manifest's
+    ``build_stages`` records and the log prints as rates."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.tokens = 0
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def timed(self, stage: str, call: Callable[[], object]) -> object:
+        started = time.perf_counter()
+        try:
+            return call()
+        finally:
+            self.add(stage, time.perf_counter() - started)
+
+    def stages(self, parser: Parser) -> dict:
+        out = {k: round(v, 2) for k, v in self.seconds.items()}
+        out.update(parse=round(parser.busy_s, 2), wait=round(parser.wait_s, 2), parse_workers=parser.workers,
+                   parses_reused=parser.stored_units)
+        return out
+
+
 def _build_locked(
     text: str | Sequence[str], name: str, out_dir: Path, loaded: LoadedModel, source: dict, options: BuildOptions,
     report: Progress, nlp: spacy.language.Language, engine: ShardEngine | None,
 ) -> Path:
     started = time.perf_counter()
     documents = [text] if isinstance(text, str) else text
-    paragraphs = [p for document in documents for p in corpus_text.paragraphs(document)]
+    paragraphs = [p for document in documents for p in parsing.paragraphs(document)]
     if not paragraphs:
         raise BuildError("The text has no sentences to index.")
     partial = out_dir / f"{name}.partial"
@@ -149,19 +206,34 @@ def _build_locked(
         atomic.write_text(partial / STARTED, json.dumps({"source": source, "model": loaded.info.name,
                                                          "options": changed}))
 
-    ranges_path = partial / QUANTISER
-    if not ranges_path.is_file():
-        ranges = _sample_ranges(paragraphs, loaded, nlp, options, report)
-        buffer = io.BytesIO()
-        np.savez(buffer, **ranges)
-        atomic.write_bytes(ranges_path, buffer.getvalue())  # a killed build leaves none or all of it
-    with np.load(ranges_path) as stored:
-        ranges = {key: stored[key] for key in stored.files}
-    quantiser_sha = sha256(ranges_path)
-
     pieces = _shard_pieces(paragraphs, options.shard_tokens)
     missing = {i: piece for i, piece in enumerate(pieces) if not (partial / shard_dir(i) / MANIFEST).is_file()}
-    (engine or local_engine)(partial, missing, loaded, nlp, ranges, quantiser_sha, options, report)
+    ranges_path = partial / QUANTISER
+    sample = None if ranges_path.is_file() else sample_paragraphs(paragraphs, options.seed)
+    progress = BuildProgress(report, sum(len(p) for p in sample or ()), sum(len(p) for piece in missing.values() for p in piece))
+    clock = BuildClock()
+    store = ParseStore(out_dir / PARSES)
+    with Parser(nlp, store, options.workers() if engine is None else 0) as parser:
+        # One stream for the sample and (built here) the shards, so the workers parse the shards
+        # while the model runs over the sample.
+        units = parser.units(([sample] if sample else []) + (list(missing.values()) if engine is None else []),
+                             progress.parsed)
+        if sample:
+            sentences = next(units)
+            ranges = clock.timed("sample", lambda: _sample_ranges(sentences, loaded, options, progress))
+            buffer = io.BytesIO()
+            np.savez(buffer, **ranges)
+            atomic.write_bytes(ranges_path, buffer.getvalue())  # a killed build leaves none or all of it
+        with np.load(ranges_path) as stored:
+            ranges = {key: stored[key] for key in stored.files}
+        quantiser_sha = sha256(ranges_path)
+        if engine is not None:
+            engine(partial, missing, loaded, store.folder, ranges, quantiser_sha, options, report)
+        else:
+            for (index, piece), sentences in zip(missing.items(), units):
+                build_shard(partial / shard_dir(index), index, sentences, loaded, ranges, quantiser_sha, options,
+                            progress.embedded, clock, expected_tokens=sum(len(p) for p in piece) / CHARS_PER_TOKEN)
+        stages = clock.stages(parser)
     entries = shard_entries(partial, name, len(pieces))
     tokens, sentences = sum(e["tokens"] for e in entries), sum(e["sentences"] for e in entries)
     if tokens == 0:
@@ -170,6 +242,7 @@ def _build_locked(
                          "does not keep, or invisible characters).")
 
     report(Step("write", "Writing the manifest"))
+    seconds = time.perf_counter() - started
     manifest = CorpusManifest(
         format_version=FORMAT_VERSION,
         name=name,
@@ -188,9 +261,11 @@ def _build_locked(
         shards=entries,
         files={QUANTISER: file_entry(ranges_path)},
         source=source,
-        options={"max_tokens": options.max_tokens, "shard_tokens": options.shard_tokens},
+        options={"max_tokens": options.max_tokens, "shard_tokens": options.shard_tokens}
+        | ({"dtype": options.dtype} if options.dtype != "fp32" else {}),
         built=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        build_seconds=round(time.perf_counter() - started, 1),
+        build_seconds=round(seconds, 1),
+        build_stages=stages,
     )
     atomic.write_text(partial / MANIFEST, manifest.to_json())
     (partial / "plan.json").unlink(missing_ok=True)
@@ -199,29 +274,81 @@ def _build_locked(
     atomic.replace_dir(partial, final)
     memory.KEPT.drop(("corpus", str(final.resolve())))
     report(Step("done", f"Built corpus '{name}': {tokens:,} tokens in {len(entries)} shard(s)"))
-    log.info("Built corpus %s: %d tokens, %d shards in %.1f s", name, tokens, len(entries),
-             time.perf_counter() - started)
+    log.info("Built corpus %s: %d tokens, %d shards in %.1f s (%.0f tokens/s); stages %s", name, tokens,
+             len(entries), seconds, tokens / max(seconds, 1e-9), _rates(stages, clock.tokens))
     return final
 
 
-ShardEngine = Callable[[Path, dict[int, list[str]], LoadedModel, spacy.language.Language, dict[str, np.ndarray],
+def _rates(stages: dict, tokens: int) -> str:
+    """Tokens/s of each stage that ran, for the log: the slowest bounds the build."""
+    return ", ".join(f"{stage} {stages[stage]:.1f} s ({tokens / stages[stage]:,.0f} tokens/s)"
+                     for stage in ("parse", "embed", "wait", "layout") if stages.get(stage) and tokens)
+
+
+ShardEngine = Callable[[Path, dict[int, list[str]], LoadedModel, Path, dict[str, np.ndarray],
                         str, "BuildOptions", Progress], None]
-"""Builds the missing shards ``{index: paragraphs}`` of a partial build: (partial folder, missing
-shards, model, spaCy, quantiser ranges, quantiser checksum, options, progress)."""
+"""Builds the missing shards ``{index: paragraphs}`` of a partial build elsewhere than in this
+process: (partial folder, missing shards, model, the parse store's folder, quantiser ranges,
+quantiser checksum, options, progress)."""
 
 
-def local_engine(
-    partial: Path, missing: dict[int, list[str]], loaded: LoadedModel, nlp: spacy.language.Language,
-    ranges: dict[str, np.ndarray], quantiser_sha: str, options: BuildOptions, report: Progress,
-) -> None:
-    """Build the missing shards one after the other in this process."""
-    total_chars = sum(len(p) for piece in missing.values() for p in piece)
-    done_chars = 0
-    for index, piece in missing.items():
-        work = parse_shard(partial / shard_dir(index), piece, loaded, nlp, options,
-                           _parse_progress(report, index, done_chars, total_chars))
-        embed_shard(work, index, loaded, ranges, quantiser_sha, options, report)
-        done_chars += sum(len(p) for p in piece)
+class BuildProgress:
+    """One bar for the whole build, in characters of text: the quantiser's sample, then every
+    shard, counted as spaCy's parse hands them over (:meth:`parsed`), with the model's rate in
+    tokens/s and the time left at the live rate in its message (:meth:`embedded`)."""
+
+    def __init__(self, report: Progress, sample_chars: int, shard_chars: int) -> None:
+        self.report, self.total = report, sample_chars + shard_chars
+        self.sample_left = sample_chars
+        self.done = 0
+        self.tokens = 0
+        self.rate, self.token_rate = Rate(), Rate()
+        self.message = "Learning how to store the vectors compactly, from a sample of the text" if sample_chars \
+            else "Parsing the text with spaCy and running the model over every token"
+
+    def parsed(self, chars: int) -> None:
+        self.done += chars
+        if self.sample_left:
+            self.sample_left = max(0, self.sample_left - chars)
+        self._show()
+
+    def sample_done(self) -> None:
+        self.message = "Parsing the text with spaCy and running the model over every token"
+        self._show()
+
+    def embedded(self, tokens: int) -> None:
+        self.tokens += tokens
+        self.token_rate.update(self.tokens)
+        self._show()
+
+    def _show(self) -> None:
+        self.rate.update(self.done)
+        parts = [self.message]
+        speed = self.token_rate.per_second(self.tokens)
+        if self.tokens:
+            parts.append(f"{self.tokens:,} tokens indexed" + (f" ({speed:,.0f}/s)" if speed else ""))
+        left = self.rate.eta(self.done, self.total)
+        if left is not None:
+            parts.append(f"{format_seconds(left)} left")
+        self.report(Step("build", " · ".join(parts), min(self.done, self.total), self.total, "characters"))
+
+
+@contextlib.contextmanager
+def _model_dtype(loaded: LoadedModel, dtype: str) -> Iterator[None]:
+    """The model in ``dtype`` for the build, and back to its own after it (under its lock: the
+    change is seen by every user of the model)."""
+    wanted = DTYPES[dtype]
+    own = next(loaded.model.parameters()).dtype
+    if wanted == own:
+        yield
+        return
+    with loaded.lock:
+        loaded.model.to(wanted)
+    try:
+        yield
+    finally:
+        with loaded.lock:
+            loaded.model.to(own)
 
 
 def _plan(paragraphs: list[str], loaded: LoadedModel, options: BuildOptions, spacy_name: str) -> dict:
@@ -231,7 +358,7 @@ def _plan(paragraphs: list[str], loaded: LoadedModel, options: BuildOptions, spa
         digest.update(p.encode("utf-8", "surrogatepass"))
         digest.update(b"\n\n")
     return {"format_version": FORMAT_VERSION, "text_sha256": digest.hexdigest(), "model": loaded.info.name,
-            "revision": _revision(loaded), "spacy": spacy_name, "options": asdict(options) | {"batch_bytes": None}}
+            "revision": _revision(loaded), "spacy": spacy_name, "options": options.output()}
 
 
 def _start_or_resume(partial: Path, plan: dict) -> bool:
@@ -287,18 +414,17 @@ def sample_paragraphs(paragraphs: list[str], seed: int) -> list[str]:
     return [paragraphs[i] for i in sorted(chosen)]
 
 
-def _sample_ranges(
-    paragraphs: list[str], loaded: LoadedModel, nlp: spacy.language.Language, options: BuildOptions, report: Progress,
-) -> dict[str, np.ndarray]:
-    """The quantiser's per-dimension ranges of every layer, from a sample of the whole text."""
-    sample = sample_paragraphs(paragraphs, options.seed)
-    report(Step("sample", "Learning how to store the vectors compactly, from a sample of the text"))
-    sentences = [e for s in corpus_text.annotated_sentences("\n\n".join(sample), nlp)
-                 for e in corpus_text.encode(loaded, s, options.max_tokens)]
-    keep = [_indexed_positions(e) for e in sentences]
+def _sample_ranges(sentences: Iterable[CorpusSentence], loaded: LoadedModel, options: BuildOptions,
+                   progress: BuildProgress) -> dict[str, np.ndarray]:
+    """The quantiser's per-dimension ranges of every layer, from the sample's sentences."""
     stats = embed.RangeStats(loaded.info)
-    embed.run(loaded, [e.ids for e in sentences], keep, np.zeros(len(sentences), np.int64), stats,
-              options.rows_per_batch(loaded.info), cut_invariant=False)  # every build samples alike
+    device = next(loaded.model.parameters()).device
+    batcher = embed.Batcher(loaded, stats, options.tokens_per_batch(loaded.info, device))
+    for sentence in sentences:
+        for encoded in corpus_text.encode(loaded, sentence, options.max_tokens):
+            batcher.add(encoded.ids, _indexed_positions(encoded), 0)
+    batcher.finish()
+    progress.sample_done()
     if not stats.low:
         raise BuildError("The text has no word to index (only white space, punctuation marks the model "
                          "does not keep, or invisible characters).")
@@ -325,72 +451,43 @@ def shard_entries(partial: Path, name: str, count: int) -> list[dict]:
     return entries
 
 
-def _parse_progress(report: Progress, index: int, done_chars: int, total_chars: int):
-    def parsed(done: int, _total: int) -> None:
-        report(Step("parse", f"Parsing sentences with spaCy (shard {index + 1})", done_chars + done,
-                    total_chars, "characters"))
-    return parsed
-
-
-def parse_shard(
-    folder: Path, piece: list[str], loaded: LoadedModel, nlp: spacy.language.Language, options: BuildOptions,
-    parsed: Callable[[int, int], None] | None = None,
+def build_shard(
+    folder: Path, index: int, sentences: Iterable[CorpusSentence], loaded: LoadedModel, ranges: dict[str, np.ndarray],
+    quantiser_sha: str, options: BuildOptions, embedded: Callable[[int], None] | None = None,
+    clock: BuildClock | None = None, expected_tokens: float = 0,
 ) -> Path:
-    """First stage of a shard (spaCy, CPU): parse ``piece`` (its paragraphs), tokenize for the model,
-    and write ``sentences.parquet`` and ``tokens.parquet`` into ``<folder>.partial``; returns it."""
+    """Build shard ``index`` in ``folder`` from its ``sentences`` as they come: tokenize them,
+    write ``sentences.parquet`` and ``tokens.parquet``, run the model over them and stage every
+    layer's codes; once the last sentence is done, lay out the code files, write the shard's
+    manifest and rename ``<folder>.partial`` into place. ``embedded(tokens)`` after each model
+    batch; ``expected_tokens`` sizes the staging file at first (it grows as needed).
+
+    Disk: while the codes are laid out, the shard's codes exist twice (staged and laid out)."""
+    clock = clock or BuildClock()
     work = folder.with_name(folder.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    encoded = (e for s in corpus_text.annotated_sentences("\n\n".join(piece), nlp, parsed)
-               for e in corpus_text.encode(loaded, s, options.max_tokens))
-    # spaCy's vocabulary keeps every new word it sees; the zone frees them after the shard (our
-    # annotations are plain strings already), so parsing many shards does not grow memory.
-    with nlp.memory_zone():
-        _write_metadata(work, encoded, loaded)
-    return work
-
-
-def embed_shard(
-    work: Path, index: int, loaded: LoadedModel, ranges: dict[str, np.ndarray], quantiser_sha: str,
-    options: BuildOptions, report: Progress = ignore,
-) -> Path:
-    """Second stage of a shard (the model): run the model over the parsed sentences in ``work``,
-    write every layer's codes and the shard manifest, and rename ``work`` into place."""
-    ids = pq.read_table(work / SENTENCES, columns=["ids"]).column("ids").combine_chunks()
-    flat, offsets = ids.values.to_numpy(), ids.offsets.to_numpy()  # 4 bytes per token, not Python lists
-    sentences = [flat[offsets[i] : offsets[i + 1]] for i in range(len(ids))]
-    tokens = pq.read_table(work / TOKENS, columns=["sentence_id", "position"])
-    sentence_of = tokens.column("sentence_id").to_numpy()
-    positions = tokens.column("position").to_numpy().astype(np.int64)
-    start = np.searchsorted(sentence_of, np.arange(len(sentences) + 1), side="left")
-    keep = [positions[start[i] : start[i + 1]] for i in range(len(sentences))]
-    n = len(positions)
     info = loaded.info
-    writers = {}
-    for layer in range(info.layers + 1):
-        writers[("embedding", layer)] = codes_writer.CodeWriter(
-            work / index_file(layer, "embedding"), CODES["embedding"], ranges[f"embedding_{layer:02d}"], n)
-        if layer:
-            writers[("heads", layer)] = codes_writer.CodeWriter(
-                work / index_file(layer, "heads"), CODES["heads"], ranges[f"heads_{layer:02d}"], n * info.heads)
-    sink = embed.ShardCodes(writers, n, info.heads)
-    rate, done = Rate(), 0
-    report(Step("embed", f"Running the model over shard {index + 1}", 0, n, "tokens"))
-
-    def step(count: int) -> None:
-        nonlocal done
-        done += count
-        speed = rate.per_second(done)
-        extra = f" · {speed:,.0f} tokens/s · {format_seconds(rate.eta(done, n))} left" if speed else ""
-        report(Step("embed", f"Running the model over shard {index + 1}{extra}", done, n, "tokens"))
-
+    device = next(loaded.model.parameters()).device
+    staged = StagedCodes(work, shard_parts(info, ranges), int(expected_tokens * 1.1) + 1)
+    sink = embed.ShardCodes(staged, device)
+    batcher = embed.Batcher(loaded, sink, options.tokens_per_batch(info, device), embedded)
     try:
-        embed.run(loaded, sentences, keep, start[:-1].astype(np.int64), sink, options.rows_per_batch(info), step)
-    finally:
-        sink.close()
+        with _MetadataWriter(work, loaded) as metadata:
+            for sentence in sentences:
+                for encoded in corpus_text.encode(loaded, sentence, options.max_tokens):
+                    first = metadata.add(encoded)
+                    keep = _indexed_positions(encoded)
+                    clock.timed("embed", lambda: batcher.add(encoded.ids, keep, first))
+            clock.timed("embed", lambda: (batcher.finish(), sink.flush()))
+        clock.timed("layout", lambda: staged.finish(metadata.rows))
+    except BaseException:
+        staged.abandon()
+        raise
+    clock.tokens += metadata.rows
     shard = ShardManifest(
         format_version=FORMAT_VERSION, corpus=work.parent.name.removesuffix(".partial"), index=index,
-        tokens=n, sentences=len(sentences), quantiser_sha256=quantiser_sha,
+        tokens=metadata.rows, sentences=metadata.sentences, quantiser_sha256=quantiser_sha,
         files={p.name: file_entry(p) for p in sorted(work.iterdir())},
     )
     atomic.write_text(work / MANIFEST, shard.to_json())
@@ -420,50 +517,66 @@ _TOKEN_SCHEMA = pa.schema(list(TOKEN_COLUMNS.items()))
 _SENTENCE_SCHEMA = pa.schema([("sentence_id", pa.int32()), ("text", pa.string()), ("ids", pa.list_(pa.int32()))])
 
 
-def _write_metadata(folder: Path, encoded: Iterable[EncodedSentence], loaded: LoadedModel) -> None:
-    """``sentences.parquet`` and ``tokens.parquet`` (one row per indexed token, in row order),
-    streamed in row groups: memory holds one group of sentences at a time, whatever the shard's size."""
-    with pq.ParquetWriter(folder / SENTENCES, _SENTENCE_SCHEMA, compression="zstd") as sentences, \
-            pq.ParquetWriter(folder / TOKENS, _TOKEN_SCHEMA, compression="zstd") as tokens:
-        columns: dict[str, list] = {c: [] for c in TOKEN_COLUMNS}
-        group: list[EncodedSentence] = []
-        first = 0
+class _MetadataWriter:
+    """``sentences.parquet`` and ``tokens.parquet`` (one row per indexed token, in row order) of a
+    shard, streamed in row groups: memory holds one group of sentences at a time, whatever the
+    shard's size. :meth:`add` gives each sentence's first row."""
 
-        def flush() -> None:
-            nonlocal columns, group, first
-            tokens.write_table(pa.table(columns, schema=_TOKEN_SCHEMA))
-            sentences.write_table(pa.table({
-                "sentence_id": pa.array(range(first, first + len(group)), pa.int32()),
-                "text": [e.sentence.text for e in group],
-                "ids": pa.array([list(e.ids) for e in group], pa.list_(pa.int32())),
-            }, schema=_SENTENCE_SCHEMA))
-            first += len(group)
-            columns, group = {c: [] for c in TOKEN_COLUMNS}, []
+    def __init__(self, folder: Path, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.sentences_file = pq.ParquetWriter(folder / SENTENCES, _SENTENCE_SCHEMA, compression="zstd")
+        self.tokens_file = pq.ParquetWriter(folder / TOKENS, _TOKEN_SCHEMA, compression="zstd")
+        self.columns: dict[str, list] = {c: [] for c in TOKEN_COLUMNS}
+        self.group: list[EncodedSentence] = []
+        self.sentences = 0  # sentences written before the group
+        self.rows = 0  # token rows, the group's included
 
-        for enc in encoded:
-            sid = first + len(group)
-            group.append(enc)
-            with loaded.lock:  # the shared tokenizer (see text.encode)
-                texts = loaded.tokenizer.convert_ids_to_tokens(list(enc.ids))
-            for position, word_index in enumerate(enc.word_of):
-                if enc.special[position]:
-                    continue
-                word = enc.sentence.words[word_index] if word_index is not None else None
-                columns["sentence_id"].append(sid)
-                columns["position"].append(position)
-                columns["token"].append(texts[position])
-                columns["word"].append(word.text if word else "")
-                columns["word_index"].append(word.index if word else -1)
-                columns["word_start"].append(word.start if word else -1)
-                columns["word_end"].append(word.end if word else -1)
-                for key in ("pos", "tag", "dep", "ner", "iob", "lemma"):
-                    columns[key].append(getattr(word, key) if word else "")
-                columns["head"].append(word.head if word else -1)
-                columns["is_punct"].append(word.is_punct if word else False)
-            if len(columns["sentence_id"]) >= METADATA_ROWS:
-                flush()
-        if group or not first:
-            flush()
+    def __enter__(self) -> "_MetadataWriter":
+        return self
+
+    def __exit__(self, failed: type | None, *_: object) -> None:
+        if failed is None and (self.group or not self.sentences):
+            self._flush()
+        self.sentences_file.close()
+        self.tokens_file.close()
+
+    def add(self, enc: EncodedSentence) -> int:
+        """Add a tokenized sentence; returns the row of its first indexed token."""
+        first = self.rows
+        sid = self.sentences + len(self.group)
+        self.group.append(enc)
+        with self.loaded.lock:  # the shared tokenizer (see text.encode)
+            texts = self.loaded.tokenizer.convert_ids_to_tokens(list(enc.ids))
+        columns = self.columns
+        for position, word_index in enumerate(enc.word_of):
+            if enc.special[position]:
+                continue
+            word = enc.sentence.words[word_index] if word_index is not None else None
+            columns["sentence_id"].append(sid)
+            columns["position"].append(position)
+            columns["token"].append(texts[position])
+            columns["word"].append(word.text if word else "")
+            columns["word_index"].append(word.index if word else -1)
+            columns["word_start"].append(word.start if word else -1)
+            columns["word_end"].append(word.end if word else -1)
+            for key in ("pos", "tag", "dep", "ner", "iob", "lemma"):
+                columns[key].append(getattr(word, key) if word else "")
+            columns["head"].append(word.head if word else -1)
+            columns["is_punct"].append(word.is_punct if word else False)
+            self.rows += 1
+        if len(columns["sentence_id"]) >= METADATA_ROWS:
+            self._flush()
+        return first
+
+    def _flush(self) -> None:
+        self.tokens_file.write_table(pa.table(self.columns, schema=_TOKEN_SCHEMA))
+        self.sentences_file.write_table(pa.table({
+            "sentence_id": pa.array(range(self.sentences, self.sentences + len(self.group)), pa.int32()),
+            "text": [e.sentence.text for e in self.group],
+            "ids": pa.array([list(e.ids) for e in self.group], pa.list_(pa.int32())),
+        }, schema=_SENTENCE_SCHEMA))
+        self.sentences += len(self.group)
+        self.columns, self.group = {c: [] for c in TOKEN_COLUMNS}, []
 
 
 def _remove_stale_partials(out_dir: Path, name: str) -> None:

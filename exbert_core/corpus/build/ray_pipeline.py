@@ -1,27 +1,32 @@
 """Building a corpus's shards with Ray Data, on this machine or a cluster.
 
 The driver cuts the text into shards and trains the shared quantiser (as the one-process build
-does); Ray Data then runs the shards through two actor pools: spaCy (CPU) parses a shard's
-paragraphs and writes its metadata, and the model (one GPU per actor where the cluster has
-GPUs) writes its codes and renames the shard into place. A worker killed mid-shard leaves only
-a ``shard-NNNN.partial`` folder, which nothing loads and the next run redoes.
+does); Ray Data then streams the shards through two actor pools: spaCy actors (one CPU each) parse
+a shard's paragraphs into the parse store (or find them there: a text is parsed once, whatever
+the model), and model actors (one GPU each where the cluster has GPUs) tokenize the stored
+sentences, write the shard's metadata and codes, and rename it into place
+(:func:`~exbert_core.corpus.build.pipeline.build_shard`). The pools run at once: while the model
+actors embed one shard, the spaCy actors parse the next. A worker killed mid-shard leaves only a
+``shard-NNNN.partial`` folder, which nothing loads and the next run redoes.
 
-The corpus folder must be on storage every worker sees (one machine, or a shared file system).
-``ray.init()`` without an address starts a local cluster; the project's package travels to the
-workers through Ray's runtime environment.
+The corpus folder (and the parse store beside it) must be on storage every worker sees (one
+machine, or a shared file system). ``ray.init()`` without an address starts a local cluster; the
+project's package travels to the workers through Ray's runtime environment.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
-import spacy
 
 from exbert_core.cluster import check_address, connect
 from exbert_core.corpus.build import pipeline as corpus_build
+from exbert_core.corpus.build.parse_store import ParseStore
+from exbert_core.corpus.build.parser import Parser
 from exbert_core.corpus.format.manifest import shard_dir
 from exbert_core.errors import BuildError, InputError
 from exbert_core.model.loading import LoadedModel
@@ -30,43 +35,49 @@ from exbert_core.progress import Progress, Step
 log = logging.getLogger(__name__)
 
 class _ParseShard:
-    """Ray Data stage 1 (an actor holds spaCy and the tokenizer): paragraphs -> shard metadata."""
+    """Ray Data stage 1 (an actor holds spaCy): a shard's paragraphs -> their parse, in the store."""
 
-    def __init__(self, model: str, partial: str, max_tokens: int) -> None:
-        from exbert_core.model import annotate, loading
+    def __init__(self, store: str) -> None:
+        from exbert_core.model import annotate
 
-        self.loaded = loading.load(model)
         self.nlp = annotate.load_spacy()
-        self.partial = Path(partial)
-        self.options = corpus_build.BuildOptions(max_tokens=max_tokens)
+        self.store = ParseStore(Path(store))
 
     def __call__(self, batch: dict) -> dict:
-        works = []
-        for index, piece in zip(batch["index"], batch["piece"]):
-            folder = self.partial / shard_dir(int(index))
-            work = corpus_build.parse_shard(folder, json.loads(piece), self.loaded, self.nlp, self.options)
-            works.append(str(work))
-        return {"index": batch["index"], "work": np.array(works)}
+        for piece in batch["piece"]:
+            with Parser(self.nlp, self.store, workers=0) as parser:
+                for sentences in parser.units([json.loads(piece)]):
+                    for _ in sentences:  # stored as it streams
+                        pass
+        return batch
 
 
 class _EmbedShard:
-    """Ray Data stage 2 (an actor holds the model): shard metadata -> codes, shard renamed into place."""
+    """Ray Data stage 2 (an actor holds the model): a shard's stored parse -> its metadata and
+    codes, the shard renamed into place."""
 
-    def __init__(self, model: str, partial: str, quantiser_sha: str, max_tokens: int, device: str) -> None:
-        from exbert_core.model import loading
+    def __init__(self, model: str, partial: str, store: str, quantiser_sha: str,
+                 options: corpus_build.BuildOptions, device: str) -> None:
+        from exbert_core.model import annotate, loading
 
         self.loaded = loading.load(model)
         loading.move_to_device(self.loaded, device)
-        with np.load(Path(partial) / corpus_build.QUANTISER) as stored:
+        self.loaded.model.to(corpus_build.DTYPES[options.dtype])
+        self.nlp = annotate.load_spacy()
+        self.partial, self.store = Path(partial), ParseStore(Path(store))
+        with np.load(self.partial / corpus_build.QUANTISER) as stored:
             self.ranges = {key: stored[key] for key in stored.files}
-        self.quantiser_sha = quantiser_sha
-        self.options = corpus_build.BuildOptions(max_tokens=max_tokens)
+        self.quantiser_sha, self.options = quantiser_sha, options
 
     def __call__(self, batch: dict) -> dict:
         tokens = []
-        for index, work in zip(batch["index"], batch["work"]):
-            folder = corpus_build.embed_shard(Path(work), int(index), self.loaded, self.ranges, self.quantiser_sha,
-                                              self.options)
+        for index, piece in zip(batch["index"], batch["piece"]):
+            paragraphs = json.loads(piece)
+            with Parser(self.nlp, self.store, workers=0) as parser:
+                sentences = next(parser.units([paragraphs]))  # read back: stage 1 stored it
+                folder = corpus_build.build_shard(self.partial / shard_dir(int(index)), int(index), sentences,
+                                                  self.loaded, self.ranges, self.quantiser_sha, self.options,
+                                                  expected_tokens=sum(map(len, paragraphs)) / corpus_build.CHARS_PER_TOKEN)
             tokens.append(json.loads((folder / "manifest.json").read_text())["tokens"])
         return {"index": batch["index"], "tokens": np.array(tokens)}
 
@@ -79,10 +90,10 @@ def engine(address: str | None = None, workers: int | None = None, device: str =
     check_address(address)
 
     def build_shards(
-        partial: Path, missing: dict[int, list[str]], loaded: LoadedModel, nlp: spacy.language.Language,
+        partial: Path, missing: dict[int, list[str]], loaded: LoadedModel, store: Path,
         ranges: dict[str, np.ndarray], quantiser_sha: str, options: corpus_build.BuildOptions, report: Progress,
     ) -> None:
-        del nlp, ranges  # the actors load their own spaCy and read the ranges from the partial folder
+        del ranges  # the model actors read them from the partial folder
         if not missing:
             return
         import ray
@@ -93,25 +104,28 @@ def engine(address: str | None = None, workers: int | None = None, device: str =
         if device == "cuda" and not gpus:
             raise BuildError("--device cuda: the Ray cluster has no GPU. Use --device auto or cpu.")
         pool = max(1, min(workers or cpus, len(missing)))
-        report(Step("embed", f"Building {len(missing)} shard(s) on Ray: {pool} worker(s) per stage"
+        report(Step("build", f"Building {len(missing)} shard(s) on Ray: {pool} worker(s) per stage"
                              + (f", {gpus} GPU(s)" if gpus else ""), 0, len(missing), "shards"))
         items = [{"index": i, "piece": json.dumps(piece)} for i, piece in missing.items()]
         model = loaded.info.name
         dataset = (
             ray.data.from_items(items)
             .map_batches(_ParseShard, batch_size=1, concurrency=pool, num_cpus=1,
-                         fn_constructor_kwargs={"model": model, "partial": str(partial),
-                                                "max_tokens": options.max_tokens})
+                         fn_constructor_kwargs={"store": str(store)})
             .map_batches(_EmbedShard, batch_size=1, concurrency=min(pool, gpus) if gpus else pool,
                          num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0,
-                         fn_constructor_kwargs={"model": model, "partial": str(partial),
-                                                "quantiser_sha": quantiser_sha, "max_tokens": options.max_tokens,
+                         fn_constructor_kwargs={"model": model, "partial": str(partial), "store": str(store),
+                                                "quantiser_sha": quantiser_sha, "options": options,
                                                 "device": "cuda" if gpus else "cpu"})
         )
-        done = 0
+        done = tokens = 0
+        started = time.perf_counter()
         for row in dataset.iter_rows():
             done += 1
-            report(Step("embed", f"Shard {int(row['index']) + 1} done ({int(row['tokens']):,} tokens)",
-                        done, len(missing), "shards"))
+            tokens += int(row["tokens"])
+            rate = tokens / max(time.perf_counter() - started, 1e-9)
+            report(Step("build", f"Shard {int(row['index']) + 1} done ({int(row['tokens']):,} tokens) · "
+                                 f"{rate:,.0f} tokens/s on Ray", done, len(missing), "shards"))
+        log.info("Ray built %d shard(s), %d tokens at %.0f tokens/s", done, tokens, tokens / max(time.perf_counter() - started, 1e-9))
 
     return build_shards

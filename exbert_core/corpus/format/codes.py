@@ -17,14 +17,19 @@ QTYPES = {"SQ6": faiss.ScalarQuantizer.QT_6bit, "SQ8": faiss.ScalarQuantizer.QT_
 _FOURCC = b"IxSQ"
 
 
+def vdiff_of(ranges: np.ndarray) -> np.ndarray:
+    """The quantiser's step range per dimension, ``[dim]`` float32, from ``ranges`` ``[2, dim]``
+    (min, max): a constant dimension still needs a non-zero step."""
+    ranges = np.asarray(ranges, dtype=np.float32)
+    return np.maximum(ranges[1] - ranges[0], np.float32(1e-6)).astype(np.float32)
+
+
 def empty_index(factory: str, ranges: np.ndarray) -> faiss.IndexScalarQuantizer:
     """A trained, empty quantiser index. ``ranges`` ``[2, dim]``: per dimension (min, max)."""
     ranges = np.asarray(ranges, dtype=np.float32)
     dim = ranges.shape[1]
-    vmin, vmax = ranges[0], ranges[1]
-    vdiff = np.maximum(vmax - vmin, 1e-6)  # a constant dimension still needs a non-zero step
     index = faiss.IndexScalarQuantizer(dim, QTYPES[factory], faiss.METRIC_INNER_PRODUCT)
-    faiss.copy_array_to_vector(np.concatenate([vmin, vdiff]).astype(np.float32), index.sq.trained)
+    faiss.copy_array_to_vector(np.concatenate([ranges[0], vdiff_of(ranges)]).astype(np.float32), index.sq.trained)
     index.is_trained = True
     return index
 

@@ -163,6 +163,8 @@ class CorpusManifest:
     built: str = ""
     build_seconds: float = 0.0
     tokenizer: str = ""
+    # Seconds per stage of the build (parse, embed, wait, layout, sample), workers, parses reused.
+    build_stages: dict = field(default_factory=dict)
 
     @property
     def shard_entries(self) -> list[ShardEntry]:
