@@ -42,28 +42,27 @@ def parse_bytes(text: str) -> int:
 
 def budget_bytes() -> int:
     """The configured budget (``EXBERT_MEMORY_BUDGET``), or the default when unset or unreadable."""
-    text = os.environ.get(BUDGET_ENV, "").strip()
-    if not text:
-        return DEFAULT_BUDGET
-    try:
-        return max(parse_bytes(text), 50_000_000)
-    except ValueError as err:
-        log.warning("%s=%r ignored (%s); using %d bytes", BUDGET_ENV, text, err, DEFAULT_BUDGET)
-        return DEFAULT_BUDGET
+    return _bytes_setting(BUDGET_ENV, DEFAULT_BUDGET, least=50_000_000)
 
 
 def limit_bytes() -> int:
     """What the whole process tree may take (``EXBERT_MEMORY_LIMIT``): the app's server and the
     child processes its corpus builds run in. A build starts only when its expected peak fits
     beside the server's memory and the builds already running (:mod:`exbert_core.corpus.build.build_memory`)."""
-    text = os.environ.get(LIMIT_ENV, "").strip()
+    return _bytes_setting(LIMIT_ENV, DEFAULT_LIMIT, least=100_000_000)
+
+
+def _bytes_setting(env: str, default: int, least: int) -> int:
+    """The size in environment variable ``env`` (at least ``least``), or ``default`` when it is
+    unset or unreadable (logged)."""
+    text = os.environ.get(env, "").strip()
     if not text:
-        return DEFAULT_LIMIT
+        return default
     try:
-        return max(parse_bytes(text), 100_000_000)
+        return max(parse_bytes(text), least)
     except ValueError as err:
-        log.warning("%s=%r ignored (%s); using %d bytes", LIMIT_ENV, text, err, DEFAULT_LIMIT)
-        return DEFAULT_LIMIT
+        log.warning("%s=%r ignored (%s); using %d bytes", env, text, err, default)
+        return default
 
 
 def rss_anon(pid: int | str = "self") -> int:

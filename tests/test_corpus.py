@@ -14,6 +14,7 @@ import pytest
 from conftest import ROOT, SAMPLE_TEXT
 from tiny_models import tiny
 
+from exbert_core import paths
 from exbert_core.corpus import evaluation
 from exbert_core.corpus.build import codes_writer
 from exbert_core.corpus.format import codes, manifest as corpus_manifest, vectors
@@ -51,8 +52,9 @@ def test_missing_corpus_names_the_build_command(tmp_path):
 
 def test_an_interrupted_build_is_named_with_the_command_that_resumes_it(minilm, nlp, tmp_path, monkeypatch, capsys):
     """The probe's case: a build of several shards killed after two. The hint says it was
-    interrupted and quotes the command it was started with (its own text and shard size), not
-    another source (that such a command resumes the build: test_corpus_build, test_shards_ray)."""
+    interrupted and quotes the command it was started with (its own text, shard size and --out
+    folder), not another source (that such a command resumes the build: test_corpus_build,
+    test_shards_ray). Without --out the quoted command would start a new build in the data dir."""
     import runpy
 
     from exbert_core.corpus.build import pipeline as build
@@ -75,13 +77,19 @@ def test_an_interrupted_build_is_named_with_the_command_that_resumes_it(minilm, 
     message = str(err.value)
     assert "A build of corpus 'killme' was interrupted (2 shard(s) finished" in message and "--source" not in message
     assert message.endswith("The same command resumes it: python scripts/build_corpus.py --text 'my notes.txt' "
-                            "--name killme --model minilm --shard-tokens 1000")
+                            f"--name killme --out {tmp_path} --model minilm --shard-tokens 1000")
     monkeypatch.setattr(sys, "argv", ["search.py", "--corpus", str(tmp_path / "killme"), "--sentence", "Hi.",
                                       "--position", "1", "--layer", "1"])
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
     with pytest.raises(SystemExit) as done:
         runpy.run_path(str(ROOT / "scripts/search.py"), run_name="__main__")
     assert done.value.code == 2 and capsys.readouterr().err.strip() == f"error: {message}"
+    data = tmp_path / "data"  # the same build in the data dir's own folder: the command needs no --out
+    monkeypatch.setenv(paths.DATA_DIR_ENV, str(data))
+    shutil.move(tmp_path / "killme.partial", paths.corpora_dir() / "killme.partial")
+    with pytest.raises(CorpusError, match="resumes it: python scripts/build_corpus.py --text 'my notes.txt' "
+                                          "--name killme --model minilm --shard-tokens 1000$"):
+        corpus.load("killme")
 
 
 def test_corrupted_index_gives_a_clear_error(copy_of_sample, minilm):

@@ -141,6 +141,22 @@ def test_a_sample_of_many_small_files_is_drawn_from_all_of_the_folder(tmp_path, 
     assert chapters[0] == 0 and chapters[-1] >= 75  # spread, not the first five chapters
 
 
+def test_a_folder_of_notes_shorter_than_a_share_still_fills_the_cap(tmp_path, meter):
+    """100 notes of about 90 tokens (9,000 in all) and a cap of 2,000: the ten files a share of 200
+    picks held 900 tokens, and the sample stopped there; now it goes on in the files not yet read."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for i in range(100):
+        (folder / f"note{i:03d}.txt").write_text(f"Note {i}. " + paragraphs(1, words=66))
+    assert 80 <= meter.count((folder / "note000.txt").read_text()) < sample.MIN_SHARE_TOKENS
+    report = inputs.InputReport()
+    texts = list(inputs.read(folder, max_tokens_total=2000, meter=meter, report=report))
+    assert 2000 - ONE_SENTENCE <= tokens(texts, meter) <= 2000, tokens(texts, meter)
+    notes = sorted(int(re.match(r"Note (\d+)", t).group(1)) for t in texts)
+    assert report.files == len(notes) == len(set(notes)) > 20  # each note read once
+    assert notes[0] == 0 and notes[-1] >= 75  # spread over the folder
+
+
 def test_a_short_file_leaves_its_share_to_the_next_and_rows_stop_at_the_cap(tmp_path, meter):
     folder = tmp_path / "mixed"
     folder.mkdir()

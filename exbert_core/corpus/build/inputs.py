@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from exbert_core.corpus.build.sample import TokenMeter, spread_files, up_to
+from exbert_core.corpus.build.sample import TokenMeter, up_to
 from exbert_core.corpus.build.sources import check_inside_its_folder, inside_folder
 from exbert_core.errors import InvalidText
 
@@ -171,7 +171,6 @@ def read(path: Path, *, text_column: str = DEFAULT_TEXT_COLUMN, max_tokens_total
         files = [path]
     else:
         raise InvalidText(f"No file or folder at {path}.")
-    files = spread_files(files, max_tokens_total)
 
     def texts(file: Path) -> Iterator[str]:
         report.files += 1
@@ -181,7 +180,7 @@ def read(path: Path, *, text_column: str = DEFAULT_TEXT_COLUMN, max_tokens_total
                 _parquet(file, text_column, report) if suffix == ".parquet" else
                 _text_file(file, report))
 
-    yield from up_to((texts(file) for file in files), len(files), max_tokens_total, meter)
+    yield from up_to(files, texts, max_tokens_total, meter)
 
 
 def hugging_face(name: str, config: str | None, split: str, *, text_column: str = DEFAULT_TEXT_COLUMN,
@@ -205,7 +204,6 @@ def hugging_face(name: str, config: str | None, split: str, *, text_column: str 
     if not files:
         raise InvalidText(f"No Parquet files for data set '{name}', config '{config}', split '{split}' ({pattern}).")
     report = report if report is not None else InputReport()
-    files = spread_files(files, max_tokens_total)
 
     def texts(file: str) -> Iterator[str]:
         report.files += 1
@@ -218,4 +216,4 @@ def hugging_face(name: str, config: str | None, split: str, *, text_column: str 
         kept = (_keep(value, report) for value in table.column(0).to_pylist())
         yield from (text for text in kept if text is not None)
 
-    yield from up_to((texts(file) for file in files), len(files), max_tokens_total, meter)
+    yield from up_to(files, texts, max_tokens_total, meter)

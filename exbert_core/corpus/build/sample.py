@@ -8,7 +8,8 @@ estimate missed it by 8 % on English prose and by far more on other scripts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from transformers import PreTrainedTokenizerBase
 
@@ -16,6 +17,7 @@ from exbert_core.corpus.build.pipeline import CHARS_PER_TOKEN
 
 MIN_SHARE_TOKENS = 200  # a sample takes at least this much of each file it draws from
 MIN_PIECE_TOKENS = 8  # less of a text than this is no sentence: the sample stops instead
+F = TypeVar("F")  # a file: a local path, or a path on the hub
 _SENTENCE_ENDS = (". ", "? ", "! ", ".\n", "?\n", "!\n")
 
 
@@ -73,41 +75,46 @@ def sample_text(text: str, max_tokens: int | None, meter: TokenMeter | None) -> 
     return text[:cut].rstrip() if cut > 0 else text[:budget]
 
 
-def spread_files(files: list, max_tokens_total: int | None) -> list:
-    """The files a sample of ``max_tokens_total`` tokens draws from: all of them, or, when each
-    would give less than :data:`MIN_SHARE_TOKENS`, files evenly spaced over the list (so a sample of
-    a folder of 1,000 chapters is not the first chapters alone)."""
-    if max_tokens_total is None:
-        return files
-    count = max(1, min(len(files), max_tokens_total // MIN_SHARE_TOKENS))
-    return [files[i * len(files) // count] for i in range(count)]
+def spread_files(files: int, tokens: int) -> list[int]:
+    """Which of ``files`` files (their indices) a sample of ``tokens`` tokens draws from: all of
+    them, or, when each would give less than :data:`MIN_SHARE_TOKENS`, files evenly spaced over the
+    list (so a sample of a folder of 1,000 chapters is not the first chapters alone)."""
+    count = max(1, min(files, tokens // MIN_SHARE_TOKENS))
+    return [i * files // count for i in range(count)]
 
 
-def up_to(per_file: Iterator[Iterator[str]], files: int, max_tokens_total: int | None,
+def up_to(files: list[F], read: Callable[[F], Iterator[str]], max_tokens_total: int | None,
           meter: TokenMeter | None) -> Iterator[str]:
-    """The texts of ``files`` files (one iterator of texts per file) until ``max_tokens_total``
-    tokens were given, spread over the files: each file gives at most its share of what is left (a
-    text that crosses the share is cut at a paragraph or sentence, :func:`sample_text`), and what a
-    short file leaves goes to the files after it. The reading stops at the cap: the rest of a file
-    is never read."""
+    """The texts of ``files`` (``read(file)`` gives one file's texts) until ``max_tokens_total``
+    tokens were given, spread over the files: :func:`spread_files` picks the files to draw from,
+    each gives at most its share of what is left (a text that crosses the share is cut at a
+    paragraph or sentence, :func:`sample_text`), and what a short file leaves goes to the files
+    after it. When the files drawn from held less than the cap, the sample goes on in the files not
+    yet read, spread again, so that a folder of short files fills the cap too. The reading stops at
+    the cap: the rest of a file is never read."""
     if max_tokens_total is None:
-        for texts in per_file:
-            yield from texts
+        for file in files:
+            yield from read(file)
         return
     meter = _meter(meter)
     left = max_tokens_total
-    for done, texts in enumerate(per_file):
-        share = left // (files - done)
-        for text in texts:
-            text = sample_text(text, max(1, share), meter)
-            tokens = meter.count(text)
-            if text.strip():
-                yield text
-            left, share = left - tokens, share - tokens
-            if share < MIN_PIECE_TOKENS:
-                break
-        if left < MIN_PIECE_TOKENS:
-            return
+    unread = list(files)
+    while unread and left >= MIN_PIECE_TOKENS:
+        chosen = spread_files(len(unread), left)
+        for done, index in enumerate(chosen):
+            share = left // (len(chosen) - done)
+            for text in read(unread[index]):
+                text = sample_text(text, max(1, share), meter)
+                tokens = meter.count(text)
+                if text.strip():
+                    yield text
+                left, share = left - tokens, share - tokens
+                if share < MIN_PIECE_TOKENS:
+                    break
+            if left < MIN_PIECE_TOKENS:
+                return
+        read_now = set(chosen)
+        unread = [file for index, file in enumerate(unread) if index not in read_now]
 
 
 def _meter(meter: TokenMeter | None) -> TokenMeter:

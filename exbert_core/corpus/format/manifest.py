@@ -55,10 +55,11 @@ def file_entry(path: Path) -> dict[str, Any]:
 
 
 def build_command(name: str, source: dict | None = None, model: str | None = None,
-                  options: dict | None = None) -> str:
+                  options: dict | None = None, out: Path | None = None) -> str:
     """The ``build_corpus.py`` command that builds corpus ``name`` from its own source (never a
     different text): the input and the options that chose its texts (split, text column, sample
-    size), as the build recorded them, and ``options`` (``max_tokens``, ``shard_tokens``) given."""
+    size), as the build recorded them, ``options`` (``max_tokens``, ``shard_tokens``) given, and
+    ``out``, the folder it goes to when that is not the data dir's."""
     source = source if isinstance(source, dict) else {}
 
     def given(key: str, within: dict = source) -> str | None:
@@ -76,7 +77,8 @@ def build_command(name: str, source: dict | None = None, model: str | None = Non
     extra = "".join(f" {flag} {given(key, options)}" for key, flag in (("max_tokens", "--max-tokens"),
                                                                         ("shard_tokens", "--shard-tokens"))
                     if given(key, options))
-    return f"python scripts/build_corpus.py {origin} --name {name}{model_arg}{extra}"
+    out_arg = f" --out {shlex.quote(str(out))}" if out else ""
+    return f"python scripts/build_corpus.py {origin} --name {name}{out_arg}{model_arg}{extra}"
 
 
 def rebuild_hint(name: str, source: dict | None = None, model: str | None = None) -> str:
@@ -87,9 +89,11 @@ def rebuild_hint(name: str, source: dict | None = None, model: str | None = None
 STARTED = "started.json"  # in a partial build: what it was started from, for the hint that resumes it
 
 
-def resume_hint(partial: Path, name: str) -> str:
+def resume_hint(partial: Path, name: str, out: Path | None = None) -> str:
     """What to say about corpus ``name`` when only its interrupted build ``partial`` is on disk:
-    that the same command resumes it, quoted from what the build recorded when it started."""
+    that the same command resumes it, quoted from what the build recorded when it started and
+    ``out``, the build's folder when that is not the data dir's (without it, the command would
+    start another build there)."""
     finished = sum(1 for _ in partial.glob("shard-[0-9][0-9][0-9][0-9]/" + MANIFEST))
     try:
         started = json.loads((partial / STARTED).read_text(encoding="utf-8"))
@@ -99,7 +103,7 @@ def resume_hint(partial: Path, name: str) -> str:
             "nothing of it loads yet.")
     if not isinstance(started, dict):
         return f"{said} Run the same build again (same text, model and options) to resume it."
-    command = build_command(name, started.get("source"), started.get("model"), started.get("options"))
+    command = build_command(name, started.get("source"), started.get("model"), started.get("options"), out)
     return f"{said} The same command resumes it: {command}"
 
 

@@ -309,7 +309,8 @@ def load(name_or_dir: str) -> Corpus:
     if not (path / MANIFEST).is_file():
         partial = path.with_name(f"{name}.partial")
         if partial.is_dir():  # a build of that name was cut off: resuming it is the way, not another text
-            raise CorpusError(f"No corpus '{name}' at {path} yet. {resume_hint(partial, name)}")
+            out = None if path.parent.resolve() == corpora_dir().resolve() else path.parent
+            raise CorpusError(f"No corpus '{name}' at {path} yet. {resume_hint(partial, name, out)}")
         raise CorpusError(f"No corpus '{name}' at {path}. Build it on the Corpora page, or: python "
                           f"scripts/build_corpus.py --source alice --name {name} (or --text YOUR_FILE.txt)")
     manifest = CorpusManifest.read(path, name)
