@@ -1,6 +1,7 @@
 """Performance figures, each printed beside the baseline it is meant to beat.
 
     python scripts/benchmark.py [--sections analyze,storage,search,build,memory,views,app] [--brown]
+        [--device cpu|cuda] [--dtype fp32|bf16|fp16]
 
 - analyze: analyze() p50 per offline model beside the raw forward pass (target: <= 50 ms for
   the default model, overhead <= 2x).
@@ -9,7 +10,12 @@
   beside exact flat fp32 search on the same vectors, and recall@50 for token queries and head
   queries with all heads, 2 heads, 1 head (targets: brown <= 50 ms warm, recall >= 0.95, one
   head <= 1/3 of all heads).
-- build: build time, tokens/s and peak RSS, each in a fresh process.
+- build: per corpus and model, in tokens/s: the raw limit (the model's work per batch alone), the
+  embed stage alone (a rebuild that reads the parse back), the parse stage alone and the whole
+  build, beside the figure before issue 21 (targets on 2 cores: >= 1.3x before, peak <= 1 GB, whole
+  >= 0.8x embed; on a GPU: MiniLM >= 40k tokens/s, embed >= 25 % of the raw limit, GPU busy >= 50 %).
+  ``--device cuda`` runs the model on the GPU; ``--dtype bf16|fp16`` also compares codes and
+  recall@50 with an fp32 build.
 - scale: build tokens/s in one process and with Ray Data (1 and 2 workers) on alice, search p50
   over 1 vs 4 shards (moby-dick; brown with --brown), and the per-thread scan rate.
 - memory: the bounded-memory targets: peak RSS of building alice with smollm2 (<= 2 GB) and
@@ -304,40 +310,186 @@ def _search_codes(corpus, kind, query, subset, n_heads):
 
 
 BUILD_CODE = """
-import json, tempfile, time
+import json, time
 from pathlib import Path
 from exbert_core.corpus.build import pipeline as build, sources
-from exbert_core.corpus.search import store
 from exbert_core.model import loading
 loaded = loading.load({model!r})
+loading.move_to_device(loaded, {device!r})
 text = sources.fetch_source({source!r}).read_text(encoding="utf-8")
-with tempfile.TemporaryDirectory() as out:
-    start = time.perf_counter()
-    folder = build.build(text, "bench", Path(out), loaded, options=build.BuildOptions(shard_tokens={shard_tokens}))
-    print(json.dumps({{"seconds": time.perf_counter() - start, "tokens": store.load(str(folder)).num_tokens}}))
+start = time.perf_counter()
+folder = build.build(text, {name!r}, Path({out!r}), loaded,
+                     options=build.BuildOptions(shard_tokens={shard_tokens}, dtype={dtype!r}))
+manifest = json.loads((folder / "manifest.json").read_text())
+print(json.dumps({{"seconds": time.perf_counter() - start, "tokens": manifest["tokens"],
+                  "stages": manifest["build_stages"]}}))
+"""
+
+PARSE_CODE = """
+import json, time
+from exbert_core.corpus.build import parsing, pipeline as build, sources
+from exbert_core.corpus.build.parser import Parser
+from exbert_core.model.annotate import load_spacy
+text = sources.fetch_source({source!r}).read_text(encoding="utf-8")
+pieces = build.shard_pieces(parsing.paragraphs(text), build.DEFAULT_SHARD_TOKENS)
+nlp = load_spacy()
+start = time.perf_counter()
+with Parser(nlp, None, build.BuildOptions().workers()) as parser:
+    sentences = sum(1 for unit in parser.units(pieces) for _ in unit)
+print(json.dumps({{"seconds": time.perf_counter() - start, "sentences": sentences, "workers": parser.workers}}))
+"""
+
+# The raw limit: the build's work per batch and nothing else (no parse, no tokenizer, no metadata,
+# no staging, no dummy rows): a forward pass over batches of 64-token rows, every layer's hidden
+# states and head contexts made unit vectors and quantised on the device, codes copied back.
+RAW_LIMIT_CODE = """
+import json, time, contextlib, numpy as np, torch
+from exbert_core.corpus.build import pipeline as build
+from exbert_core.corpus.build.quantise import DeviceQuantiser, unit_rows
+from exbert_core.model import forward, loading
+loaded = loading.load({model!r})
+device = torch.device(loading.move_to_device(loaded, {device!r}))
+loaded.model.to(build.DTYPES[{dtype!r}])
+info = loaded.info
+rows = max(1, build.BuildOptions().tokens_per_batch(info, device) // 64)
+ids = torch.randint(1000, min(20000, len(loaded.tokenizer)), (rows, 64), generator=torch.Generator().manual_seed(0))
+ids = ids.to(device)
+mask = torch.ones_like(ids)
+unit = np.stack([-np.ones(info.hidden), np.ones(info.hidden)]).astype(np.float32)
+embedding = DeviceQuantiser("SQ6", unit, device)
+heads = DeviceQuantiser("SQ8", unit[:, : info.head_dim], device)
+def step():
+    codes = []
+    def on_hidden(layer, h):
+        codes.append(embedding.encode(unit_rows(h.reshape(-1, h.shape[-1]))))
+    def on_context(layer, c):
+        x = unit_rows(c.reshape(-1, info.heads, info.head_dim)).reshape(-1, info.head_dim)
+        codes.append(heads.encode(x).reshape(rows * 64, -1))
+    fused = forward.fused_attention(loaded) if device.type == "cuda" else contextlib.nullcontext()
+    with fused:
+        forward.stream_layers(loaded, ids, mask, on_hidden, on_context)
+    return torch.cat(codes, dim=1).cpu()
+step(); step()
+start, batches = time.perf_counter(), 0
+while time.perf_counter() - start < {seconds}:
+    step()
+    batches += 1
+print(json.dumps({{"tokens_per_s": batches * rows * 64 / (time.perf_counter() - start), "batch": [rows, 64]}}))
 """
 
 
-def measured_build(source: str, model: str, shard_tokens: int = 250_000) -> tuple[float, int, float]:
-    """(build seconds, tokens, peak RSS MB of the whole process) for one build in a child."""
+def measured_build(source: str, model: str, shard_tokens: int = 250_000, out: str | None = None, name: str = "bench",
+                   device: str = "cpu", dtype: str = "fp32") -> dict:
+    """One build in a child process: seconds, tokens, build_stages, and the peak RSS (MB) of the
+    child and its parse workers. ``out``: the corpora folder (its parse store is reused)."""
     import json
 
     import _measure
 
-    result = _measure.run(BUILD_CODE.format(model=model, source=source, shard_tokens=shard_tokens))
-    data = json.loads(result.output.strip().splitlines()[-1])
-    return data["seconds"], data["tokens"], result.peak_rss_mb
+    with tempfile.TemporaryDirectory() as scratch:
+        code = BUILD_CODE.format(model=model, source=source, shard_tokens=shard_tokens, out=out or scratch,
+                                 name=name, device=device, dtype=dtype)
+        result = _measure.run(code)
+    return json.loads(result.output.strip().splitlines()[-1]) | {"peak_mb": result.peak_rss_mb}
 
 
-def bench_build(names: list[str]) -> None:
-    print("\n== build: end to end (spaCy, quantiser sample, model, codes, checksums), each in a fresh process ==")
-    print("peak RSS = peak RssAnon of the process (memory-mapped codes are page cache and not counted)")
-    print(f"{'corpus':<11}{'model':<9}{'tokens':>10}{'seconds':>9}{'tokens/s':>10}{'peak RSS':>11}   before (issue 9)")
-    before = {("alice", "smollm2"): "12.5 min, 9.4-9.7 GB", ("brown", "minilm"): "40 min at 92 %, >= 7.7 GB"}
-    for name, model in names:
-        seconds, tokens, peak = measured_build(name, model)
-        print(f"{name:<11}{model:<9}{tokens:>10,}{seconds:>9.1f}{tokens / seconds:>10,.0f}{peak:>8,.0f} MB   "
-              f"{before.get((name, model), '')}")
+class GpuBusy:
+    """The GPU's utilisation sampled by ``nvidia-smi`` every 200 ms while the block runs (mean and
+    max in %); nothing where there is no nvidia-smi."""
+
+    def __enter__(self) -> "GpuBusy":
+        import shutil
+        import subprocess
+
+        self.samples: list[float] = []
+        smi = shutil.which("nvidia-smi")
+        self.process = subprocess.Popen([smi, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                         "-lms", "200"], stdout=subprocess.PIPE, text=True) if smi else None
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            out, _ = self.process.communicate()
+            self.samples = [float(v) for v in out.split() if v.replace(".", "", 1).isdigit()]
+
+    def __str__(self) -> str:
+        if not self.samples:
+            return "-"
+        return f"{statistics.mean(self.samples):.0f} % (max {max(self.samples):.0f})"
+
+
+# Whole-build tokens/s before issue 21 (63-row batches filled with dummies, spaCy in the build's
+# process, the sample parsed twice), measured on this 2-core machine (issue 21 and earlier notes).
+BUILD_BEFORE = {("alice", "minilm"): 1472, ("moby-dick", "minilm"): 1724, ("alice", "smollm2"): 231,
+                ("brown", "minilm"): 1670}
+
+
+def bench_build(names: list[tuple[str, str]], device: str = "cpu", dtype: str = "fp32") -> None:
+    """Issue 21's figures, each in a fresh process on this machine: the raw limit (the model's work
+    per batch and nothing else), the embed stage alone (a rebuild that reads the parse back, as a
+    second model of the same text does), the parse stage alone (spaCy on its workers) and the whole
+    build, in tokens/s of the corpus, with the GPU's utilisation and the process tree's peak memory."""
+    import json
+
+    import _measure
+    from exbert_core.corpus.build.parser import default_workers
+
+    print(f"\n== build: {os.cpu_count()} cores, device {device}, {dtype}, {default_workers()} spaCy worker(s) beside "
+          "the model; tokens/s of the corpus, each figure a fresh process ==")
+    print("peak = peak RssAnon of the process tree (the build and its spaCy workers; mapped codes are page cache)")
+    print(f"{'corpus':<10}{'model':<8}{'tokens':>10}{'raw limit':>11}{'embed alone':>13}{'parse alone':>13}"
+          f"{'whole':>9}{'whole/embed':>13}{'peak (whole)':>14}{'GPU busy (embed)':>19}   before")
+    for source, model in names:
+        raw = json.loads(_measure.run(RAW_LIMIT_CODE.format(model=model, device=device, dtype=dtype, seconds=10))
+                         .output.strip().splitlines()[-1])
+        with tempfile.TemporaryDirectory() as out:
+            whole = measured_build(source, model, out=out, name="whole", device=device, dtype=dtype)
+            with GpuBusy() as busy:
+                again = measured_build(source, model, out=out, name="again", device=device, dtype=dtype)
+        parse = json.loads(_measure.run(PARSE_CODE.format(source=source)).output.strip().splitlines()[-1])
+        tokens = whole["tokens"]
+        rate = {key: tokens / run["seconds"] for key, run in (("whole", whole), ("again", again), ("parse", parse))}
+        before = BUILD_BEFORE.get((source, model))
+        print(f"{source:<10}{model:<8}{tokens:>10,}{raw['tokens_per_s']:>11,.0f}{rate['again']:>13,.0f}"
+              f"{rate['parse']:>13,.0f}{rate['whole']:>9,.0f}{rate['whole'] / rate['again']:>13.2f}"
+              f"{whole['peak_mb']:>11,.0f} MB{str(busy):>19}   "
+              + (f"{before:,} (now {rate['whole'] / before:.2f}x)" if before else ""))
+        print(f"{'':<18}the whole build's stages (s): {whole['stages']}; the embed alone read back "
+              f"{again['stages']['parses_reused']} stored parse(s), peak {again['peak_mb']:,.0f} MB")
+    print("targets: (2 cores) alice and brown >= 1.3x before, peak <= 1,000 MB, whole >= 0.8x embed alone; "
+          "(GPU) MiniLM whole >= 40k tokens/s, embed >= 25 % of the raw limit, GPU busy >= 50 % while embedding")
+
+
+def bench_dtype(source: str, model: str, dtype: str, device: str) -> None:
+    """A build in ``dtype`` against fp32: the share of stored values more than one quantiser step
+    apart, and recall@50 of token and all-head searches against exact fp32 vectors."""
+    import numpy as np
+
+    from exbert_core.corpus import evaluation
+    from exbert_core.corpus.build import pipeline as build, sources
+    from exbert_core.corpus.search import store
+    from exbert_core.model import loading
+
+    loaded = loading.load(model)
+    loading.move_to_device(loaded, device)
+    text = sources.fetch_source(source).read_text(encoding="utf-8")
+    heads = loaded.info.heads
+    print(f"\n== build in {dtype} against fp32: {source}, {model}, layer {SEARCH_LAYER}, {QUERIES} queries ==")
+    with tempfile.TemporaryDirectory() as out:
+        corpora = {kind: store.load(str(build.build(text, kind, Path(out), loaded, options=build.BuildOptions(dtype=kind))))
+                   for kind in ("fp32", dtype)}
+        exact = evaluation.exact_layer(corpora["fp32"], loaded, SEARCH_LAYER)
+        picks = np.random.default_rng(0).choice(corpora["fp32"].num_tokens, size=QUERIES, replace=False)
+        for kind in ("embedding", "heads"):
+            apart = evaluation.steps_apart(corpora["fp32"], corpora[dtype], kind, SEARCH_LAYER)
+            queries = exact[kind][picks]
+            subset = None if kind == "embedding" else tuple(range(heads))
+            recall = {name: evaluation.recall_at_k(exact[kind], np.stack(
+                [_pad(_search_codes(c, kind, q, subset, heads)[1], K) for q in queries]), queries, K)
+                for name, c in corpora.items()}
+            print(f"{kind:<10} values more than one step from fp32's: {np.mean(apart > 1.5):.3%}; recall@{K} "
+                  f"against exact: fp32 codes {recall['fp32']:.3f}, {dtype} codes {recall[dtype]:.3f}")
 
 
 SWEEP_CODE = """
@@ -382,12 +534,13 @@ def bench_memory(with_brown: bool) -> None:
     from exbert_core.paths import corpora_dir
 
     print("\n== memory: peak RSS (RssAnon of the process tree) of builds, sweeps and deep searches ==")
-    seconds, tokens, peak = measured_build("alice", "smollm2")
-    print(f"build alice with smollm2: {peak:,.0f} MB peak, {seconds:.0f} s (target <= 2,000 MB; before 9,400-9,700 MB, 12.5 min)")
+    built = measured_build("alice", "smollm2")
+    print(f"build alice with smollm2: {built['peak_mb']:,.0f} MB peak, {built['seconds']:.0f} s (target <= 2,000 MB; "
+          "before 9,400-9,700 MB, 12.5 min)")
     if with_brown:
-        seconds, tokens, peak = measured_build("brown", "minilm")
-        print(f"build brown with minilm: {peak:,.0f} MB peak, {seconds:.0f} s, {tokens / seconds:,.0f} tokens/s "
-              "(target <= 1,500 MB; before >= 7,700 MB, 40 min)")
+        built = measured_build("brown", "minilm")
+        print(f"build brown with minilm: {built['peak_mb']:,.0f} MB peak, {built['seconds']:.0f} s, "
+              f"{built['tokens'] / built['seconds']:,.0f} tokens/s (target <= 1,500 MB; before >= 7,700 MB, 40 min)")
     for source in ("alice", "moby-dick"):
         ensure_corpus(source)
     sweeps = {}
@@ -611,6 +764,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", "--section", default="analyze,measures,storage,search,build,memory,views,app")
     parser.add_argument("--brown", action="store_true", help="also the 1M-token brown corpus (slow)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where builds run the model (build section)")
+    parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
+                        help="the build section's model dtype; other than fp32 it also compares codes with fp32's")
     args = parser.parse_args()
     faiss.omp_set_num_threads(2)
     sections = set(args.sections.split(","))
@@ -631,7 +787,9 @@ def main() -> int:
         bench_app()
     if "build" in sections:
         bench_build([("alice", "minilm"), ("moby-dick", "minilm"), ("alice", "smollm2")]
-                    + ([("brown", "minilm")] if args.brown else []))
+                    + ([("brown", "minilm")] if args.brown else []), args.device, args.dtype)
+        if args.dtype != "fp32":
+            bench_dtype("alice", "minilm", args.dtype, args.device)
     if "memory" in sections:
         bench_memory(args.brown)
     if "scale" in sections:

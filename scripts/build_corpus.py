@@ -2,6 +2,7 @@
 
     python scripts/build_corpus.py (--source NAME | --text FILE | --input PATH | --hf-dataset NAME)
         --name NAME [--model MODEL] [--out DIR] [--shard-tokens N] [--engine local|ray [--address ADDR]]
+        [--device auto|cpu|cuda] [--dtype fp32|bf16|fp16] [--parse-workers N]
 
 Sources: alice (default corpus), moby-dick, brown, wizard-of-oz (needs internet); any UTF-8 text
 file; a folder of .txt files, or .jsonl / .csv / .parquet files (their --text-column); or, online,
@@ -52,6 +53,10 @@ def main() -> int:
                         help="about this many tokens per shard (default %(default)s)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="run the model on a GPU when there is one (auto), or force one")
+    parser.add_argument("--dtype", choices=list(build.DTYPES), default="fp32",
+                        help="the model's float type while it embeds: bf16/fp16 for a GPU (codes are computed in fp32)")
+    parser.add_argument("--parse-workers", type=_cli.int_in(0, 1024), default=None,
+                        help="spaCy processes beside the model (default: every core but one; 0: parse in this process)")
     args = parser.parse_args()
     # First: a cluster address where nothing answers is refused before any reading or model loading.
     engine = ray_build.engine(args.address, args.workers, args.device) if args.engine == "ray" else None
@@ -95,16 +100,19 @@ def main() -> int:
         if step.total is None:
             print(step.message, file=sys.stderr)
             return
-        key = (step.stage, step.total)  # one bar per stage of each shard; tqdm shows speed and ETA
-        bar = bars.get(key)
-        if bar is None:
-            bar = bars[key] = tqdm(total=step.total, desc=step.message.split(" · ")[0], unit=f" {step.unit}",
-                                   unit_scale=True, file=sys.stderr)
+        # One bar per stage; the build's own is in characters of text, with the model's rate and
+        # the time left in its message (tqdm's ETA would follow the characters alone).
+        bar = bars.get(step.stage)
+        if bar is None or bar.total != step.total:
+            bar = bars[step.stage] = tqdm(total=step.total, unit=f" {step.unit}", unit_scale=True, file=sys.stderr)
+        bar.set_description_str(step.message.split(" · ")[0], refresh=False)
+        bar.set_postfix_str(" · ".join(step.message.split(" · ")[1:]), refresh=False)
         bar.update(step.done - bar.n)
         if step.done >= step.total:
             bar.close()
 
-    options = build.BuildOptions(max_tokens=args.max_tokens, shard_tokens=args.shard_tokens)
+    options = build.BuildOptions(max_tokens=args.max_tokens, shard_tokens=args.shard_tokens, dtype=args.dtype,
+                                 parse_workers=args.parse_workers)
     folder = build.build(
         text, args.name, args.out or corpora_dir(), loaded, source=source, options=options, progress=progress,
         engine=engine,
@@ -112,7 +120,13 @@ def main() -> int:
     m = store.load(str(folder)).manifest
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     print(f"{folder}: {m.sentences:,} sentences, {m.tokens:,} tokens in {len(m.shards)} shard(s), "
-          f"{size / 1e6:.1f} MB ({size / m.tokens:.0f} bytes/token), {m.build_seconds} s")
+          f"{size / 1e6:.1f} MB ({size / m.tokens:.0f} bytes/token), {m.build_seconds} s "
+          f"({m.tokens / max(m.build_seconds, 0.1):,.0f} tokens/s)")
+    stages = m.build_stages
+    if stages:
+        print("where the time went: " + ", ".join(f"{stage} {stages[stage]} s" for stage in
+                                                  ("sample", "parse", "embed", "wait", "layout") if stage in stages)
+              + f" ({stages.get('parse_workers', 0)} parse worker(s), {stages.get('parses_reused', 0)} parse(s) reused)")
     return 0
 
 

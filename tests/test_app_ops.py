@@ -25,6 +25,7 @@ from exbert_core.corpus.build import jobs, pipeline as corpus_build, policy
 from exbert_core.corpus.build.jobs import JobStatus
 from exbert_core.corpus.search import catalog
 from exbert_core.model import smollm2
+from exbert_core.progress import Step
 
 TIMEOUT = 300
 FIRST_RUN_CHARACTERS = 6000  # a first-run build of a few seconds
@@ -115,24 +116,25 @@ def test_a_failed_build_is_not_restarted_by_reruns_but_by_its_button(tmp_path):
         assert retried.started > failed.started and retried.state == jobs.FAILED
 
 
-def test_the_banner_says_each_stage_in_its_own_units(tmp_path, minilm):
+def test_the_banner_tells_the_whole_build_in_one_stage(tmp_path, minilm):
+    """Issue 19, item 15: one bar for the whole build (the sample, spaCy and the model overlap), in
+    characters of text, its time left the build's own; the message counts the tokens indexed."""
     steps = []
     corpus_build.build(SAMPLE_TEXT[:3000], "units", tmp_path, minilm, progress=steps.append)
-    parse = [s for s in steps if s.stage == "parse" and s.total]
-    embed = [s for s in steps if s.stage == "embed" and s.total]
-    assert parse and embed and {s.unit for s in parse} == {"characters"} and {s.unit for s in embed} == {"tokens"}
+    bar = [s for s in steps if s.stage == "build"]
+    assert bar and {s.unit for s in bar} == {"characters"} and bar[-1].done == bar[-1].total
+    assert [s.stage for s in steps if s.stage != "build"] == ["write", "done"]
 
-    def line(step, eta):
-        return plain(background.describe(JobStatus("k", "Building", jobs.RUNNING, step, time.time() - 3, None, eta, None)))
+    def line(step, eta, stages=()):
+        return plain(background.describe(JobStatus("k", "Building", jobs.RUNNING, step, time.time() - 30, None, eta,
+                                                   None, stages=stages)))
 
-    parsing = line(parse[-1], 12.4)
-    assert f"of {parse[-1].total:,.0f} characters" in parsing and "about 12 s left in this step" in parsing
-    assert "then the model reads every token" in parsing
-    embedding = line(embed[0], None)
-    assert f"of {embed[0].total:,.0f} tokens" in embedding and "3 s so far" in embedding
-    in_stage = plain(background.describe(JobStatus("k", "Building", jobs.RUNNING, embed[0], time.time() - 30, None,
-                                                   None, None, stages=(("parse", 28.0), ("embed", 2.0)))))
-    assert "2 s so far" in in_stage  # the step's own time, not the job's
+    indexing = line(bar[-1], 12.4)
+    assert f"of {bar[-1].total:,.0f} characters" in indexing and indexing.endswith("about 12 s left")
+    assert "tokens indexed" in indexing and "in this step" not in indexing
+    assert "3 s so far" in line(bar[0], None, (("load", 27.0), ("build", 3.0)))  # the stage's own time
+    fetching = line(Step("fetch", "Fetching the text", 10, 100, "kB"), 5)
+    assert "about 5 s left in this step" in fetching and "then spaCy parses the text" in fetching
 
 
 def test_corpora_page_keeps_corpora_read_only_and_names_uploads_by_their_text(fresh):

@@ -20,10 +20,10 @@ SELECT = "exbert_select_when_built"  # corpora to select in this session when th
 # What comes after a stage, so a reader knows the time left is the stage's, not the whole job's.
 NEXT_STAGE = {
     "fetch": "then spaCy parses the text and the model reads every token",
-    "parse": "then the model reads every token",
     "download": "then the weights are converted",
     "extract": "then the weights are converted",
 }
+WHOLE_BUILD = "build"  # the stage that is the whole build (sample, parse and model): its time left is the build's
 # File and corpus names come from visitors: every text from a job is shown literally.
 md = markdown_text
 
@@ -38,7 +38,7 @@ def describe(status: JobStatus) -> str:
         share = f" ({step.fraction:.0%})" if step.fraction is not None else ""
         parts.append(f"{step.done:,.0f} of {step.total:,.0f} {md(step.unit)}{share}")
     if status.eta_s is not None:
-        parts.append(f"about {format_seconds(status.eta_s)} left in this step")
+        parts.append(f"about {format_seconds(status.eta_s)} left" + ("" if step.stage == WHOLE_BUILD else " in this step"))
     else:  # the time spent in this step (the job's own is in the title)
         parts.append(f"{format_seconds(status.stages[-1][1] if status.stages else status.elapsed_s)} so far")
     if step.stage in NEXT_STAGE:

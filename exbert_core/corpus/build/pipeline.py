@@ -206,7 +206,7 @@ def _build_locked(
         atomic.write_text(partial / STARTED, json.dumps({"source": source, "model": loaded.info.name,
                                                          "options": changed}))
 
-    pieces = _shard_pieces(paragraphs, options.shard_tokens)
+    pieces = shard_pieces(paragraphs, options.shard_tokens)
     missing = {i: piece for i, piece in enumerate(pieces) if not (partial / shard_dir(i) / MANIFEST).is_file()}
     ranges_path = partial / QUANTISER
     sample = None if ranges_path.is_file() else sample_paragraphs(paragraphs, options.seed)
@@ -294,26 +294,23 @@ quantiser checksum, options, progress)."""
 
 class BuildProgress:
     """One bar for the whole build, in characters of text: the quantiser's sample, then every
-    shard, counted as spaCy's parse hands them over (:meth:`parsed`), with the model's rate in
-    tokens/s and the time left at the live rate in its message (:meth:`embedded`)."""
+    shard, counted as spaCy's parse hands them over (:meth:`parsed`), with the tokens the model has
+    indexed and its live rate in the message (:meth:`embedded`). The time left is the front end's
+    (tqdm's, the app's jobs), at the live rate of the characters: one estimate for the whole build."""
 
     def __init__(self, report: Progress, sample_chars: int, shard_chars: int) -> None:
         self.report, self.total = report, sample_chars + shard_chars
-        self.sample_left = sample_chars
-        self.done = 0
-        self.tokens = 0
-        self.rate, self.token_rate = Rate(), Rate()
+        self.done = self.tokens = 0
+        self.token_rate = Rate()
         self.message = "Learning how to store the vectors compactly, from a sample of the text" if sample_chars \
-            else "Parsing the text with spaCy and running the model over every token"
+            else INDEXING
 
     def parsed(self, chars: int) -> None:
         self.done += chars
-        if self.sample_left:
-            self.sample_left = max(0, self.sample_left - chars)
         self._show()
 
     def sample_done(self) -> None:
-        self.message = "Parsing the text with spaCy and running the model over every token"
+        self.message = INDEXING
         self._show()
 
     def embedded(self, tokens: int) -> None:
@@ -322,15 +319,13 @@ class BuildProgress:
         self._show()
 
     def _show(self) -> None:
-        self.rate.update(self.done)
-        parts = [self.message]
         speed = self.token_rate.per_second(self.tokens)
-        if self.tokens:
-            parts.append(f"{self.tokens:,} tokens indexed" + (f" ({speed:,.0f}/s)" if speed else ""))
-        left = self.rate.eta(self.done, self.total)
-        if left is not None:
-            parts.append(f"{format_seconds(left)} left")
-        self.report(Step("build", " · ".join(parts), min(self.done, self.total), self.total, "characters"))
+        indexed = f" · {self.tokens:,} tokens indexed" + (f" ({speed:,.0f} per second)" if speed else "") \
+            if self.tokens else ""
+        self.report(Step("build", self.message + indexed, min(self.done, self.total), self.total, "characters"))
+
+
+INDEXING = "spaCy parses the text and the model reads every token"
 
 
 @contextlib.contextmanager
@@ -379,7 +374,7 @@ def _start_or_resume(partial: Path, plan: dict) -> bool:
     return True
 
 
-def _shard_pieces(paragraphs: list[str], shard_tokens: int) -> list[list[str]]:
+def shard_pieces(paragraphs: list[str], shard_tokens: int) -> list[list[str]]:
     """Consecutive paragraphs grouped into pieces of about ``shard_tokens`` tokens (estimated from
     characters, so the cut needs no model run and is the same on every engine)."""
     pieces: list[list[str]] = [[]]
