@@ -356,6 +356,52 @@ def test_one_back_from_a_first_visit_leaves_the_app(server, browser):
     page.context.close()
 
 
+# The top bar's boxes that are drawn and visible but hold nothing (Streamlit's places for elements
+# whose code is still loading), and whether Copy link is drawn yet (its button is in a shadow root).
+TOP_BAR_STATE = """() => {
+  const bar = document.querySelector('.st-key-top_bar');
+  if (!bar) return null;
+  const empty = [...bar.querySelectorAll('.stElementContainer > div:empty')].filter(e => {
+    const r = e.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && getComputedStyle(e).visibility !== 'hidden' && !e.shadowRoot;
+  }).length;
+  const host = [...bar.querySelectorAll('.st-key-copy_link *')].find(e => e.shadowRoot);
+  const button = host && host.shadowRoot.querySelector('button');
+  return {empty, copy: button ? button.innerText.trim() : null, styled: !!document.querySelector('.st-key-exbert_style style')};
+}"""
+
+
+def test_copy_link_is_not_an_empty_box_while_a_build_runs(browser, tmp_path):
+    """Issue 19, 11: while a build loads the server (here a fresh server's first visit, which
+    builds the default corpus, with the page's CPU slowed eightfold), the top bar's buttons stood
+    as grey empty boxes for about 12 s before they were drawn. The app's style rules, the first
+    element of every page, hide such boxes from the moment Streamlit draws them."""
+    app_support.ensure_alice()  # its source text, for the scratch data dir's first run
+    with app_support.app_environment():
+        data = app_probe.scratch_data_dir(tmp_path / "data")  # the models and sources, no corpus
+        process, base = app_probe.start_app(env={"EXBERT_DATA_DIR": str(data)},
+                                            log_path=ARTIFACTS / "e2e-first-build.log")
+    try:
+        app_probe.wait_healthy(process, base, timeout=90)
+        page = new_page(browser, PHONE)
+        page.context.new_cdp_session(page).send("Emulation.setCPUThrottlingRate", {"rate": 8})
+        page.goto(base)
+        states = []
+        for _ in range(900):
+            state = page.evaluate(TOP_BAR_STATE)
+            states.append(state)
+            if state and state["copy"] == "Copy link":
+                break
+            page.wait_for_timeout(100)
+        page.context.close()
+    finally:
+        app_probe.stop_app(process)  # the build's process ends with the server's
+    assert states[-1] and states[-1]["copy"] == "Copy link", states[-5:]
+    empty = [s for s in states if s and s["empty"]]
+    assert all(not s["styled"] for s in empty), "an empty box is visible under the app's rules"
+    assert len(empty) <= 10, f"empty boxes in {len(empty)} of {len(states)} samples of 100 ms"
+
+
 def test_two_clicks_on_the_head_maps_choose_two_heads_in_one_rerun(server, page):
     """From all heads, clicking the maps of heads 0 and 3 shows 2-[0,3] after one rerun (one new
     history entry), and the browser's Back returns to all heads."""
