@@ -377,6 +377,7 @@ def test_copy_link_is_not_an_empty_box_while_a_build_runs(browser, tmp_path):
     as grey empty boxes for about 12 s before they were drawn. The app's style rules, the first
     element of every page, hide such boxes from the moment Streamlit draws them."""
     app_support.ensure_alice()  # its source text, for the scratch data dir's first run
+    ARTIFACTS.mkdir(exist_ok=True)  # for its log, also when this test runs alone
     with app_support.app_environment():
         data = app_probe.scratch_data_dir(tmp_path / "data")  # the models and sources, no corpus
         process, base = app_probe.start_app(env={"EXBERT_DATA_DIR": str(data)},

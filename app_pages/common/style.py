@@ -1,4 +1,5 @@
-"""The app's own style rules, added to every page by :func:`apply` (from the top bar).
+"""The app's own style rules, added to every page by :func:`apply` (app.py calls it
+before any page is drawn).
 
 Phones (Streamlit folds the sidebar away below 768 px): every button and link is at least 32 px
 a side, so a finger can hit it (Streamlit's help icons, header buttons and small pills are
@@ -31,8 +32,9 @@ _CSS = f"""<style>
 }}
 </style>"""
 
+
 def apply() -> None:
-    """The style rules and, on phones only, the line that points at the folded sidebar."""
+    """The app's style rules, as the first element of the page (:func:`phone_hint` is the phone line)."""
     # Markdown, not st.html: Streamlit draws Markdown at once, other elements once their code has
     # loaded, and these rules must hold from the first frame. Its container is not displayed (the
     # rules still apply), so it adds no gap to the page.
