@@ -39,7 +39,7 @@ from exbert_core.model import analysis, annotate, loading  # noqa: E402,F401  (t
 from exbert_core.views import head_atlas, match_table, sweep, tables  # noqa: E402,F401
 from exbert_core.views.charts import attention_charts, corpus_charts, head_maps, sweep_charts  # noqa: E402,F401
 
-from app_pages.common import banner
+from app_pages.common import banner, style
 from exbert_core.runtime import return_freed_memory
 
 log = logging.getLogger("exbert.app")
@@ -61,6 +61,7 @@ page = st.navigation([
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("app_pages/corpora.py", title="Corpora", icon=":material/library_books:", url_path="corpora"),
 ])
+style.apply()  # first, so the rules hold from the first frame of every page
 try:
     banner.show()  # background work (corpus builds, a model's first preparation), above every page
     page.run()

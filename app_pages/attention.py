@@ -209,6 +209,7 @@ with left:
                          "to, darker = more. " + explain.NOTATION)
         thumbnails = head_maps.head_thumbnails(layer_attention[:, visible][:, :, visible])
         components.head_picker(thumbnails, selected=heads, all_heads=state.heads.is_all(info.heads), key=K_HEAD_MAPS,
+                               visit=session.page_visit(),
                                on_change=lambda chosen: session.set_state(heads=Heads.of(chosen)))
 
 with right:

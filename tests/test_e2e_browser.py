@@ -14,11 +14,13 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import app_support
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 sys.path.insert(0, str(app_support.ROOT / "scripts"))
 import app_probe  # noqa: E402
@@ -356,6 +358,53 @@ def test_one_back_from_a_first_visit_leaves_the_app(server, browser):
     page.context.close()
 
 
+# The top bar's boxes that are drawn and visible but hold nothing (Streamlit's places for elements
+# whose code is still loading), and whether Copy link is drawn yet (its button is in a shadow root).
+TOP_BAR_STATE = """() => {
+  const bar = document.querySelector('.st-key-top_bar');
+  if (!bar) return null;
+  const empty = [...bar.querySelectorAll('.stElementContainer > div:empty')].filter(e => {
+    const r = e.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && getComputedStyle(e).visibility !== 'hidden' && !e.shadowRoot;
+  }).length;
+  const host = [...bar.querySelectorAll('.st-key-copy_link *')].find(e => e.shadowRoot);
+  const button = host && host.shadowRoot.querySelector('button');
+  return {empty, copy: button ? button.innerText.trim() : null, styled: !!document.querySelector('.st-key-exbert_style style')};
+}"""
+
+
+def test_copy_link_is_not_an_empty_box_while_a_build_runs(browser, tmp_path):
+    """Issue 19, 11: while a build loads the server (here a fresh server's first visit, which
+    builds the default corpus, with the page's CPU slowed eightfold), the top bar's buttons stood
+    as grey empty boxes for about 12 s before they were drawn. The app's style rules, the first
+    element of every page, hide such boxes from the moment Streamlit draws them."""
+    app_support.ensure_alice()  # its source text, for the scratch data dir's first run
+    ARTIFACTS.mkdir(exist_ok=True)  # for its log, also when this test runs alone
+    with app_support.app_environment():
+        data = app_probe.scratch_data_dir(tmp_path / "data")  # the models and sources, no corpus
+        process, base = app_probe.start_app(env={"EXBERT_DATA_DIR": str(data)},
+                                            log_path=ARTIFACTS / "e2e-first-build.log")
+    try:
+        app_probe.wait_healthy(process, base, timeout=90)
+        page = new_page(browser, PHONE)
+        page.context.new_cdp_session(page).send("Emulation.setCPUThrottlingRate", {"rate": 8})
+        page.goto(base)
+        states = []
+        for _ in range(900):
+            state = page.evaluate(TOP_BAR_STATE)
+            states.append(state)
+            if state and state["copy"] == "Copy link":
+                break
+            page.wait_for_timeout(100)
+        page.context.close()
+    finally:
+        app_probe.stop_app(process)  # the build's process ends with the server's
+    assert states[-1] and states[-1]["copy"] == "Copy link", states[-5:]
+    empty = [s for s in states if s and s["empty"]]
+    assert all(not s["styled"] for s in empty), "an empty box is visible under the app's rules"
+    assert len(empty) <= 10, f"empty boxes in {len(empty)} of {len(states)} samples of 100 ms"
+
+
 def test_two_clicks_on_the_head_maps_choose_two_heads_in_one_rerun(server, page):
     """From all heads, clicking the maps of heads 0 and 3 shows 2-[0,3] after one rerun (one new
     history entry), and the browser's Back returns to all heads."""
@@ -381,6 +430,101 @@ def test_two_clicks_on_the_head_maps_choose_two_heads_in_one_rerun(server, page)
     page.go_back()
     wait_for_query(page, "heads", "all")
     expect(page.get_by_text("layer-[heads] 2-[all]", exact=False)).to_be_visible()
+
+
+class SlowServer:
+    """The page's connection to the app, with the server's messages held back on demand: what
+    the browser sees of a run that takes its time (on a busy machine, seconds). Everything the
+    page sends reaches the server at once."""
+
+    def __init__(self, page: Page) -> None:
+        self.held: list[bytes | str] = []
+        self.holding = False
+        self.socket: Any = None
+        page.route_web_socket(re.compile(r"/_stcore/stream$"), self._connect)
+
+    def _connect(self, socket) -> None:
+        server = socket.connect_to_server()
+        self.socket = socket
+        server.on_message(lambda message: self.held.append(message) if self.holding else socket.send(message))
+
+    def hold(self) -> None:
+        self.holding = True
+
+    def release(self, count: int | None = None) -> None:
+        """Pass on the first ``count`` held messages and hold the rest, or (by default) all of
+        them and stop holding."""
+        if count is None:
+            self.holding = False
+            count = len(self.held)
+        for message in self.held[:count]:
+            self.socket.send(message)
+        del self.held[:count]
+
+    def run_finished(self) -> bool:
+        """Whether the server has finished a run whose messages are held."""
+        return any(isinstance(m, bytes) and ForwardMsg.FromString(m).WhichOneof("type") == "script_finished"
+                   for m in self.held)
+
+
+def pressed(maps) -> list[int]:
+    return maps.evaluate_all("bs => bs.flatMap((b, i) => b.getAttribute('aria-pressed') === 'true' ? [i] : [])")
+
+
+def test_a_head_map_click_during_a_rerun_is_kept(server, page):
+    """A click on a head's map while a run that started before it is on its way (here the layer
+    change's, held back) stays when that run redraws the maps, and the next click adds to it:
+    layer 3, heads 0 and 3. It was lost: the redraw reset the selection to the run's (all
+    heads), and the next click then chose head 3 alone (CI, the paper workflow at 390x844)."""
+    _, base = server
+    slow = SlowServer(page)
+    page.goto(f"{base}/?token=9&layer=2&heads=all")
+    maps = page.locator(".st-key-head_maps_box button.head")
+    expect(maps).to_have_count(12)
+    page.wait_for_function("new URLSearchParams(location.search).has('corpus_build')")
+    settle(page)
+    layer_2 = maps.first.locator("img").get_attribute("src")
+    slow.hold()
+    layer = page.locator(".st-key-sb_layer").get_by_role("slider")
+    layer.focus()
+    layer.press("ArrowRight")
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while not slow.run_finished():  # the layer's run is done; the browser has not seen it yet
+        assert time.monotonic() < deadline, "the layer's run did not finish"
+        page.wait_for_timeout(100)
+    maps.nth(0).click()  # on layer 2's maps: only head 0
+    assert pressed(maps) == [0]
+    slow.release()
+    expect(maps.first.locator("img")).not_to_have_attribute("src", layer_2)  # layer 3's maps
+    assert pressed(maps) == [0], "the redraw undid the click"
+    maps.nth(3).click()
+    wait_for_query(page, "heads", "0,3")
+    assert query_of(page)["layer"] == "3"
+    expect(page.get_by_text("layer-[heads] 3-[0,3]", exact=False)).to_be_visible()
+    assert pressed(maps) == [0, 3]
+
+
+def test_a_click_before_the_first_view_is_written_stays_in_the_url(server, page):
+    """A first visit's canonical URL is written by the browser once that code has loaded; a
+    reader's click before then (here Reset, while the rest of the page is held back) changes
+    the view, and the address keeps the new view (it was put back to the link's first view)."""
+    _, base = server
+    slow = SlowServer(page)
+    slow.hold()
+    page.goto(f"{base}/?token=9&layer=4")
+    reset = page.get_by_role("button", name="Reset to defaults")
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while not reset.is_visible():  # the top of the page, drawn first: let it through, one message at a time
+        assert time.monotonic() < deadline, "the top bar was not drawn"
+        if slow.held:
+            slow.release(1)
+        page.wait_for_timeout(50)
+    reset.click()
+    slow.release()
+    wait_for_query(page, "layer", "2")
+    expect(page.get_by_text("layer-[heads] 2-[all]", exact=False)).to_be_visible()
+    time.sleep(6)  # past the 5 s in which the first view's address is kept
+    assert query_of(page)["layer"] == "2", query_of(page)
 
 
 def test_on_a_phone_every_token_shows_and_the_matches_stack(server, browser):

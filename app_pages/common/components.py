@@ -11,7 +11,11 @@
 - :func:`head_picker`: the per-head attention maps as buttons. Clicks change the selection in the
   browser at once; the selection is sent to the server once the clicks pause, so choosing heads
   0 and 3 out of all is two clicks and one rerun. From "all heads", a click keeps only the head
-  clicked; after that a click adds or removes a head.
+  clicked; after that a click adds or removes a head. The browser's selection outlives redraws:
+  a run that started before a click redraws the maps with the selection it knew, and until the
+  server says it has applied the reader's clicks, the reader's selection is shown and sent (a
+  click during a rerun was lost: the redraw reset the selection, and the next click started from
+  it).
 
 Only our own markup is rendered: the data are numbers and ``data:image/png`` URIs made by
 :func:`exbert_core.views.head_maps.head_thumbnails`.
@@ -34,21 +38,30 @@ button {
 button:hover { border-color: var(--st-primary-color, #e4572e); color: var(--st-primary-color, #e4572e); }
 """
 
-_COPY_JS = """
+# Whether the reader has pressed, tapped or typed in this page since the component's code ran.
+# (Not navigator.userActivation.hasBeenActive: in the tests' Chromium it is true before any input.)
+_TOUCHED_JS = """
+function readerTouched() {
+  let touched = false;
+  const mark = () => { touched = true; };
+  for (const type of ["pointerdown", "keydown", "touchstart"]) {
+    window.addEventListener(type, mark, { capture: true, once: true });
+  }
+  return () => touched;
+}
+"""
+
+_COPY_JS = _TOUCHED_JS + """
 // Streamlit pushes a history entry whenever the app writes the URL, also for the app's own first
 // canonical URL of a visit: Back would then return to the same view. Until the reader first
 // presses, taps or types in this document, a push replaces the current entry instead.
 function keepFirstVisitOneEntry() {
   if (window.__exbertHistory) return;
   window.__exbertHistory = true;
-  let touched = false;
-  const mark = () => { touched = true; };
-  for (const type of ["pointerdown", "keydown", "touchstart"]) {
-    window.addEventListener(type, mark, { capture: true, once: true });
-  }
+  const touched = readerTouched();
   const push = window.history.pushState.bind(window.history);
   window.history.pushState = (state, title, url) =>
-    touched ? push(state, title, url) : window.history.replaceState(state, title, url);
+    touched() ? push(state, title, url) : window.history.replaceState(state, title, url);
 }
 
 export default function (component) {
@@ -95,31 +108,47 @@ button.head span { font-size: 0.75rem; line-height: 1.2; color: var(--st-text-co
 """
 
 _HEADS_JS = """
+// The reader's selection, per picker (data.key), for as long as the page lives. Streamlit calls
+// the function below again whenever a run redraws the picker (new data) and builds it anew when
+// elements above it come or go; a run that started before a click draws the selection it knew.
+// So clicks are numbered: a burst is sent with the number of its last click, the server returns
+// the last number it applied (data.applied), and until then the reader's selection is kept.
+// data.visit is new for each visit to the page (and each session): a burst the server never
+// applied (the reader left the page) is then forgotten.
+const pickers = (window.__exbertHeadPickers = window.__exbertHeadPickers || new Map());
+
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
   const grid = parentElement.querySelector(".grid");
   grid.style.setProperty("--tile", `${data.tile}px`);
   const n = data.maps.length;
-  let chosen = new Set(data.all ? [...Array(n).keys()] : data.selected);
-  let all = data.all;
-  let timer = null;
+  let mine = pickers.get(data.key);
+  if (!mine || mine.visit !== data.visit || mine.n !== n || mine.clicks <= data.applied) {
+    if (mine) clearTimeout(mine.timer);
+    mine = { visit: data.visit, n, clicks: data.applied, timer: null, all: data.all,
+             chosen: new Set(data.all ? [...Array(n).keys()] : data.selected) };
+    pickers.set(data.key, mine);
+  }
+  // A burst's timer may outlive this call: it sends through the newest one.
+  mine.send = () => setTriggerValue("heads", { heads: [...mine.chosen].sort((a, b) => a - b), burst: mine.clicks });
   const paint = () => grid.querySelectorAll("button").forEach((b) => {
-    b.setAttribute("aria-pressed", String(chosen.has(Number(b.dataset.head))));
+    b.setAttribute("aria-pressed", String(mine.chosen.has(Number(b.dataset.head))));
+    b.title = `head ${b.dataset.head}: click to show ${mine.all ? "only this head" : "or hide it"}`;
   });
   const click = (head) => {
-    if (all) { chosen = new Set([head]); all = false; }
-    else if (chosen.has(head)) { chosen.delete(head); }
-    else { chosen.add(head); all = chosen.size === n; }
+    if (mine.all) { mine.chosen = new Set([head]); mine.all = false; }
+    else if (mine.chosen.has(head)) { mine.chosen.delete(head); }
+    else { mine.chosen.add(head); mine.all = mine.chosen.size === n; }
+    mine.clicks += 1;
     paint();
-    clearTimeout(timer);  // one rerun for a burst of clicks
-    timer = setTimeout(() => setTriggerValue("heads", [...chosen].sort((a, b) => a - b)), data.delay);
+    clearTimeout(mine.timer);  // one rerun for a burst of clicks
+    mine.timer = setTimeout(() => { mine.timer = null; mine.send(); }, data.delay);
   };
   grid.replaceChildren(...data.maps.map((src, head) => {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "head";
     button.dataset.head = String(head);
-    button.title = `head ${head}: click to show ${data.all ? "only this head" : "or hide it"}`;
     const img = document.createElement("img");
     img.src = src;
     img.alt = `attention map of head ${head}`;
@@ -130,29 +159,28 @@ export default function (component) {
     return button;
   }));
   paint();
-  return () => clearTimeout(timer);
+  // No clean-up: when Streamlit builds the picker anew, a pending burst is still sent.
 }
 """
 
-_URL_JS = """
-// Written in place of the history entry; Streamlit's frontend, which was not told, may write its
-// own older address back during the first seconds: until the reader's first input, keep ours.
+_URL_JS = _TOUCHED_JS + """
+// Written in place of the history entry; Streamlit's frontend, which was not told, may write the
+// address the visit opened with back during the first seconds: until the reader's first input,
+// put ours over that address, and only over that one: a view the reader chose before this code
+// ran (a click while it loaded) has another address, which stays (ours used to replace it).
 export default function ({ data }) {
-  if (!data || typeof data.query !== "string") return;
+  if (!data || typeof data.query !== "string" || typeof data.opened !== "string") return;
   const wanted = window.location.pathname + (data.query ? `?${data.query}` : "") + window.location.hash;
-  let touched = false;
-  const mark = () => { touched = true; };
-  const types = ["pointerdown", "keydown", "touchstart"];
-  types.forEach((type) => window.addEventListener(type, mark, { capture: true, once: true }));
+  const touched = readerTouched();
   const keep = () => {
-    if (!touched && window.location.search.replace(/^\\?/, "") !== data.query) {
+    if (!touched() && window.location.search.replace(/^\\?/, "") === data.opened) {
       window.history.replaceState(window.history.state, "", wanted);
     }
   };
   keep();
   const timer = setInterval(keep, 100);
   const stop = setTimeout(() => clearInterval(timer), 5000);
-  return () => { clearInterval(timer); clearTimeout(stop); types.forEach((t) => window.removeEventListener(t, mark, true)); };
+  return () => { clearInterval(timer); clearTimeout(stop); };
 }
 """
 
@@ -169,21 +197,34 @@ def copy_link() -> None:
     _copy(key="copy_link", width="content")
 
 
-def replace_url(query: str) -> None:
+def replace_url(query: str, *, opened: str) -> None:
     """Make ``query`` (an encoded query string, without ``?``) the address of the current history
-    entry, in place: a visit's first canonical URL, which Streamlit would push as a new entry."""
-    _url(key="first_url", data={"query": query}, width="content", height="content")
+    entry, in place: a visit's first canonical URL, which Streamlit would push as a new entry.
+    ``opened``: the query string the visit opened with (the browser's, as sent to the server)."""
+    _url(key="first_url", data={"query": query, "opened": opened}, width="content", height="content")
 
 
-def head_picker(maps: Sequence[str], *, selected: Sequence[int], all_heads: bool, key: str,
+def head_picker(maps: Sequence[str], *, selected: Sequence[int], all_heads: bool, key: str, visit: str,
                 on_change: Callable[[list[int]], None], tile: int = 64) -> None:
     """Per-head maps as toggles. ``maps``: one image URI per head; ``on_change(heads)`` gets the
-    new selection (sorted head indices, possibly empty)."""
+    new selection (sorted head indices, possibly empty); ``visit``: an id of this visit to the
+    page (:func:`app_pages.common.state.page_visit`).
+
+    The browser numbers the reader's clicks and sends the number with each selection; the last
+    number applied goes back to the browser with the picker's data, so that a redraw from a run
+    that started before a click does not undo it."""
+    applied = f"{key}__applied"
 
     def changed() -> None:
         value = (st.session_state.get(key) or {}).get("heads")
-        if isinstance(value, list) and all(isinstance(h, int) for h in value):
-            on_change(value)
+        if not isinstance(value, dict):
+            return
+        burst, heads = value.get("burst"), value.get("heads")
+        if isinstance(burst, int):  # also for a selection refused below: the browser's is then obsolete
+            st.session_state[applied] = max(burst, st.session_state.get(applied, 0))
+        if isinstance(heads, list) and all(isinstance(h, int) and not isinstance(h, bool) for h in heads):
+            on_change(heads)
 
     _heads(key=key, data={"maps": list(maps), "selected": list(selected), "all": all_heads, "tile": tile,
-                          "delay": COMMIT_DELAY_MS}, on_heads_change=changed)
+                          "delay": COMMIT_DELAY_MS, "key": key, "visit": visit,
+                          "applied": st.session_state.get(applied, 0)}, on_heads_change=changed)

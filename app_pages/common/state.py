@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import replace
 from typing import Any
 from urllib import parse
@@ -31,6 +32,7 @@ URL_VIEW = "exbert_url_view"
 STARTING = "exbert_starting"
 NOTES = "exbert_notes"
 FIRST_VIEW = "exbert_first_view"  # this run is the session's first (no Back/Forward): its URL is written in place
+PAGE_VISIT = "exbert_page_visit"  # (the page's script hash, an id of this visit to it)
 log = logging.getLogger(__name__)
 
 
@@ -46,9 +48,18 @@ def begin_run() -> AppState:
     browser's Back or Forward, else the session's."""
     ctx = get_script_run_ctx()
     st.session_state[FIRST_VIEW] = STATE not in st.session_state and not (ctx is not None and ctx.is_history_navigation)
+    page = ctx.page_script_hash if ctx is not None else ""
+    if st.session_state.get(PAGE_VISIT, (None,))[0] != page:
+        st.session_state[PAGE_VISIT] = (page, secrets.token_hex(4))
     if STATE not in st.session_state or (ctx is not None and ctx.is_history_navigation):
         _read_url()
     return get_state()
+
+
+def page_visit() -> str:
+    """An id of this visit to the page: new in each session and each time the reader comes to
+    the page from another (what the browser keeps for a page's widgets, it keeps per visit)."""
+    return st.session_state[PAGE_VISIT][1]
 
 
 def get_state() -> AppState:
@@ -112,9 +123,11 @@ def finish_run(params: tuple[str, ...]) -> None:
         st.session_state[URL_VIEW] = wanted
     # to_dict() leaves out, and from_dict() keeps, Streamlit's own embed parameters.
     if st.query_params.to_dict() != wanted:
+        ctx = get_script_run_ctx()
+        opened = ctx.query_string if ctx is not None else ""  # as the browser sent it (before _set_quietly)
         if st.session_state.get(FIRST_VIEW) and _set_quietly(wanted):
             with st.sidebar:  # out of the page's way
-                components.replace_url(parse.urlencode(wanted, doseq=True))
+                components.replace_url(parse.urlencode(wanted, doseq=True), opened=opened)
             st.session_state[FIRST_VIEW] = False
         else:
             st.query_params.from_dict(wanted)

@@ -1,4 +1,5 @@
-"""The app's own style rules, added to every page by :func:`apply` (from the top bar).
+"""The app's own style rules, added to every page by :func:`apply` (app.py calls it
+before any page is drawn).
 
 Phones (Streamlit folds the sidebar away below 768 px): every button and link is at least 32 px
 a side, so a finger can hit it (Streamlit's help icons, header buttons and small pills are
@@ -11,9 +12,13 @@ import streamlit as st
 
 PHONE_MAX_PX = 767  # Streamlit's own breakpoint: below it the sidebar is folded away
 TAP_PX = 32
+STYLE_KEY = "exbert_style"
 
 _CSS = f"""<style>
-.exbert-phone-only {{ display: none; }}
+.exbert-phone-only, div:has(> .st-key-{STYLE_KEY}) {{ display: none; }}
+/* Before the top bar's buttons are drawn, Streamlit holds their places with empty grey boxes,
+   for seconds while a build loads the server: a reader took "Copy link" for a broken box. */
+.st-key-top_bar .stElementContainer > div:empty {{ visibility: hidden; }}
 @media (max-width: {PHONE_MAX_PX}px) {{
   .exbert-phone-only {{ display: block; }}
   [data-testid="stMain"] button, [data-testid="stSidebar"] button, [data-testid="stHeader"] button,
@@ -27,9 +32,14 @@ _CSS = f"""<style>
 }}
 </style>"""
 
+
 def apply() -> None:
-    """The style rules and, on phones only, the line that points at the folded sidebar."""
-    st.html(_CSS)
+    """The app's style rules, as the first element of the page (:func:`phone_hint` is the phone line)."""
+    # Markdown, not st.html: Streamlit draws Markdown at once, other elements once their code has
+    # loaded, and these rules must hold from the first frame. Its container is not displayed (the
+    # rules still apply), so it adds no gap to the page.
+    with st.container(key=STYLE_KEY):
+        st.markdown(_CSS, unsafe_allow_html=True)
 
 
 def phone_hint() -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import streamlit as st
 
-from app_pages.common import components, style
+from app_pages.common import components
 from app_pages.common import state as session
 from exbert_core.app import state as app_state
 from exbert_core.errors import USER_ERRORS
@@ -70,7 +70,6 @@ def attempt(call: Callable[[], T], failed: str, *, problems: list[str] | None = 
 def top_bar() -> Any:
     """Copy link and Reset at the top of the page; returns the container for the messages under
     them."""
-    style.apply()
     with st.container(key="top_bar", horizontal=True, vertical_alignment="center", gap="small"):
         components.copy_link()
         st.button("Reset to defaults", key=K_RESET, icon=":material/restart_alt:", on_click=session.reset,
