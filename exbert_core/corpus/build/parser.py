@@ -78,10 +78,16 @@ class Parser:
               parsed: Callable[[int], None] | None = None) -> Iterator[Iterator[CorpusSentence]]:
         """One iterator of sentences per unit (a list of paragraphs), in order; take each unit's
         sentences before the next unit's. ``parsed(characters)`` after each parse batch that was
-        parsed or read back."""
+        parsed or read back. The workers start now and parse ahead while the caller does other
+        work (the quantiser's sample)."""
         stored = [self.is_stored(unit) for unit in units]
         batches = [parsing.parse_batches(unit) for unit in units]
         fresh = self._parse(b for unit, was in zip(batches, stored) if not was for b in unit)
+        return self._stream(units, batches, stored, fresh, parsed)
+
+    def _stream(self, units: Sequence[Sequence[str]], batches: list[list[list[str]]], stored: list[bool],
+                fresh: Iterator[list[CorpusSentence]], parsed: Callable[[int], None] | None,
+                ) -> Iterator[Iterator[CorpusSentence]]:
         for unit, unit_batches, was_stored in zip(units, batches, stored):
             if was_stored:
                 self.stored_units += 1
@@ -117,21 +123,33 @@ class Parser:
             writer.commit()
 
     def _parse(self, batches: Iterator[list[str]]) -> Iterator[list[CorpusSentence]]:
-        """The sentences of each batch, in order, parsed ahead by the workers."""
+        """The sentences of each batch, in order: parsed here when asked for, or by the workers,
+        the first :attr:`lookahead` batches submitted at once."""
         if not self.workers:
-            for batch in batches:
-                started = time.perf_counter()
-                sentences = parsing.parse_batch(self.nlp, batch)
-                self.busy_s += time.perf_counter() - started
-                yield sentences
-            return
+            return self._parse_here(batches)
         pending: deque[concurrent.futures.Future] = deque()
         for batch in batches:
             pending.append(self._pool().submit(parse_worker.parse, batch))
             if len(pending) > self.lookahead:
-                yield self._result(pending.popleft())
+                break
+        return self._results(pending, batches)
+
+    def _parse_here(self, batches: Iterator[list[str]]) -> Iterator[list[CorpusSentence]]:
+        for batch in batches:
+            started = time.perf_counter()
+            sentences = parsing.parse_batch(self.nlp, batch)
+            self.busy_s += time.perf_counter() - started
+            yield sentences
+
+    def _results(self, pending: deque[concurrent.futures.Future], batches: Iterator[list[str]],
+                 ) -> Iterator[list[CorpusSentence]]:
+        """The workers' results in order, one more batch submitted for each taken."""
         while pending:
-            yield self._result(pending.popleft())
+            result = self._result(pending.popleft())
+            for batch in batches:
+                pending.append(self._pool().submit(parse_worker.parse, batch))
+                break
+            yield result
 
     def _pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self.pool is None:

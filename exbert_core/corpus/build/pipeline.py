@@ -182,10 +182,11 @@ class BuildClock:
         finally:
             self.add(stage, time.perf_counter() - started)
 
-    def stages(self, parser: Parser) -> dict:
+    def stages(self, shards: Parser, here: Parser) -> dict:
+        """The stages' seconds, the shards' parser's workers and the units read back (both parsers')."""
         out = {k: round(v, 2) for k, v in self.seconds.items()}
-        out.update(parse=round(parser.busy_s, 2), wait=round(parser.wait_s, 2), parse_workers=parser.workers,
-                   parses_reused=parser.stored_units)
+        out.update(parse=round(shards.busy_s + here.busy_s, 2), wait=round(shards.wait_s, 2),
+                   parse_workers=shards.workers, parses_reused=shards.stored_units + here.stored_units)
         return out
 
 
@@ -214,12 +215,12 @@ def _build_locked(
     clock = BuildClock()
     store = ParseStore(out_dir / PARSES)
     with Parser(nlp, store, options.workers() if engine is None else 0) as parser:
-        # One stream for the sample and (built here) the shards, so the workers parse the shards
-        # while the model runs over the sample.
-        units = parser.units(([sample] if sample else []) + (list(missing.values()) if engine is None else []),
-                             progress.parsed)
+        # The workers start on the shards (built here) at once; meanwhile this process parses the
+        # quantiser's sample itself and runs the model over it.
+        shards = parser.units(list(missing.values()) if engine is None else [], progress.parsed)
+        here = Parser(nlp, store, workers=0)
         if sample:
-            sentences = next(units)
+            sentences = next(here.units([sample], progress.parsed))
             ranges = clock.timed("sample", lambda: _sample_ranges(sentences, loaded, options, progress))
             buffer = io.BytesIO()
             np.savez(buffer, **ranges)
@@ -230,10 +231,10 @@ def _build_locked(
         if engine is not None:
             engine(partial, missing, loaded, store.folder, ranges, quantiser_sha, options, report)
         else:
-            for (index, piece), sentences in zip(missing.items(), units):
+            for (index, piece), sentences in zip(missing.items(), shards):
                 build_shard(partial / shard_dir(index), index, sentences, loaded, ranges, quantiser_sha, options,
                             progress.embedded, clock, expected_tokens=sum(len(p) for p in piece) / CHARS_PER_TOKEN)
-        stages = clock.stages(parser)
+        stages = clock.stages(parser, here)
     entries = shard_entries(partial, name, len(pieces))
     tokens, sentences = sum(e["tokens"] for e in entries), sum(e["sentences"] for e in entries)
     if tokens == 0:
@@ -414,7 +415,8 @@ def _sample_ranges(sentences: Iterable[CorpusSentence], loaded: LoadedModel, opt
     """The quantiser's per-dimension ranges of every layer, from the sample's sentences."""
     stats = embed.RangeStats(loaded.info)
     device = next(loaded.model.parameters()).device
-    batcher = embed.Batcher(loaded, stats, options.tokens_per_batch(loaded.info, device))
+    # Every build of a text draws this sample alike: no fixed shapes needed (see embed.Batcher).
+    batcher = embed.Batcher(loaded, stats, options.tokens_per_batch(loaded.info, device), fixed_shapes=False)
     for sentence in sentences:
         for encoded in corpus_text.encode(loaded, sentence, options.max_tokens):
             batcher.add(encoded.ids, _indexed_positions(encoded), 0)
