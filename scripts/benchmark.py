@@ -461,6 +461,16 @@ def bench_build(names: list[tuple[str, str]], device: str = "cpu", dtype: str = 
           "(GPU) MiniLM whole >= 40k tokens/s, embed >= 25 % of the raw limit, GPU busy >= 50 % while embedding")
 
 
+def bench_parse_reuse(source: str = "alice", first: str = "minilm", then: str = "smollm2", device: str = "cpu") -> None:
+    """A text parsed once: a build with ``then`` after one with ``first``, into the same corpora folder."""
+    with tempfile.TemporaryDirectory() as out:
+        before = measured_build(source, first, out=out, name=first, device=device)
+        after = measured_build(source, then, out=out, name=then, device=device)
+    stages = after["stages"]
+    print(f"\n{then} build of {source} after the {first} one: {after['seconds']:.1f} s, spaCy {stages['parse']} s, "
+          f"{stages['parses_reused']} stored parse(s) read back ({first}'s own build: spaCy {before['stages']['parse']} s)")
+
+
 def bench_dtype(source: str, model: str, dtype: str, device: str) -> None:
     """A build in ``dtype`` against fp32: the share of stored values more than one quantiser step
     apart, and recall@50 of token and all-head searches against exact fp32 vectors."""
@@ -788,6 +798,7 @@ def main() -> int:
     if "build" in sections:
         bench_build([("alice", "minilm"), ("moby-dick", "minilm"), ("alice", "smollm2")]
                     + ([("brown", "minilm")] if args.brown else []), args.device, args.dtype)
+        bench_parse_reuse(device=args.device)
         if args.dtype != "fp32":
             bench_dtype("alice", "minilm", args.dtype, args.device)
     if "memory" in sections:

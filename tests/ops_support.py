@@ -16,14 +16,16 @@ from exbert_core.corpus.build import sources
 
 def make_fresh_data_dir(root: Path, characters: int) -> Path:
     """``root`` as a data dir with an empty ``corpora/``, ``sources/alice.txt`` holding the first
-    paragraphs of Alice (at least ``characters`` characters) and the real ``models/`` linked."""
+    paragraphs of Alice (at least ``characters`` characters; Alice again from its start past its
+    end) and the real ``models/`` linked."""
     text = sources.fetch_source("alice").read_text(encoding="utf-8")
     paragraphs, kept, size = text.split("\n\n"), [], 0
-    for paragraph in paragraphs:
-        kept.append(paragraph)
-        size += len(paragraph)
-        if size >= characters:
-            break
+    while size < characters:
+        for paragraph in paragraphs:
+            kept.append(paragraph)
+            size += len(paragraph)
+            if size >= characters:
+                break
     (root / "corpora").mkdir(parents=True)
     (root / "sources").mkdir()
     (root / "sources" / "alice.txt").write_text("\n\n".join(kept) + "\n", encoding="utf-8")

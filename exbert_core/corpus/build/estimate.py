@@ -49,14 +49,15 @@ class BuildEstimate:
                 f"runs in a process of its own ({memory_words})")
 
 
-# Fitted to scripts/benchmark.py's build section on the project's 2-core machine (MiniLM on
-# moby-dick 1,724 tokens/s, SmolLM2 on alice 223 tokens/s): per token, spaCy's parse, a fixed
-# cost (quantising and writing every layer's codes, metadata) and the model's multiply-adds,
-# which scale with its non-embedding weights (11M for MiniLM, 106M for SmolLM2).
-PARSE_CHARS_PER_S = 60_000
-START_S = 3.0  # loading spaCy, writing manifests and checksums: alice took 24.9 s where the rates give 22 s
-TOKEN_OVERHEAD_S = 70e-6
-MODEL_PARAM_TOKENS_PER_S = 28e9
+# Fitted to scripts/benchmark.py's build section on the project's 2-core machine (whole builds: MiniLM
+# on alice 15.0 s and on moby-dick 97.4 s, SmolLM2 on alice 86.0 s): a start (spaCy's workers, the
+# manifests and checksums) and per token a fixed cost (tokenizing, metadata, quantising and writing
+# every layer's codes, and what spaCy's parse, which runs beside the model, adds to it on two cores)
+# and the model's multiply-adds, which scale with its non-embedding weights (11M for MiniLM, 106M for
+# SmolLM2); the quantiser's sample runs through the model once more.
+START_S = 2.4
+TOKEN_OVERHEAD_S = 98e-6
+MODEL_PARAM_TOKENS_PER_S = 5.4e10
 METADATA_BYTES_PER_TOKEN = 130
 
 
@@ -93,10 +94,9 @@ def estimate(info: ModelInfo, text_chars: int, out_dir: Path, tokens_per_s: floa
     stretches the time."""
     tokens = int(text_chars / CHARS_PER_TOKEN)
     weights, embedding = info.parameters, info.embedding_parameters
-    again = 1 + sample_tokens(tokens) / max(tokens, 1)  # the quantiser's sample is parsed and run once more
-    seconds = tokens / tokens_per_s if tokens_per_s else START_S + \
-        again * (text_chars / PARSE_CHARS_PER_S
-                 + tokens * (TOKEN_OVERHEAD_S + max(weights - embedding, 1) / MODEL_PARAM_TOKENS_PER_S))
+    again = 1 + sample_tokens(tokens) / max(tokens, 1)  # the quantiser's sample runs through the model once more
+    seconds = tokens / tokens_per_s if tokens_per_s else \
+        START_S + again * tokens * (TOKEN_OVERHEAD_S + max(weights - embedding, 1) / MODEL_PARAM_TOKENS_PER_S)
     out_dir.mkdir(parents=True, exist_ok=True)
     return BuildEstimate(
         tokens=tokens,
