@@ -25,10 +25,11 @@ import numpy as np
 
 from exbert_core.cluster import check_address, connect
 from exbert_core.corpus.build import pipeline as corpus_build
-from exbert_core.corpus.build.parse_store import ParseStore
+from exbert_core.corpus.build.parse_store import ParseStore, unit_key
 from exbert_core.corpus.build.parser import Parser
 from exbert_core.corpus.format.manifest import shard_dir
 from exbert_core.errors import BuildError, InputError
+from exbert_core.model.annotate import load_spacy, pipeline_name
 from exbert_core.model.loading import LoadedModel
 from exbert_core.progress import Progress, Step
 
@@ -45,9 +46,10 @@ class _ParseShard:
 
     def __call__(self, batch: dict) -> dict:
         for piece in batch["piece"]:
+            paragraphs = json.loads(piece)
             with Parser(self.nlp, self.store, workers=0) as parser:
-                for sentences in parser.units([json.loads(piece)]):
-                    for _ in sentences:  # stored as it streams
+                if not parser.is_stored(paragraphs):
+                    for _ in next(parser.units([paragraphs])):  # stored as it streams
                         pass
         return batch
 
@@ -56,15 +58,14 @@ class _EmbedShard:
     """Ray Data stage 2 (an actor holds the model): a shard's stored parse -> its metadata and
     codes, the shard renamed into place."""
 
-    def __init__(self, model: str, partial: str, store: str, quantiser_sha: str,
+    def __init__(self, model: str, partial: str, store: str, pipeline: str, quantiser_sha: str,
                  options: corpus_build.BuildOptions, device: str) -> None:
-        from exbert_core.model import annotate, loading
+        from exbert_core.model import loading
 
         self.loaded = loading.load(model)
         loading.move_to_device(self.loaded, device)
         self.loaded.model.to(corpus_build.DTYPES[options.dtype])
-        self.nlp = annotate.load_spacy()
-        self.partial, self.store = Path(partial), ParseStore(Path(store))
+        self.partial, self.store, self.pipeline = Path(partial), ParseStore(Path(store)), pipeline
         with np.load(self.partial / corpus_build.QUANTISER) as stored:
             self.ranges = {key: stored[key] for key in stored.files}
         self.quantiser_sha, self.options = quantiser_sha, options
@@ -73,11 +74,11 @@ class _EmbedShard:
         tokens = []
         for index, piece in zip(batch["index"], batch["piece"]):
             paragraphs = json.loads(piece)
-            with Parser(self.nlp, self.store, workers=0) as parser:
-                sentences = next(parser.units([paragraphs]))  # read back: stage 1 stored it
-                folder = corpus_build.build_shard(self.partial / shard_dir(int(index)), int(index), sentences,
-                                                  self.loaded, self.ranges, self.quantiser_sha, self.options,
-                                                  expected_tokens=sum(map(len, paragraphs)) / corpus_build.CHARS_PER_TOKEN)
+            stored = self.store.read(unit_key(paragraphs, self.pipeline))  # stage 1 stored it
+            folder = corpus_build.build_shard(self.partial / shard_dir(int(index)), int(index),
+                                              (s for sentences in stored for s in sentences), self.loaded, self.ranges,
+                                              self.quantiser_sha, self.options,
+                                              expected_tokens=sum(map(len, paragraphs)) / corpus_build.CHARS_PER_TOKEN)
             tokens.append(json.loads((folder / "manifest.json").read_text())["tokens"])
         return {"index": batch["index"], "tokens": np.array(tokens)}
 
@@ -115,6 +116,7 @@ def engine(address: str | None = None, workers: int | None = None, device: str =
             .map_batches(_EmbedShard, batch_size=1, concurrency=min(pool, gpus) if gpus else pool,
                          num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0,
                          fn_constructor_kwargs={"model": model, "partial": str(partial), "store": str(store),
+                                                "pipeline": pipeline_name(load_spacy()),
                                                 "quantiser_sha": quantiser_sha, "options": options,
                                                 "device": "cuda" if gpus else "cpu"})
         )
