@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -76,6 +77,16 @@ def _memory_cgroup(limit: int) -> Path | None:
     return None
 
 
+def _remove(group: Path, wait_s: float = 30.0) -> None:
+    """Remove a cgroup once its last process has ended: the child's helpers (its spaCy workers,
+    multiprocessing's resource tracker) end just after it, and a group with a process in it cannot
+    be removed (EBUSY)."""
+    deadline = time.monotonic() + wait_s
+    while (group / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    group.rmdir()
+
+
 def test_a_build_and_searches_run_under_a_memory_ceiling(tmp_path):
     """The child builds a quarter of Alice, then all of it (4x the tokens), and searches every
     layer, inside a memory cgroup of 1.3 GB where the machine allows one (the kernel kills the
@@ -89,7 +100,7 @@ def test_a_build_and_searches_run_under_a_memory_ceiling(tmp_path):
                                env=env, preexec_fn=preexec)
     finally:
         if group:
-            group.rmdir()
+            _remove(group)
     assert child.returncode == 0, f"killed or failed (cgroup: {group is not None}):\n{child.stderr[-3000:]}"
     data = json.loads(child.stdout.strip().splitlines()[-1])
     quarter, whole = data["quarter"], data["whole"]
