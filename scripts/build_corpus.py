@@ -76,7 +76,7 @@ def main() -> int:
         source = {"name": path.stem, **chosen}
     elif args.text:
         text = sample.sample_text(sources.read_user_text(args.text), args.max_tokens_total, meter)
-        source = {"file": args.text.name, **chosen}
+        source = {"file": args.text.name, "path": str(args.text), **chosen}  # the name is shown, the path rebuilds
     elif args.input:
         text = list(inputs.read(args.input, text_column=args.text_column, max_tokens_total=args.max_tokens_total,
                                 meter=meter, report=report))

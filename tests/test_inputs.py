@@ -15,6 +15,7 @@ import pytest
 from conftest import ROOT
 
 from exbert_core.corpus.build import pipeline as build, inputs, sample, sources
+from exbert_core.corpus.format import manifest as corpus_manifest
 from exbert_core.model import loading
 from exbert_core.errors import InvalidText
 
@@ -87,22 +88,44 @@ def test_the_command_line_builds_nothing_from_a_host_file(tmp_path, host_file, m
     folder.mkdir(parents=True)
     os.symlink(host_file, folder / "passwd_link.txt")
     (folder / "ok.txt").write_text("The queen shouted at the cat. The cat smiled.")
+    seen = what_the_script_builds(monkeypatch, "--input", str(tmp_path / "in"), "--name", "links",
+                                  "--out", str(tmp_path / "out"))
+    assert seen["text"] == ["The queen shouted at the cat. The cat smiled."]
+    assert "skipped 1 outside the input folder" in seen["source"]["read"]
+
+
+def test_a_text_file_build_records_the_path_that_rebuilds_it(tmp_path, monkeypatch):
+    """--text data/my notes.txt: the manifest shows visitors the file's name, and the resume and
+    rebuild hints quote the path the build read (the bare name sent users to a file that is not
+    there when they run the command from elsewhere)."""
+    notes = tmp_path / "data" / "my notes.txt"
+    notes.parent.mkdir()
+    notes.write_text("The queen shouted at the cat.")
+    seen = what_the_script_builds(monkeypatch, "--text", str(notes), "--name", "notes")
+    assert seen["source"]["file"] == "my notes.txt"
+    command = corpus_manifest.build_command("notes", seen["source"], "minilm")
+    assert f"--text '{notes}' --name notes" in command
+    assert corpus_manifest.build_command("up", {"file": "upload.txt"}).startswith(
+        "python scripts/build_corpus.py --text upload.txt")  # an app upload: its name is all there is
+
+
+def what_the_script_builds(monkeypatch, *args: str) -> dict:
+    """What ``build_corpus.py ARGS`` hands to the build (its text and source), the model and the
+    build itself replaced."""
     seen = {}
 
     def fake_build(text, name, out, loaded, *, source, **kwargs):
         seen.update(text=text, source=source)
         raise SystemExit(0)
 
-    monkeypatch.setattr(sys, "argv", ["build_corpus.py", "--input", str(tmp_path / "in"), "--name", "links",
-                                      "--out", str(tmp_path / "out")])
+    monkeypatch.setattr(sys, "argv", ["build_corpus.py", *args])
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
     monkeypatch.setattr(build, "build", fake_build)
     monkeypatch.setattr(loading, "load", mock.MagicMock())
     monkeypatch.setattr(loading, "move_to_device", mock.MagicMock(return_value="cpu"))
     with pytest.raises(SystemExit):
         runpy.run_path(str(ROOT / "scripts" / "build_corpus.py"), run_name="__main__")
-    assert seen["text"] == ["The queen shouted at the cat. The cat smiled."]
-    assert "skipped 1 outside the input folder" in seen["source"]["read"]
+    return seen
 
 
 def paragraphs(n: int, words: int = 12) -> str:
@@ -155,6 +178,25 @@ def test_a_folder_of_notes_shorter_than_a_share_still_fills_the_cap(tmp_path, me
     notes = sorted(int(re.match(r"Note (\d+)", t).group(1)) for t in texts)
     assert report.files == len(notes) == len(set(notes)) > 20  # each note read once
     assert notes[0] == 0 and notes[-1] >= 75  # spread over the folder
+
+
+def test_a_short_last_file_leaves_its_share_to_the_files_before_it(tmp_path, meter):
+    """Four long chapters and a short last file, capped at 2,000: the last file's share was lost (the
+    sample stopped at 1,931); now the files before it give more, each from where its share ended."""
+    folder = tmp_path / "book"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"ch{i}.txt").write_text("\n\n".join(f"Chapter {i} paragraph {j} has words. The cat sat on the mat."
+                                                      for j in range(400)))
+    (folder / "ch9.txt").write_text("The end of the book, in one short sentence.")
+    report = inputs.InputReport()
+    texts = list(inputs.read(folder, max_tokens_total=2000, meter=meter, report=report))
+    assert 2000 - ONE_SENTENCE <= tokens(texts, meter) <= 2000, tokens(texts, meter)
+    assert (report.files, report.kept) == (5, 5)  # a file read again for the top-up counts once
+    assert texts[4] == "The end of the book, in one short sentence." and len(texts) > 5
+    for chapter in range(4):  # each chapter's paragraphs given once each, in order, from its start
+        given = [int(j) for j in re.findall(rf"Chapter {chapter} paragraph (\d+)", "\n".join(texts))]
+        assert given == list(range(len(given))) and len(given) > 1
 
 
 def test_a_short_file_leaves_its_share_to_the_next_and_rows_stop_at_the_cap(tmp_path, meter):

@@ -13,14 +13,14 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from exbert_core.corpus.build.sample import TokenMeter, up_to
+from exbert_core.corpus.build.sample import F, TokenMeter, up_to
 from exbert_core.corpus.build.sources import check_inside_its_folder, inside_folder
 from exbert_core.errors import InvalidText
 
@@ -40,6 +40,34 @@ class InputReport:
 
     def skip(self, reason: str, rows: int = 1) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + rows
+
+    def counted_once(self, reader: Callable[[F, InputReport], Iterator[str]]) -> Callable[[F], Iterator[str]]:
+        """``reader(file, report)`` as the ``read(file)`` of :func:`~exbert_core.corpus.build.sample.up_to`,
+        whose counts land here once per file although a sample's top-up reads a file's start again."""
+        seen: dict[F, InputReport] = {}
+
+        def texts(file: F) -> Iterator[str]:
+            before = seen.setdefault(file, InputReport())
+            now = InputReport(files=1)
+            for text in reader(file, now):
+                self._add_beyond(before, now)
+                yield text
+            self._add_beyond(before, now)
+
+        return texts
+
+    def _add_beyond(self, before: InputReport, now: InputReport) -> None:
+        """Adds what ``now`` counted beyond ``before``, and raises ``before`` to ``now``."""
+        for name in ("files", "kept"):
+            extra = getattr(now, name) - getattr(before, name)
+            if extra > 0:
+                setattr(self, name, getattr(self, name) + extra)
+                setattr(before, name, getattr(now, name))
+        for reason, rows in now.skipped.items():
+            extra = rows - before.skipped.get(reason, 0)
+            if extra > 0:
+                self.skip(reason, extra)
+                before.skipped[reason] = rows
 
     def summary(self) -> str:
         skipped = ", ".join(f"{n:,} {reason}" for reason, n in sorted(self.skipped.items()))
@@ -172,15 +200,14 @@ def read(path: Path, *, text_column: str = DEFAULT_TEXT_COLUMN, max_tokens_total
     else:
         raise InvalidText(f"No file or folder at {path}.")
 
-    def texts(file: Path) -> Iterator[str]:
-        report.files += 1
+    def texts(file: Path, counts: InputReport) -> Iterator[str]:
         suffix = file.suffix.lower()
-        return (_jsonl(file, text_column, report) if suffix == ".jsonl" else
-                _csv(file, text_column, report) if suffix == ".csv" else
-                _parquet(file, text_column, report) if suffix == ".parquet" else
-                _text_file(file, report))
+        return (_jsonl(file, text_column, counts) if suffix == ".jsonl" else
+                _csv(file, text_column, counts) if suffix == ".csv" else
+                _parquet(file, text_column, counts) if suffix == ".parquet" else
+                _text_file(file, counts))
 
-    yield from up_to(files, texts, max_tokens_total, meter)
+    yield from up_to(files, report.counted_once(texts), max_tokens_total, meter)
 
 
 def hugging_face(name: str, config: str | None, split: str, *, text_column: str = DEFAULT_TEXT_COLUMN,
@@ -205,15 +232,14 @@ def hugging_face(name: str, config: str | None, split: str, *, text_column: str 
         raise InvalidText(f"No Parquet files for data set '{name}', config '{config}', split '{split}' ({pattern}).")
     report = report if report is not None else InputReport()
 
-    def texts(file: str) -> Iterator[str]:
-        report.files += 1
+    def texts(file: str, counts: InputReport) -> Iterator[str]:
         try:
             with fs.open(file, "rb") as f:
                 table = pq.read_table(f, columns=[text_column])
         except (pa.ArrowException, OSError, KeyError) as err:
             raise InvalidText(f"{file}: no readable column '{text_column}' ({err}). "
                               "Name the text column with --text-column.") from err
-        kept = (_keep(value, report) for value in table.column(0).to_pylist())
+        kept = (_keep(value, counts) for value in table.column(0).to_pylist())
         yield from (text for text in kept if text is not None)
 
-    yield from up_to(files, texts, max_tokens_total, meter)
+    yield from up_to(files, report.counted_once(texts), max_tokens_total, meter)

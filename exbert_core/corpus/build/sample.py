@@ -8,8 +8,9 @@ estimate missed it by 8 % on English prose and by far more on other scripts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from transformers import PreTrainedTokenizerBase
 
@@ -83,6 +84,16 @@ def spread_files(files: int, tokens: int) -> list[int]:
     return [i * files // count for i in range(count)]
 
 
+@dataclass(frozen=True)
+class _Place(Generic[F]):
+    """Where the next sample text of a file starts: after its first ``texts`` texts and ``chars``
+    characters of the next one."""
+
+    file: F
+    texts: int = 0
+    chars: int = 0
+
+
 def up_to(files: list[F], read: Callable[[F], Iterator[str]], max_tokens_total: int | None,
           meter: TokenMeter | None) -> Iterator[str]:
     """The texts of ``files`` (``read(file)`` gives one file's texts) until ``max_tokens_total``
@@ -90,31 +101,56 @@ def up_to(files: list[F], read: Callable[[F], Iterator[str]], max_tokens_total: 
     each gives at most its share of what is left (a text that crosses the share is cut at a
     paragraph or sentence, :func:`sample_text`), and what a short file leaves goes to the files
     after it. When the files drawn from held less than the cap, the sample goes on in the files not
-    yet read, spread again, so that a folder of short files fills the cap too. The reading stops at
-    the cap: the rest of a file is never read."""
+    yet read, spread again, so that a folder of short files fills the cap too; when every file was
+    read and the last ones were short, it goes on in the files whose share ran out, from where it
+    ended. The sample ends within one sentence of the cap (or at the input's end), and no file is
+    read past the end of what it gave."""
     if max_tokens_total is None:
         for file in files:
             yield from read(file)
         return
     meter = _meter(meter)
     left = max_tokens_total
-    unread = list(files)
-    while unread and left >= MIN_PIECE_TOKENS:
-        chosen = spread_files(len(unread), left)
+    unread: list[_Place[F]] = [_Place(file) for file in files]
+    cut: list[_Place[F]] = []  # files whose share ran out before their end
+    while left >= MIN_PIECE_TOKENS and (unread or cut):
+        pool = unread if unread else cut
+        chosen = spread_files(len(pool), left)
+        stopped_now: list[_Place[F]] = []
         for done, index in enumerate(chosen):
             share = left // (len(chosen) - done)
-            for text in read(unread[index]):
-                text = sample_text(text, max(1, share), meter)
-                tokens = meter.count(text)
-                if text.strip():
-                    yield text
-                left, share = left - tokens, share - tokens
-                if share < MIN_PIECE_TOKENS:
-                    break
+            given, stopped = yield from _draw(pool[index], read, share, meter)
+            left -= given
+            if stopped is not None:
+                stopped_now.append(stopped)
             if left < MIN_PIECE_TOKENS:
                 return
-        read_now = set(chosen)
-        unread = [file for index, file in enumerate(unread) if index not in read_now]
+        drawn = set(chosen)
+        rest = [place for index, place in enumerate(pool) if index not in drawn]
+        if pool is unread:
+            unread, cut = rest, cut + stopped_now
+        else:
+            cut = rest + stopped_now
+
+
+def _draw(place: _Place[F], read: Callable[[F], Iterator[str]], share: int,
+          meter: TokenMeter) -> Generator[str, None, tuple[int, _Place[F] | None]]:
+    """Gives ``place``'s file's texts from ``place`` on, up to ``share`` tokens. Returns the tokens
+    given and where the file's next text starts when the share ran out first (None at its end)."""
+    given = 0
+    for number, text in enumerate(read(place.file)):
+        if number < place.texts:
+            continue
+        start = place.chars if number == place.texts else 0
+        piece = sample_text(text[start:], max(1, share - given), meter)
+        count = meter.count(piece)
+        if piece.strip():
+            yield piece.lstrip()  # a piece after a cut starts at the cut's space or line break
+        given += count
+        if share - given < MIN_PIECE_TOKENS:
+            end = start + len(piece)
+            return given, _Place(place.file, number, end) if end < len(text) else _Place(place.file, number + 1)
+    return given, None
 
 
 def _meter(meter: TokenMeter | None) -> TokenMeter:

@@ -66,7 +66,9 @@ def build_command(name: str, source: dict | None = None, model: str | None = Non
         value = within.get(key)
         return shlex.quote(str(value)) if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "" else None
 
-    origins = (("name", "--source"), ("file", "--text"), ("input", "--input"), ("hf_dataset", "--hf-dataset"))
+    # "path" is the --text a command-line build read; "file" its name (all an app upload has).
+    origins = (("name", "--source"), ("path", "--text"), ("file", "--text"), ("input", "--input"),
+               ("hf_dataset", "--hf-dataset"))
     origin = next((f"{flag} {given(key)}" for key, flag in origins if given(key)), "--text YOUR_TEXT.txt")
     for key, flag in (("config", "--hf-config"), ("split", "--split"), ("text_column", "--text-column"),
                       ("max_tokens_total", "--max-tokens-total")):
