@@ -20,6 +20,7 @@ from exbert_core.corpus.build.quantise import DeviceQuantiser, unit_rows
 from exbert_core.corpus.format import vectors
 from exbert_core.corpus.format.codes import empty_index
 from exbert_core.corpus.search import codes_reader, store
+from exbert_core.model import forward
 
 # Paragraphs of the tests' own text, repeated: several parse batches and two shards.
 TEXT = "\n\n".join([SAMPLE_TEXT] * 6)
@@ -183,3 +184,47 @@ def test_half_precision_codes_against_fp32(dtype, minilm, nlp, tmp_path):
 # Shares of stored values more than one step from fp32's. Measured on this tiny model: bf16 0 % of
 # the embeddings, 0.03 % of the head values (9 % and 27 % are one step off); fp16 0 %.
 LIMITS = {"bf16": 0.002, "fp16": 0.0005}
+
+
+def _layers(loaded, input_ids, mask) -> dict[tuple[str, int], torch.Tensor]:
+    out = {}
+    forward.stream_layers(loaded, input_ids, mask, lambda layer, x: out.__setitem__(("hidden", layer), x.clone()),
+                          lambda layer, x: out.__setitem__(("context", layer), x.clone()))
+    return out
+
+
+@pytest.mark.parametrize("family", ["minilm", "gpt2", "llama"])
+def test_fused_attention_gives_the_eager_vectors_and_hands_eager_back(family, minilm):
+    """The GPU build runs attention fused (PyTorch's SDPA); its vectors must be eager attention's.
+    Checked on CPU, where SDPA runs too: the real MiniLM, and tiny causal models (mechanics), on a
+    padded batch; then the model is back on eager attention, which the attention view needs."""
+    from tiny_models import tiny
+
+    loaded = minilm if family == "minilm" else tiny(family, minilm.tokenizer)
+    before = loaded.model.config._attn_implementation
+    sentences = [loaded.tokenizer(s)["input_ids"] for s in ("The cat sat on the mat.", "Alice ran after the rabbit, "
+                                                                                      "which was late again.")]
+    input_ids, mask = forward.pad(sentences, loaded, width=24)
+    eager = _layers(loaded, input_ids, mask)
+    with loaded.lock, forward.fused_attention(loaded):
+        assert loaded.model.config._attn_implementation == "sdpa"
+        fused = _layers(loaded, input_ids, mask)
+    assert loaded.model.config._attn_implementation == before
+    real = mask.bool()
+    assert eager.keys() == fused.keys() and len(eager) == 2 * loaded.info.layers + 1
+    for key, x in eager.items():
+        assert torch.allclose(x[real], fused[key][real], atol=1e-4, rtol=1e-4), key
+
+
+def test_a_gpu_batch_is_sized_to_half_its_free_memory(minilm, monkeypatch):
+    """The batch rule for a GPU (arithmetic on the free memory torch reports; no GPU needed)."""
+    from exbert_core.corpus.build import embed
+
+    per_token = embed.activation_bytes(minilm.info, 1)
+    cuda = torch.device("cuda")
+    for free, expected in ((per_token * 2 * 10_000, 10_000), (10**6, embed.GPU_BATCH_TOKENS[0]),
+                           (10**13, embed.GPU_BATCH_TOKENS[1])):
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device, free=free: (free, 2 * free))
+        assert embed.batch_tokens(minilm.info, cuda, budget_bytes=1) == expected
+    assert embed.batch_tokens(minilm.info, torch.device("cpu"), budget_bytes=10**12) == embed.CPU_BATCH_TOKENS
+    assert embed.batch_tokens(minilm.info, torch.device("cpu"), budget_bytes=1) == embed.MIN_CPU_BATCH_TOKENS
