@@ -79,6 +79,51 @@ def test_a_text_parsed_before_is_read_back_not_parsed_again(serial, minilm, nlp,
     assert _files(again) == _files(first) == _files(serial)
 
 
+def test_a_parse_read_back_moves_the_bar_batch_by_batch(nlp, tmp_path, monkeypatch):
+    """A stored parse (a SmolLM2 build after MiniLM's) counts its characters batch by batch as the
+    model takes its sentences, as a fresh parse does: counted once at the unit's end (a unit is a
+    whole shard), the bar stood still until the shard was done."""
+    real = parsing.parse_batches
+    monkeypatch.setattr(parsing, "parse_batches", lambda pieces: real(pieces, max_chars=300))
+    unit = parsing.paragraphs(TEXT)
+    store = parse_store.ParseStore(tmp_path)
+    seen: dict[str, list[tuple[int, int]]] = {}
+    for run in ("parse", "read back"):
+        handed, counts = [0], seen.setdefault(run, [])  # (sentences the model took, characters counted)
+        with corpus_parser.Parser(nlp, store, workers=0) as parser:
+            for sentences in parser.units([unit], lambda chars: counts.append((handed[0], chars))):
+                for _ in sentences:
+                    handed[0] += 1
+        assert parser.stored_units == (run == "read back")
+    batches = real(unit, max_chars=300)
+    assert len(batches) > 3 and [chars for _, chars in seen["parse"]] == [sum(map(len, b)) for b in batches]
+    assert seen["read back"] == seen["parse"]  # the same counts at the same sentences
+
+
+@pytest.mark.parametrize("damage", ["garbage", "cut short", "another batching"])
+def test_a_damaged_stored_parse_is_parsed_again(damage, nlp, tmp_path):
+    unit = parsing.paragraphs(TEXT)
+    store = parse_store.ParseStore(tmp_path)
+
+    def sentences() -> tuple[list[str], int]:
+        with corpus_parser.Parser(nlp, store, workers=0) as parser:
+            texts = [s.text for sentences in parser.units([unit]) for s in sentences]
+        return texts, parser.stored_units
+
+    first, _ = sentences()
+    (path,) = tmp_path.glob("*.parquet")
+    if damage == "garbage":
+        path.write_bytes(b"garbage")
+    elif damage == "cut short":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:  # a file of other batches under this key: reading it would drop or shift sentences
+        import pyarrow.parquet as pq
+        table = pq.read_table(path)
+        pq.write_table(table, path, row_group_size=max(1, table.num_rows // 3))
+    assert sentences() == (first, 0)  # parsed again, the same sentences
+    assert sentences() == (first, 1)  # and stored whole again
+
+
 def test_the_parse_store_keeps_its_size_least_recently_used_first(nlp, tmp_path):
     pieces = parsing.paragraphs(SAMPLE_TEXT)
     sentences = parsing.parse_batch(nlp, pieces)

@@ -82,8 +82,23 @@ class ParseStore:
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.parquet"
 
-    def has(self, key: str) -> bool:
-        return self.path(key).is_file()
+    def has(self, key: str, batches: int | None = None) -> bool:
+        """Whether ``key``'s parse is stored, and (``batches`` given) whole: its file opens and
+        holds one row group per parse batch. A damaged file is removed, and the unit parsed again."""
+        path = self.path(key)
+        if not path.is_file():
+            return False
+        if batches is None:
+            return True
+        try:
+            with pq.ParquetFile(path) as stored:
+                if stored.num_row_groups == batches:
+                    return True
+        except (OSError, pa.ArrowException):
+            pass
+        log.warning("The stored parse %s is damaged: the text is parsed again.", path.name)
+        path.unlink(missing_ok=True)
+        return False
 
     def read(self, key: str) -> Iterator[list[CorpusSentence]]:
         """The stored parse of ``key``, one parse batch at a time (the file's use time is renewed)."""

@@ -71,8 +71,12 @@ class Parser:
     def key(self, pieces: Sequence[str]) -> str:
         return unit_key(pieces, pipeline_name(self.nlp))
 
-    def is_stored(self, pieces: Sequence[str]) -> bool:
-        return self.store is not None and self.store.has(self.key(pieces))
+    def is_stored(self, pieces: Sequence[str], batches: int | None = None) -> bool:
+        """Whether the parse of ``pieces`` (``batches`` parse batches, counted when not given) is
+        stored whole."""
+        if batches is None:
+            batches = len(parsing.parse_batches(pieces))
+        return self.store is not None and self.store.has(self.key(pieces), batches)
 
     def units(self, units: Sequence[Sequence[str]],
               parsed: Callable[[int], None] | None = None) -> Iterator[Iterator[CorpusSentence]]:
@@ -80,8 +84,8 @@ class Parser:
         sentences before the next unit's. ``parsed(characters)`` after each parse batch that was
         parsed or read back. The workers start now and parse ahead while the caller does other
         work (the quantiser's sample)."""
-        stored = [self.is_stored(unit) for unit in units]
         batches = [parsing.parse_batches(unit) for unit in units]
+        stored = [self.is_stored(unit, len(unit_batches)) for unit, unit_batches in zip(units, batches)]
         fresh = self._parse(b for unit, was in zip(batches, stored) if not was for b in unit)
         return self._stream(units, batches, stored, fresh, parsed)
 
@@ -97,11 +101,12 @@ class Parser:
 
     def _read(self, key: str, batches: list[list[str]], parsed: Callable[[int], None] | None) -> Iterator[CorpusSentence]:
         assert self.store is not None
-        chars = sum(len(p) for batch in batches for p in batch)
-        for sentences in self.store.read(key):
+        # One stored row group per parse batch (the key holds the batching rules): counted as the
+        # model takes each, as a fresh parse is, so the bar moves through a shard read back.
+        for batch, sentences in zip(batches, self.store.read(key), strict=True):
             yield from sentences
-        if parsed:
-            parsed(chars)
+            if parsed:
+                parsed(sum(len(p) for p in batch))
 
     def _take(self, key: str, batches: list[list[str]], fresh: Iterator[list[CorpusSentence]],
               parsed: Callable[[int], None] | None) -> Iterator[CorpusSentence]:
