@@ -124,6 +124,54 @@ def test_a_damaged_stored_parse_is_parsed_again(damage, nlp, tmp_path):
     assert sentences() == (first, 1)  # and stored whole again
 
 
+@pytest.mark.parametrize("fault", ["damaged inside", "removed meanwhile"])
+def test_a_stored_parse_that_fails_while_read_back_is_one_clear_error(fault, nlp, tmp_path):
+    """Damage past the file's footer, or a file another build's prune removed after this build
+    found it: a BuildError of one line (the build resumes when run again), the damaged file gone."""
+    unit = parsing.paragraphs(TEXT)
+    store = parse_store.ParseStore(tmp_path)
+    with corpus_parser.Parser(nlp, store, workers=0) as parser:
+        for sentences in parser.units([unit]):
+            list(sentences)
+    (path,) = tmp_path.glob("*.parquet")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 40] = bytes(b ^ 0xFF for b in data[len(data) // 3 : len(data) // 3 + 40])
+    path.write_bytes(bytes(data))
+    with corpus_parser.Parser(nlp, store, workers=0) as parser:
+        (sentences,) = parser.units([unit])
+        assert parser.stored_units == 1  # found whole: the damage is past the footer
+        if fault == "removed meanwhile":
+            path.unlink()
+        with pytest.raises(build.BuildError, match="Run the build again") as err:
+            list(sentences)
+    assert "\n" not in str(err.value) and not path.exists()
+
+
+def test_a_parse_that_cannot_be_committed_leaves_no_temporary_file(tmp_path, monkeypatch):
+    store = parse_store.ParseStore(tmp_path)
+    writer = store.writer("k")
+    writer.add([])
+
+    def full(*_args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(parse_store.os, "replace", full)
+    with pytest.raises(OSError, match="No space"):
+        writer.commit()
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_short_text_whose_sample_is_its_shard_is_parsed_once(minilm, nlp, tmp_path, monkeypatch):
+    """Under 5,000 tokens the quantiser's sample is the whole text, the one shard's text: it was
+    parsed twice, once for each (on 2 cores, at the same time)."""
+    parsed = []
+    real = parsing.parse_batch
+    monkeypatch.setattr(parsing, "parse_batch", lambda *a: parsed.append(1) or real(*a))
+    folder = build.build(SAMPLE_TEXT, "short", tmp_path, minilm, nlp=nlp, options=build.BuildOptions(parse_workers=0))
+    assert len(parsed) == len(parsing.parse_batches(parsing.paragraphs(SAMPLE_TEXT))) == 1
+    assert len(json.loads((folder / "manifest.json").read_text())["shards"]) == 1
+
+
 def test_the_parse_store_keeps_its_size_least_recently_used_first(nlp, tmp_path):
     pieces = parsing.paragraphs(SAMPLE_TEXT)
     sentences = parsing.parse_batch(nlp, pieces)

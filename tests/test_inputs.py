@@ -182,12 +182,15 @@ def test_a_folder_of_notes_shorter_than_a_share_still_fills_the_cap(tmp_path, me
 
 def test_a_short_last_file_leaves_its_share_to_the_files_before_it(tmp_path, meter):
     """Four long chapters and a short last file, capped at 2,000: the last file's share was lost (the
-    sample stopped at 1,931); now the files before it give more, each from where its share ended."""
+    sample stopped at 1,931); now the files before it give more, each from where its share ended.
+    Sentences of about 35 tokens: a share cut at a sentence leaves part of it, and the file must
+    still count as cut, not ended."""
     folder = tmp_path / "book"
     folder.mkdir()
     for i in range(4):
-        (folder / f"ch{i}.txt").write_text("\n\n".join(f"Chapter {i} paragraph {j} has words. The cat sat on the mat."
-                                                      for j in range(400)))
+        (folder / f"ch{i}.txt").write_text("\n\n".join(f"Chapter {i} paragraph {j} has words, and the cat sat on "
+                                                      "the mat by the door of the old house and looked at the "
+                                                      "garden for a long while, as cats do." for j in range(400)))
     (folder / "ch9.txt").write_text("The end of the book, in one short sentence.")
     report = inputs.InputReport()
     texts = list(inputs.read(folder, max_tokens_total=2000, meter=meter, report=report))

@@ -11,6 +11,7 @@ folder is kept under :data:`~exbert_core.limits.PARSE_STORE_MB`, least recently 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from exbert_core.corpus.build.parsing import PARSE_BATCH_DOCS, CorpusSentence
+from exbert_core.errors import BuildError
 from exbert_core.limits import MAX_PARSE_CHARS, PARSE_BATCH_CHARS, PARSE_STORE_MB
 from exbert_core.model.annotate import WordAnnotation
 
@@ -73,6 +75,22 @@ def _sentences(batch: pa.RecordBatch) -> list[CorpusSentence]:
     return [CorpusSentence(text, tuple(words[offsets[i] : offsets[i + 1]])) for i, text in enumerate(texts)]
 
 
+def _renew(path: Path) -> None:
+    """Mark ``path`` as just used (a prune removes the least recently used first); a store that
+    cannot be written keeps its times. FileNotFoundError when it is gone."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        pass
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
 class ParseStore:
     """The parses kept in ``folder`` (created on first write)."""
 
@@ -92,22 +110,34 @@ class ParseStore:
             return True
         try:
             with pq.ParquetFile(path) as stored:
-                if stored.num_row_groups == batches:
+                if stored.num_row_groups == batches and stored.schema_arrow.equals(SCHEMA):
+                    _renew(path)  # in use: the last file a prune would remove
                     return True
+        except FileNotFoundError:  # removed meanwhile by another build's prune
+            return False
         except (OSError, pa.ArrowException):
             pass
         log.warning("The stored parse %s is damaged: the text is parsed again.", path.name)
-        path.unlink(missing_ok=True)
+        _remove(path)
         return False
 
     def read(self, key: str) -> Iterator[list[CorpusSentence]]:
         """The stored parse of ``key``, one parse batch at a time (the file's use time is renewed)."""
         path = self.path(key)
-        os.utime(path)
-        with pq.ParquetFile(path) as stored:
-            for group in range(stored.num_row_groups):
-                yield _sentences(stored.read_row_group(group).combine_chunks().to_batches()[0]) \
-                    if stored.metadata.row_group(group).num_rows else []
+        try:
+            _renew(path)
+            with pq.ParquetFile(path) as stored:
+                for group in range(stored.num_row_groups):
+                    yield _sentences(stored.read_row_group(group).combine_chunks().to_batches()[0]) \
+                        if stored.metadata.row_group(group).num_rows else []
+        except FileNotFoundError as err:
+            raise BuildError(f"The stored parse {path.name} was removed while this build read it (the store keeps "
+                             f"at most {PARSE_STORE_MB:,} MB). Run the build again: it resumes.") from err
+        except (OSError, pa.ArrowException) as err:
+            _remove(path)
+            raise BuildError(f"The stored parse {path.name} is damaged ({' '.join(str(err).split())}); it was "
+                             "removed. Run the build "
+                             "again: it resumes, and parses that text anew.") from err
 
     def writer(self, key: str) -> "ParseWriter":
         return ParseWriter(self, key)
@@ -150,8 +180,12 @@ class ParseWriter:
         self.file.write_table(_table(sentences))
 
     def commit(self) -> None:
-        self.file.close()
-        os.replace(self.temporary, self.store.path(self.key))
+        try:
+            self.file.close()
+            os.replace(self.temporary, self.store.path(self.key))
+        except BaseException:  # a full disk: no temporary file left behind
+            self.temporary.unlink(missing_ok=True)
+            raise
         self.store.prune(keep=self.key)
 
     def discard(self) -> None:

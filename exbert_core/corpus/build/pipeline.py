@@ -216,8 +216,12 @@ def _build_locked(
     store = ParseStore(out_dir / PARSES)
     with Parser(nlp, store, options.workers() if engine is None else 0) as parser:
         # The workers start on the shards (built here) at once; meanwhile this process parses the
-        # quantiser's sample itself and runs the model over it.
-        shards = parser.units(list(missing.values()) if engine is None else [], progress.parsed)
+        # quantiser's sample itself and runs the model over it. A short text's sample is its one
+        # shard: parsed here first, then read back (both at once would parse it twice).
+        def start_shards() -> Iterator[Iterator[CorpusSentence]]:
+            return parser.units(list(missing.values()) if engine is None else [], progress.parsed)
+
+        shards = None if sample in missing.values() else start_shards()
         here = Parser(nlp, store, workers=0)
         if sample:
             sentences = next(here.units([sample], progress.parsed))
@@ -225,6 +229,7 @@ def _build_locked(
             buffer = io.BytesIO()
             np.savez(buffer, **ranges)
             atomic.write_bytes(ranges_path, buffer.getvalue())  # a killed build leaves none or all of it
+        shards = shards if shards is not None else start_shards()
         with np.load(ranges_path) as stored:
             ranges = {key: stored[key] for key in stored.files}
         quantiser_sha = sha256(ranges_path)

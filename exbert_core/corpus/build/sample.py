@@ -136,20 +136,25 @@ def up_to(files: list[F], read: Callable[[F], Iterator[str]], max_tokens_total: 
 def _draw(place: _Place[F], read: Callable[[F], Iterator[str]], share: int,
           meter: TokenMeter) -> Generator[str, None, tuple[int, _Place[F] | None]]:
     """Gives ``place``'s file's texts from ``place`` on, up to ``share`` tokens. Returns the tokens
-    given and where the file's next text starts when the share ran out first (None at its end)."""
+    given and where the file's next text starts when the share ran out first (None at its end): a
+    text cut at a sentence stops the file there, though the cut left part of the share (that part
+    goes to the next files, and the rest of the text waits for a top-up)."""
     given = 0
     for number, text in enumerate(read(place.file)):
         if number < place.texts:
             continue
         start = place.chars if number == place.texts else 0
+        start += len(text[start:]) - len(text[start:].lstrip())  # a cut leaves a space or line break
+        if start >= len(text):
+            continue
         piece = sample_text(text[start:], max(1, share - given), meter)
-        count = meter.count(piece)
-        if piece.strip():
-            yield piece.lstrip()  # a piece after a cut starts at the cut's space or line break
-        given += count
+        yield piece
+        given += meter.count(piece)
+        end = start + len(piece)
+        if end < len(text.rstrip()):
+            return given, _Place(place.file, number, end)
         if share - given < MIN_PIECE_TOKENS:
-            end = start + len(piece)
-            return given, _Place(place.file, number, end) if end < len(text) else _Place(place.file, number + 1)
+            return given, _Place(place.file, number + 1)
     return given, None
 
 
