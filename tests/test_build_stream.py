@@ -62,6 +62,14 @@ def test_a_build_parsed_by_workers_is_the_serial_build_byte_for_byte(serial, min
     assert bar and all(s.total == bar[0].total for s in bar) and bar[-1].done == bar[-1].total
     assert [s.done for s in bar] == sorted(s.done for s in bar)
     assert any("tokens indexed" in s.message for s in bar)
+    # Full when the model has indexed every token, not when the parse has handed the text over
+    # (the model's partly filled batches ran after it: the bar was full at 88 % of alice's tokens).
+    tokens = json.loads((folder / "manifest.json").read_text())["tokens"]
+    full = [s for s in bar if s.done == s.total]
+    assert full and all(f"{tokens:,} tokens indexed" in s.message for s in full), (tokens, full[0].message)
+    # The second half of the bar (the first is the sample: the whole of this short text) moves
+    # with the model, not in one jump at the end.
+    assert len({s.done for s in bar if s.total / 2 < s.done < s.total}) >= 3
 
 
 def test_a_text_parsed_before_is_read_back_not_parsed_again(serial, minilm, nlp, tmp_path, monkeypatch):

@@ -239,6 +239,7 @@ def _build_locked(
             for (index, piece), sentences in zip(missing.items(), shards):
                 build_shard(partial / shard_dir(index), index, sentences, loaded, ranges, quantiser_sha, options,
                             progress.embedded, clock, expected_tokens=sum(len(p) for p in piece) / CHARS_PER_TOKEN)
+                progress.shard_done()
         stages = clock.stages(parser, here)
     entries = shard_entries(partial, name, len(pieces))
     tokens, sentences = sum(e["tokens"] for e in entries), sum(e["sentences"] for e in entries)
@@ -299,36 +300,56 @@ quantiser checksum, options, progress)."""
 
 
 class BuildProgress:
-    """One bar for the whole build, in characters of text: the quantiser's sample, then every
-    shard, counted as spaCy's parse hands them over (:meth:`parsed`), with the tokens the model has
-    indexed and its live rate in the message (:meth:`embedded`). The time left is the front end's
-    (tqdm's, the app's jobs), at the live rate of the characters: one estimate for the whole build."""
+    """One bar for the whole build, in characters of text: the quantiser's sample as spaCy's parse
+    hands it over (:meth:`parsed`), then every shard's characters as the model takes them. The
+    parse hands a shard's characters over batch by batch, ahead of the model (whose partly filled
+    batches wait for the shard's end); they count in the share of the shard's tokens handed to the
+    model that it has embedded (:meth:`embedded`), and whole once the shard is built
+    (:meth:`shard_done`), so the bar is full when the build is, not when the parse is. The tokens
+    indexed and their live rate go in the message. The time left is the front end's (tqdm's, the
+    app's jobs), at the live rate of the characters: one estimate for the whole build."""
 
     def __init__(self, report: Progress, sample_chars: int, shard_chars: int) -> None:
         self.report, self.total = report, sample_chars + shard_chars
-        self.done = self.tokens = 0
+        self.done = self.shown = self.tokens = 0
+        self.sampling = sample_chars > 0
+        self.shard_chars = self.shard_tokens = self.shard_handed = 0  # of the shard being built
         self.token_rate = Rate()
         self.message = "Learning how to store the vectors compactly, from a sample of the text" if sample_chars \
             else INDEXING
 
     def parsed(self, chars: int) -> None:
-        self.done += chars
+        if self.sampling:
+            self.done += chars
+        else:
+            self.shard_chars += chars
         self._show()
 
     def sample_done(self) -> None:
+        self.sampling = False
         self.message = INDEXING
         self._show()
 
-    def embedded(self, tokens: int) -> None:
+    def embedded(self, tokens: int, handed: int) -> None:
+        """The model embedded ``tokens`` more of the shard's tokens, of ``handed`` handed to it so far."""
         self.tokens += tokens
+        self.shard_tokens += tokens
+        self.shard_handed = handed
         self.token_rate.update(self.tokens)
         self._show()
 
+    def shard_done(self) -> None:
+        self.done += self.shard_chars
+        self.shard_chars = self.shard_tokens = self.shard_handed = 0
+        self._show()
+
     def _show(self) -> None:
+        taken = self.shard_chars * min(1.0, self.shard_tokens / self.shard_handed) if self.shard_handed else 0
+        self.shown = max(self.shown, min(self.total, round(self.done + taken)))  # never backwards
         speed = self.token_rate.per_second(self.tokens)
         indexed = f" · {self.tokens:,} tokens indexed" + (f" ({speed:,.0f} per second)" if speed else "") \
             if self.tokens else ""
-        self.report(Step("build", self.message + indexed, min(self.done, self.total), self.total, "characters"))
+        self.report(Step("build", self.message + indexed, self.shown, self.total, "characters"))
 
 
 INDEXING = "spaCy parses the text and the model reads every token"
@@ -455,14 +476,15 @@ def shard_entries(partial: Path, name: str, count: int) -> list[dict]:
 
 def build_shard(
     folder: Path, index: int, sentences: Iterable[CorpusSentence], loaded: LoadedModel, ranges: dict[str, np.ndarray],
-    quantiser_sha: str, options: BuildOptions, embedded: Callable[[int], None] | None = None,
+    quantiser_sha: str, options: BuildOptions, embedded: Callable[[int, int], None] | None = None,
     clock: BuildClock | None = None, expected_tokens: float = 0,
 ) -> Path:
     """Build shard ``index`` in ``folder`` from its ``sentences`` as they come: tokenize them,
     write ``sentences.parquet`` and ``tokens.parquet``, run the model over them and stage every
     layer's codes; once the last sentence is done, lay out the code files, write the shard's
-    manifest and rename ``<folder>.partial`` into place. ``embedded(tokens)`` after each model
-    batch; ``expected_tokens`` sizes the staging file at first (it grows as needed).
+    manifest and rename ``<folder>.partial`` into place. ``embedded(tokens, handed)`` after each
+    model batch: its tokens, and the shard's tokens handed to the model so far; ``expected_tokens``
+    sizes the staging file at first (it grows as needed).
 
     Disk: while the codes are laid out, the shard's codes exist twice (staged and laid out)."""
     clock = clock or BuildClock()
@@ -473,9 +495,10 @@ def build_shard(
     device = next(loaded.model.parameters()).device
     staged = StagedCodes(work, shard_parts(info, ranges), int(expected_tokens * 1.1) + 1)
     sink = embed.ShardCodes(staged, device)
-    batcher = embed.Batcher(loaded, sink, options.tokens_per_batch(info, device), embedded)
     try:
         with _MetadataWriter(work, loaded) as metadata:
+            step = (lambda tokens: embedded(tokens, metadata.rows)) if embedded else None
+            batcher = embed.Batcher(loaded, sink, options.tokens_per_batch(info, device), step)
             for sentence in sentences:
                 for encoded in corpus_text.encode(loaded, sentence, options.max_tokens):
                     first = metadata.add(encoded)
