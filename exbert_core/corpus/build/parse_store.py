@@ -136,8 +136,7 @@ class ParseStore:
         except (OSError, pa.ArrowException) as err:
             _remove(path)
             raise BuildError(f"The stored parse {path.name} is damaged ({' '.join(str(err).split())}); it was "
-                             "removed. Run the build "
-                             "again: it resumes, and parses that text anew.") from err
+                             "removed. Run the build again: it resumes, and parses that text anew.") from err
 
     def writer(self, key: str) -> "ParseWriter":
         return ParseWriter(self, key)
@@ -184,7 +183,7 @@ class ParseWriter:
             self.file.close()
             os.replace(self.temporary, self.store.path(self.key))
         except BaseException:  # a full disk: no temporary file left behind
-            self.temporary.unlink(missing_ok=True)
+            _remove(self.temporary)
             raise
         self.store.prune(keep=self.key)
 

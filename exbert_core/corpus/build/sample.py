@@ -143,11 +143,13 @@ def _draw(place: _Place[F], read: Callable[[F], Iterator[str]], share: int,
     for number, text in enumerate(read(place.file)):
         if number < place.texts:
             continue
-        start = place.chars if number == place.texts else 0
-        start += len(text[start:]) - len(text[start:].lstrip())  # a cut leaves a space or line break
-        if start >= len(text):
+        rest = text[place.chars:] if number == place.texts else text
+        start = len(text) - len(rest)
+        stripped = rest.lstrip()  # a cut leaves a space or line break
+        if not stripped:
             continue
-        piece = sample_text(text[start:], max(1, share - given), meter)
+        start += len(rest) - len(stripped)
+        piece = sample_text(stripped, max(1, share - given), meter)
         yield piece
         given += meter.count(piece)
         end = start + len(piece)
